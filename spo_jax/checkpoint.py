@@ -1,0 +1,128 @@
+"""Checkpoints with Orbax: the whole `TrainState`, the config and the host counters.
+
+Layout of a run directory:
+
+  RUN_DIR/config.json          the run's Config
+  RUN_DIR/metrics.jsonl        one JSON object per evaluation
+  RUN_DIR/checkpoints/<step>/  Orbax checkpoints, step = training iteration
+     state/                    the TrainState pytree (params, optimizer, normalizer, key, ...)
+     meta/                     JSON: config, host counters (env steps, queries, wall time)
+
+Orbax writes each checkpoint into a temporary directory and renames it when complete, so a
+crash mid-save leaves the previous checkpoint as the latest complete one.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+import jax
+
+from spo_jax.config import Config, ConfigError
+
+# Fields that may differ between a checkpoint and the run resuming it: they change how long
+# or how often, never what is computed in an iteration.
+RESUMABLE_FIELDS = frozenset({
+    "num_timesteps", "max_iterations", "eval_every", "num_eval_envs", "checkpoint_every",
+    "target_return"})
+
+
+def _ocp():
+  logging.getLogger("absl").setLevel(logging.ERROR)
+  import orbax.checkpoint as ocp
+
+  return ocp
+
+
+class Checkpointer:
+  """Saves and restores `(TrainState, meta)` under `directory` (keeps the last `max_to_keep`)."""
+
+  def __init__(self, directory: str | Path, max_to_keep: int = 3):
+    ocp = _ocp()
+    self.directory = Path(directory).absolute()
+    self._ocp = ocp
+    self._manager = ocp.CheckpointManager(
+        self.directory,
+        options=ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True,
+                                             enable_async_checkpointing=False),
+        item_names=("state", "meta"))
+
+  def latest_step(self) -> int | None:
+    return self._manager.latest_step()
+
+  def save(self, step: int, state: Any, meta: dict[str, Any]) -> None:
+    args = self._ocp.args
+    self._manager.save(step, args=args.Composite(state=args.StandardSave(state),
+                                                 meta=args.JsonSave(meta)), force=True)
+    self._manager.wait_until_finished()
+
+  def restore(self, step: int, abstract_state: Any) -> tuple[Any, dict[str, Any]]:
+    args = self._ocp.args
+    abstract = jax.tree.map(
+        lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype) if hasattr(x, "shape") else x,
+        abstract_state)
+    restored = self._manager.restore(
+        step, args=args.Composite(state=args.StandardRestore(abstract), meta=args.JsonRestore()))
+    return restored.state, dict(restored.meta)
+
+  def read_meta(self, step: int) -> dict[str, Any]:
+    restored = self._manager.restore(step, args=self._ocp.args.Composite(
+        meta=self._ocp.args.JsonRestore()))
+    return dict(restored.meta)
+
+  def close(self) -> None:
+    self._manager.close()
+
+
+def config_differences(saved: Config, current: Config) -> list[str]:
+  """Names of fields that differ and may not differ on resume."""
+  a, b = saved.to_dict(), current.to_dict()
+  return sorted(k for k in a if k not in RESUMABLE_FIELDS and a[k] != b.get(k))
+
+
+def find_checkpoint_dir(path: str | Path) -> Path:
+  """Accepts a run directory or its checkpoints/ directory; fails clearly otherwise."""
+  path = Path(path)
+  if not path.exists():
+    raise ConfigError(f"checkpoint path '{path}' does not exist; pass a run directory "
+                      "written by spo-train (it holds config.json and checkpoints/)")
+  if (path / "checkpoints").is_dir():
+    return path / "checkpoints"
+  if path.name == "checkpoints" and path.is_dir():
+    return path
+  raise ConfigError(f"'{path}' is not a spo_jax run directory: it has no checkpoints/ folder")
+
+
+def read_run_config(run_dir: str | Path) -> Config:
+  path = Path(run_dir) / "config.json"
+  try:
+    data = json.loads(path.read_text())
+  except FileNotFoundError as error:
+    raise ConfigError(f"'{run_dir}' has no config.json: not a spo_jax run directory") from error
+  except json.JSONDecodeError as error:
+    raise ConfigError(f"'{path}' is not valid JSON (line {error.lineno}): {error.msg}") from error
+  return Config.from_dict(data)
+
+
+def load_policy(path: str | Path, deterministic: bool = True, step: int | None = None):
+  """Load a trained policy from a run directory: `policy(obs, key=None) -> action`.
+
+  Needs no code: the config saved beside the weights rebuilds the networks.
+  """
+  from spo_jax import train as train_lib
+
+  ckpt_dir = find_checkpoint_dir(path)
+  run_dir = ckpt_dir.parent
+  config = read_run_config(run_dir)
+  checkpointer = Checkpointer(ckpt_dir)
+  step = checkpointer.latest_step() if step is None else step
+  if step is None:
+    raise ConfigError(f"'{ckpt_dir}' holds no complete checkpoint")
+  setup = train_lib.build(config)
+  abstract = jax.eval_shape(setup.fns.init, jax.random.PRNGKey(0))
+  state, _ = checkpointer.restore(step, abstract)
+  checkpointer.close()
+  return setup.make_policy(train_lib.policy_params(state), deterministic=deterministic)

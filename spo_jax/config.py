@@ -1,0 +1,333 @@
+"""Training configuration: one frozen dataclass, one `validate`, presets per environment.
+
+Every field has a docstring (shown by `spo-train --help`). Fields that set array shapes
+(`num_envs`, `episode_length`, network sizes, minibatch counts, ...) are static: changing
+them recompiles. `validate` checks every field and every derived quantity before anything
+is built or compiled, and raises one `ConfigError` naming the field, its value and what is
+allowed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from typing import Any, Literal
+
+REWARD_SOURCES = ("spo", "ground_truth")
+LABEL_MODES = ("soft", "sampled")
+SELF_COMPARISON_MODES = ("exclude", "tie")
+REWARD_PLACEMENTS = ("spread", "terminal")
+ACTIVATIONS = ("tanh", "relu", "swish")
+
+
+class ConfigError(ValueError):
+  """A configuration value is invalid. The message names the field and the fix."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+  """Self-Play Preference Optimization (SPO, Swamy et al. 2024) on a Brax environment."""
+
+  # --- environment ---------------------------------------------------------------
+  env: str = "inverted_pendulum"
+  """Environment: a Brax registry name (ant, halfcheetah, hopper, humanoid, inverted_pendulum,
+  ...) or one of the package's own tiny environments (point_reach, balance)."""
+  backend: str | None = None
+  """Brax physics backend (generalized, positional, spring, mjx); None keeps the env's default."""
+  episode_length: int = 1000
+  """Horizon H: every iteration runs each environment for one episode of at most H steps."""
+  num_envs: int = 128
+  """N: episodes (trajectories) collected per iteration, all compared with each other."""
+
+  # --- budget and seed -----------------------------------------------------------
+  num_timesteps: int = 1_000_000
+  """Training stops once this many environment steps (valid, pre-termination steps) were
+  collected."""
+  max_iterations: int = 0
+  """Optional cap on training iterations; 0 means no cap (stop on num_timesteps only)."""
+  seed: int = 0
+  """Random seed for parameters, environments, teacher and minibatches."""
+
+  # --- reward source and teacher -------------------------------------------------
+  reward_source: Literal["spo", "ground_truth"] = "spo"
+  """Where PPO's reward comes from: 'spo' (win rate against the other trajectories, judged by
+  the teacher) or 'ground_truth' (the environment's own reward; the reference)."""
+  teacher: str = "oracle"
+  """Preference function: 'oracle' (higher return wins) or 'bradley_terry'
+  (P = sigmoid(beta * (R_a - R_b) / scale))."""
+  teacher_beta: float = 1.0
+  """Bradley-Terry inverse temperature beta > 0 (used by 'bradley_terry')."""
+  teacher_scale: float = 1.0
+  """Bradley-Terry return scale > 0: returns are divided by it before the logistic, so that
+  returns of hundreds do not make the teacher deterministic."""
+
+  # --- win rate ------------------------------------------------------------------
+  labels: Literal["soft", "sampled"] = "soft"
+  """'soft': use P(a > b) itself; 'sampled': one Bernoulli(P) label per query, as a rater gives."""
+  num_opponents: int = 0
+  """Opponents per trajectory: 0 compares all pairs; k > 0 draws k random opponents per
+  trajectory (with replacement) from the batch and the queue, bounding queries to N*k."""
+  queue_size: int = 0
+  """Size of a FIFO queue of trajectory summaries from past iterations used as extra opponents
+  (the paper's practical variant); 0 disables it."""
+  self_comparison: Literal["exclude", "tie"] = "exclude"
+  """A trajectory against itself: 'exclude' leaves it out of its own win rate; 'tie' counts it
+  as one opponent with P = 1/2."""
+  reward_placement: Literal["spread", "terminal"] = "spread"
+  """'spread': every valid step gets w/T (the return is the win rate w); 'terminal': all of w at
+  the last valid step."""
+  center_rewards: bool = True
+  """Subtract 1/2 from the win rate before placing it, so losing trajectories get a negative
+  return."""
+
+  # --- networks ------------------------------------------------------------------
+  policy_hidden_sizes: tuple[int, ...] = (64, 64)
+  """Hidden layer widths of the policy MLP."""
+  value_hidden_sizes: tuple[int, ...] = (64, 64)
+  """Hidden layer widths of the value MLP (its input also carries the time feature t/H)."""
+  activation: Literal["tanh", "relu", "swish"] = "tanh"
+  """Hidden-layer activation of both MLPs."""
+  init_log_std: float = -0.5
+  """Initial log standard deviation of the (pre-tanh) Gaussian policy."""
+  normalize_observations: bool = True
+  """Normalize observations with running mean and variance of all valid steps seen so far."""
+
+  # --- PPO -----------------------------------------------------------------------
+  learning_rate: float = 3e-4
+  """Adam learning rate."""
+  discount: float = 0.99
+  """Discount gamma of the return PPO optimizes, in (0, 1]."""
+  gae_lambda: float = 0.95
+  """GAE lambda in [0, 1]."""
+  clip_epsilon: float = 0.2
+  """PPO ratio clipping epsilon > 0."""
+  value_coef: float = 0.5
+  """Weight of the value loss."""
+  entropy_coef: float = 0.0
+  """Weight of the entropy bonus (>= 0)."""
+  max_grad_norm: float = 0.5
+  """Global gradient-norm clipping threshold > 0."""
+  update_epochs: int = 4
+  """Passes over the iteration's data per PPO update."""
+  num_minibatches: int = 16
+  """Minibatches per epoch; must divide N * H."""
+  reward_scale: float = 1.0
+  """Multiplies the per-step reward PPO sees (win-rate or environment reward)."""
+  normalize_advantages: bool = True
+  """Normalize advantages to zero mean and unit variance over the valid steps of an iteration."""
+
+  # --- host loop -----------------------------------------------------------------
+  iterations_per_call: int = 1
+  """Training iterations fused into one compiled call (fewer host round trips)."""
+  eval_every: int = 5
+  """Evaluate (deterministic policy, ground-truth return) every this many iterations."""
+  num_eval_envs: int = 16
+  """Episodes per evaluation."""
+  checkpoint_every: int = 10
+  """Save a checkpoint every this many iterations (and always at the end); 0 saves only at
+  the end."""
+  target_return: float | None = None
+  """Stop early once the evaluation return reaches this value (None: never)."""
+
+  def to_dict(self) -> dict[str, Any]:
+    return dataclasses.asdict(self)
+
+  def to_json(self) -> str:
+    return json.dumps(self.to_dict(), indent=2, sort_keys=True)
+
+  @classmethod
+  def from_dict(cls, data: dict[str, Any]) -> Config:
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - names)
+    if unknown:
+      raise ConfigError(f"unknown config field(s) {unknown}; known fields: {sorted(names)}")
+    kwargs = dict(data)
+    for key in ("policy_hidden_sizes", "value_hidden_sizes"):
+      if key in kwargs and kwargs[key] is not None:
+        kwargs[key] = tuple(kwargs[key])
+    return cls(**kwargs)
+
+  def replace(self, **changes: Any) -> Config:
+    return dataclasses.replace(self, **changes)
+
+  @property
+  def batch_size(self) -> int:
+    """Slots per iteration: N * H (valid and masked steps)."""
+    return self.num_envs * self.episode_length
+
+  @property
+  def minibatch_size(self) -> int:
+    return self.batch_size // self.num_minibatches
+
+
+def _fail(field: str, value: Any, allowed: str) -> None:
+  raise ConfigError(f"config field '{field}' = {value!r} is invalid: {allowed}.")
+
+
+def _check_int(cfg: Config, field: str, low: int, high: int | None = None) -> None:
+  value = getattr(cfg, field)
+  if isinstance(value, bool) or not isinstance(value, int):
+    _fail(field, value, f"must be an integer >= {low}")
+  if value < low or (high is not None and value > high):
+    bound = f"between {low} and {high}" if high is not None else f">= {low}"
+    _fail(field, value, f"must be an integer {bound}")
+
+
+def _check_float(cfg: Config, field: str, low: float, high: float, *, low_open: bool = False,
+                 high_open: bool = False) -> None:
+  value = getattr(cfg, field)
+  if isinstance(value, bool) or not isinstance(value, (int, float)):
+    _fail(field, value, "must be a number")
+  ok_low = value > low if low_open else value >= low
+  ok_high = value < high if high_open else value <= high
+  if not (ok_low and ok_high) or value != value:
+    lo = "(" if low_open else "["
+    hi = ")" if high_open else "]"
+    _fail(field, value, f"must lie in {lo}{low}, {high}{hi}")
+
+
+def _check_choice(cfg: Config, field: str, choices: tuple[str, ...]) -> None:
+  value = getattr(cfg, field)
+  if value not in choices:
+    _fail(field, value, f"must be one of {list(choices)}")
+
+
+def validate(cfg: Config) -> Config:
+  """Check every field and derived quantity; raise one `ConfigError` naming the first problem.
+
+  Environment and teacher names are checked against their registries here too, so that a
+  typo fails before anything is compiled. Returns `cfg` unchanged for chaining.
+  """
+  if not isinstance(cfg, Config):
+    raise ConfigError(f"expected a spo_jax.Config, got {type(cfg).__name__}")
+  from spo_jax import envs, teachers  # local: keeps `import spo_jax.config` light
+
+  if not isinstance(cfg.env, str):
+    _fail("env", cfg.env, "must be an environment name (pass an Env instance to train(env=...))")
+  envs.check_env_name(cfg.env)
+  if cfg.backend is not None and cfg.backend not in envs.BRAX_BACKENDS:
+    _fail("backend", cfg.backend, f"must be None or one of {list(envs.BRAX_BACKENDS)}")
+  _check_int(cfg, "episode_length", 1)
+  max_len = envs.max_episode_length(cfg.env)
+  if max_len is not None and cfg.episode_length > max_len:
+    _fail("episode_length", cfg.episode_length,
+          f"the '{cfg.env}' episode lasts at most {max_len} steps; use episode_length <= {max_len}")
+  _check_int(cfg, "num_envs", 2)
+  _check_int(cfg, "num_timesteps", 1)
+  _check_int(cfg, "max_iterations", 0)
+  _check_int(cfg, "seed", 0, 2**31 - 1)
+
+  _check_choice(cfg, "reward_source", REWARD_SOURCES)
+  teachers.check_teacher_name(cfg.teacher)
+  _check_float(cfg, "teacher_beta", 0.0, float("inf"), low_open=True, high_open=True)
+  _check_float(cfg, "teacher_scale", 0.0, float("inf"), low_open=True, high_open=True)
+
+  _check_choice(cfg, "labels", LABEL_MODES)
+  _check_int(cfg, "num_opponents", 0)
+  _check_int(cfg, "queue_size", 0)
+  if cfg.num_opponents > 0 and cfg.self_comparison == "exclude" and cfg.num_envs < 2:
+    _fail("num_envs", cfg.num_envs, "random opponents need at least 2 environments")
+  _check_choice(cfg, "self_comparison", SELF_COMPARISON_MODES)
+  _check_choice(cfg, "reward_placement", REWARD_PLACEMENTS)
+  if not isinstance(cfg.center_rewards, bool):
+    _fail("center_rewards", cfg.center_rewards, "must be true or false")
+
+  for field in ("policy_hidden_sizes", "value_hidden_sizes"):
+    sizes = getattr(cfg, field)
+    if (not isinstance(sizes, tuple) or not sizes
+        or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 1 for s in sizes)):
+      _fail(field, sizes, "must be a non-empty tuple of positive integers, e.g. (64, 64)")
+  _check_choice(cfg, "activation", ACTIVATIONS)
+  _check_float(cfg, "init_log_std", -5.0, 2.0)
+  if not isinstance(cfg.normalize_observations, bool):
+    _fail("normalize_observations", cfg.normalize_observations, "must be true or false")
+
+  _check_float(cfg, "learning_rate", 0.0, 1.0, low_open=True)
+  _check_float(cfg, "discount", 0.0, 1.0, low_open=True)
+  _check_float(cfg, "gae_lambda", 0.0, 1.0)
+  _check_float(cfg, "clip_epsilon", 0.0, 1.0, low_open=True)
+  _check_float(cfg, "value_coef", 0.0, 1e3)
+  _check_float(cfg, "entropy_coef", 0.0, 1.0)
+  _check_float(cfg, "max_grad_norm", 0.0, 1e6, low_open=True)
+  _check_int(cfg, "update_epochs", 1)
+  _check_int(cfg, "num_minibatches", 1)
+  if cfg.batch_size % cfg.num_minibatches:
+    _fail("num_minibatches", cfg.num_minibatches,
+          f"must divide num_envs * episode_length = {cfg.batch_size}")
+  _check_float(cfg, "reward_scale", 0.0, 1e6, low_open=True)
+  if not isinstance(cfg.normalize_advantages, bool):
+    _fail("normalize_advantages", cfg.normalize_advantages, "must be true or false")
+
+  _check_int(cfg, "iterations_per_call", 1)
+  _check_int(cfg, "eval_every", 1)
+  _check_int(cfg, "num_eval_envs", 1)
+  _check_int(cfg, "checkpoint_every", 0)
+  if cfg.target_return is not None:
+    _check_float(cfg, "target_return", -1e12, 1e12)
+  return cfg
+
+
+# -------------------------------------------------------------------------------------
+# Presets. Sizes and PPO settings start from Brax's published PPO hyperparameters for each
+# environment (brax/training/learner.py and the Brax training colab: learning rate, discount,
+# entropy cost, reward scaling, epochs, minibatches), adapted to SPO's episodic batches of N
+# full episodes from reset. `inverted_pendulum` was tuned here to reach return >= 900 within
+# the README's 5-minute CPU budget (docs/performance.md); the locomotion presets are the
+# Brax settings with N episodes per iteration and have not yet been tuned for SPO.
+# -------------------------------------------------------------------------------------
+
+PRESETS: dict[str, Config] = {
+    "inverted_pendulum": Config(
+        env="inverted_pendulum", episode_length=1000, num_envs=64, num_timesteps=400_000,
+        learning_rate=1e-3, discount=0.99, entropy_coef=1e-3, num_minibatches=8,
+        update_epochs=4, eval_every=2, target_return=None),
+    "inverted_double_pendulum": Config(
+        env="inverted_double_pendulum", episode_length=1000, num_envs=128,
+        num_timesteps=10_000_000, learning_rate=1e-3, discount=0.99, entropy_coef=1e-3,
+        num_minibatches=16),
+    "reacher": Config(
+        env="reacher", episode_length=1000, num_envs=128, num_timesteps=20_000_000,
+        learning_rate=3e-4, discount=0.95, entropy_coef=1e-3, num_minibatches=32,
+        update_epochs=8, policy_hidden_sizes=(128, 128), value_hidden_sizes=(128, 128)),
+    "halfcheetah": Config(
+        env="halfcheetah", episode_length=1000, num_envs=256, num_timesteps=50_000_000,
+        learning_rate=3e-4, discount=0.95, entropy_coef=1e-3, num_minibatches=32,
+        update_epochs=8, policy_hidden_sizes=(128, 128), value_hidden_sizes=(256, 256)),
+    "hopper": Config(
+        env="hopper", episode_length=1000, num_envs=256, num_timesteps=50_000_000,
+        learning_rate=3e-4, discount=0.997, entropy_coef=1e-3, num_minibatches=32,
+        update_epochs=8, policy_hidden_sizes=(128, 128), value_hidden_sizes=(256, 256)),
+    "walker2d": Config(
+        env="walker2d", episode_length=1000, num_envs=256, num_timesteps=50_000_000,
+        learning_rate=3e-4, discount=0.997, entropy_coef=1e-3, num_minibatches=32,
+        update_epochs=8, policy_hidden_sizes=(128, 128), value_hidden_sizes=(256, 256)),
+    "ant": Config(
+        env="ant", episode_length=1000, num_envs=256, num_timesteps=50_000_000,
+        learning_rate=3e-4, discount=0.97, entropy_coef=1e-2, num_minibatches=32,
+        update_epochs=4, policy_hidden_sizes=(128, 128), value_hidden_sizes=(256, 256)),
+    "humanoid": Config(
+        env="humanoid", episode_length=1000, num_envs=256, num_timesteps=50_000_000,
+        learning_rate=3e-4, discount=0.97, entropy_coef=1e-3, num_minibatches=32,
+        update_epochs=8, policy_hidden_sizes=(128, 128), value_hidden_sizes=(256, 256)),
+    # The package's own tiny environments (fast tests and examples).
+    "point_reach": Config(
+        env="point_reach", episode_length=32, num_envs=64, num_timesteps=200_000,
+        learning_rate=3e-3, discount=0.99, num_minibatches=4, eval_every=5,
+        policy_hidden_sizes=(32, 32), value_hidden_sizes=(32, 32)),
+    "balance": Config(
+        env="balance", episode_length=200, num_envs=64, num_timesteps=1_000_000,
+        learning_rate=1e-3, discount=0.99, num_minibatches=8, eval_every=5,
+        policy_hidden_sizes=(32, 32), value_hidden_sizes=(32, 32)),
+}
+
+
+def preset(env: str) -> Config:
+  """The preset for `env`; environments without one get the defaults with `env` set."""
+  if env in PRESETS:
+    return PRESETS[env]
+  return Config(env=env)
+
+
+def default_config() -> Config:
+  """The default run of `spo-train` with no arguments: SPO, oracle teacher, inverted_pendulum."""
+  return PRESETS["inverted_pendulum"]

@@ -1,0 +1,167 @@
+"""Actor-critic networks, the tanh-squashed Gaussian policy, and observation normalization.
+
+Policy: a = tanh(u), u ~ N(mu(s), diag(exp(log_std))^2), mu an MLP of the normalized
+observation and log_std a learned, state-independent vector. log pi(a|s) is computed on the
+pre-tanh sample u with the change-of-variables term  - sum log(1 - tanh(u)^2)  (Haarnoja et
+al. 2018, App. C), so PPO's ratios are exact for the bounded action.
+
+Value: an MLP of [normalized observation, t / H]. The time feature makes the finite-horizon
+return Markov: with episodes cut at H and no bootstrapping past H (see ppo.py), a critic
+without it could not tell step 10 from step 990 of the same state.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any, NamedTuple
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+ACTIVATIONS: dict[str, Callable[[jax.Array], jax.Array]] = {
+    "tanh": jnp.tanh, "relu": jax.nn.relu, "swish": jax.nn.swish}
+_LOG_2PI = jnp.log(2.0 * jnp.pi)
+
+
+class MLP(nn.Module):
+  hidden_sizes: Sequence[int]
+  output_size: int
+  activation: str = "tanh"
+  output_scale: float = 1.0
+
+  @nn.compact
+  def __call__(self, x: jax.Array) -> jax.Array:
+    act = ACTIVATIONS[self.activation]
+    for width in self.hidden_sizes:
+      x = act(nn.Dense(width, kernel_init=nn.initializers.orthogonal(jnp.sqrt(2.0)))(x))
+    return nn.Dense(self.output_size,
+                    kernel_init=nn.initializers.orthogonal(self.output_scale))(x)
+
+
+class PolicyNetwork(nn.Module):
+  """obs [..., obs_size] -> (mean [..., A], log_std [A])."""
+
+  action_size: int
+  hidden_sizes: Sequence[int]
+  activation: str = "tanh"
+  init_log_std: float = -0.5
+
+  @nn.compact
+  def __call__(self, obs: jax.Array) -> tuple[jax.Array, jax.Array]:
+    mean = MLP(self.hidden_sizes, self.action_size, self.activation, 0.01)(obs)
+    log_std = self.param("log_std", nn.initializers.constant(self.init_log_std),
+                         (self.action_size,))
+    return mean, log_std
+
+
+class ValueNetwork(nn.Module):
+  """[obs, t/H] [..., obs_size + 1] -> value [...]."""
+
+  hidden_sizes: Sequence[int]
+  activation: str = "tanh"
+
+  @nn.compact
+  def __call__(self, obs_and_time: jax.Array) -> jax.Array:
+    return MLP(self.hidden_sizes, 1, self.activation, 1.0)(obs_and_time)[..., 0]
+
+
+class Params(NamedTuple):
+  policy: Any
+  value: Any
+
+
+class Networks(NamedTuple):
+  """The factory's bundle: modules plus the arguments that rebuild them."""
+
+  policy: PolicyNetwork
+  value: ValueNetwork
+  observation_size: int
+  action_size: int
+
+
+def make_networks(observation_size: int, action_size: int, policy_hidden_sizes=(64, 64),
+                  value_hidden_sizes=(64, 64), activation: str = "tanh",
+                  init_log_std: float = -0.5) -> Networks:
+  return Networks(
+      PolicyNetwork(action_size, tuple(policy_hidden_sizes), activation, init_log_std),
+      ValueNetwork(tuple(value_hidden_sizes), activation),
+      observation_size, action_size)
+
+
+def init_params(networks: Networks, key: jax.Array) -> Params:
+  k_policy, k_value = jax.random.split(key)
+  obs = jnp.zeros((1, networks.observation_size))
+  return Params(networks.policy.init(k_policy, obs),
+                networks.value.init(k_value, jnp.zeros((1, networks.observation_size + 1))))
+
+
+def value_input(obs: jax.Array, t: jax.Array, horizon: int) -> jax.Array:
+  """[obs, t/H]: obs [..., D], t [...] -> [..., D + 1]."""
+  return jnp.concatenate([obs, (t.astype(obs.dtype) / horizon)[..., None]], axis=-1)
+
+
+# --- tanh-Gaussian ----------------------------------------------------------------------
+
+def sample_raw_action(mean: jax.Array, log_std: jax.Array, key: jax.Array) -> jax.Array:
+  """Pre-tanh sample u ~ N(mean, exp(log_std)^2); the env action is tanh(u)."""
+  return mean + jnp.exp(log_std) * jax.random.normal(key, mean.shape)
+
+
+def log_prob(mean: jax.Array, log_std: jax.Array, raw_action: jax.Array) -> jax.Array:
+  """log pi(tanh(u) | s) for pre-tanh u [..., A] -> [...].
+
+  Gaussian log density minus the tanh Jacobian, using the stable identity
+  log(1 - tanh(u)^2) = 2 (log 2 - u - softplus(-2u)).
+  """
+  z = (raw_action - mean) * jnp.exp(-log_std)
+  gaussian = -0.5 * jnp.sum(z**2 + 2.0 * log_std + _LOG_2PI, axis=-1)
+  log_det = jnp.sum(2.0 * (jnp.log(2.0) - raw_action - jax.nn.softplus(-2.0 * raw_action)),
+                    axis=-1)
+  return gaussian - log_det
+
+
+def entropy(log_std: jax.Array, raw_action: jax.Array) -> jax.Array:
+  """Entropy estimate of the tanh-Gaussian at the sampled u: H(N) + E[log(1 - tanh(u)^2)],
+  the Gaussian entropy in closed form and the Jacobian term at the sample (as in Brax)."""
+  gaussian = jnp.sum(0.5 + 0.5 * _LOG_2PI + log_std)
+  log_det = jnp.sum(2.0 * (jnp.log(2.0) - raw_action - jax.nn.softplus(-2.0 * raw_action)),
+                    axis=-1)
+  return gaussian + log_det
+
+
+# --- observation normalization -----------------------------------------------------------
+
+class Normalizer(NamedTuple):
+  """Running mean and variance (Chan et al. parallel update) over valid observations."""
+
+  mean: jax.Array  # [D]
+  var: jax.Array  # [D]
+  count: jax.Array  # [], float32
+
+
+def normalizer_init(size: int) -> Normalizer:
+  return Normalizer(jnp.zeros(size), jnp.ones(size), jnp.zeros(()))
+
+
+def normalizer_update(norm: Normalizer, obs: jax.Array, mask: jax.Array) -> Normalizer:
+  """Fold the masked batch obs [..., D] (mask [...]) into the running statistics."""
+  obs = obs.reshape(-1, obs.shape[-1])
+  valid = mask.reshape(-1)[:, None] > 0
+  n = jnp.sum(valid).astype(jnp.float32)
+  # `where`, not multiplication: physics after termination may hold inf/nan, and nan * 0 = nan.
+  batch_mean = jnp.sum(jnp.where(valid, obs, 0.0), 0) / jnp.maximum(n, 1.0)
+  batch_var = jnp.sum(jnp.where(valid, (obs - batch_mean) ** 2, 0.0), 0) / jnp.maximum(n, 1.0)
+  total = norm.count + n
+  delta = batch_mean - norm.mean
+  mean = norm.mean + delta * n / jnp.maximum(total, 1.0)
+  m2 = norm.var * norm.count + batch_var * n + delta**2 * norm.count * n / jnp.maximum(total, 1.0)
+  var = jnp.where(total > 0, m2 / jnp.maximum(total, 1.0), norm.var)
+  return Normalizer(mean, var, total)
+
+
+def normalize(norm: Normalizer, obs: jax.Array, enabled: bool = True) -> jax.Array:
+  if not enabled:
+    return obs
+  # Until the first update (count 0) the statistics are (0, 1): the identity.
+  return jnp.clip((obs - norm.mean) / jnp.sqrt(norm.var + 1e-8), -10.0, 10.0)

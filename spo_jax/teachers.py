@@ -1,0 +1,245 @@
+"""The teacher (preference function) protocol and the built-in teachers.
+
+A teacher answers "how likely is trajectory a to be preferred to trajectory b?" in two
+parts, so that the pairwise part is cheap and past trajectories can be kept as opponents
+without storing them:
+
+  init() -> summary                     # pytree for ONE trajectory (e.g. {"return": 0.})
+  update(summary, step) -> summary      # fold ONE time step in; called inside the rollout scan
+  compare(a, b, key) -> p               # P(a preferred to b) in [0, 1] for ONE pair
+  abstain(a, b) -> bool                 # optional: True where the teacher gives no label
+
+The package vmaps `update` over the N environments and `compare` over all pairs, and only
+folds in steps taken before termination (masked steps never reach `update`). Everything is
+plain `jax.numpy`; a teacher is a frozen dataclass, so its parameters are static under jit.
+
+Contract (checked by `validate_teacher`): p is finite and in [0, 1]; compare(a, a) = 1/2;
+compare(a, b) + compare(b, a) = 1 for every pair on which the teacher does not abstain.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from spo_jax.config import ConfigError
+
+Summary = Any  # a pytree
+
+
+class TeacherStep(NamedTuple):
+  """What a teacher sees of one time step of one trajectory."""
+
+  obs: jax.Array  # [obs_size], observation the action was taken in
+  next_obs: jax.Array  # [obs_size]
+  action: jax.Array  # [action_size], in [-1, 1]
+  reward: jax.Array  # [], the environment's reward for this step
+  metrics: dict[str, jax.Array]  # the environment's State.metrics after the step, each []
+  mask: jax.Array  # [], 1.0 while the episode runs (always 1 inside `update`)
+  t: jax.Array  # [], int32 step index from 0
+
+
+class TeacherContractError(ValueError):
+  """A teacher breaks the protocol; the message names the rule and the offending pair."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Teacher:
+  """Base class with the default `abstain` (never). Subclass it, or write any object with
+  `init`, `update` and `compare` methods (and optionally `abstain`)."""
+
+  def init(self) -> Summary:
+    raise NotImplementedError
+
+  def update(self, summary: Summary, step: TeacherStep) -> Summary:
+    raise NotImplementedError
+
+  def compare(self, a: Summary, b: Summary, key: jax.Array) -> jax.Array:
+    raise NotImplementedError
+
+  def abstain(self, a: Summary, b: Summary) -> jax.Array:
+    del a, b
+    return jnp.zeros((), bool)
+
+
+@dataclasses.dataclass(frozen=True)
+class Oracle(Teacher):
+  """'Maximum reward' teacher: P(a > b) = 1 if R_a > R_b, 0 if R_a < R_b, 1/2 on a tie,
+  with R the environment return over valid steps. Its unique Copeland winner is the
+  reward-optimal policy."""
+
+  def init(self) -> Summary:
+    return {"return": jnp.zeros(())}
+
+  def update(self, summary: Summary, step: TeacherStep) -> Summary:
+    return {"return": summary["return"] + step.reward}
+
+  def compare(self, a: Summary, b: Summary, key: jax.Array) -> jax.Array:
+    del key
+    return 0.5 * (1.0 + jnp.sign(a["return"] - b["return"]))
+
+
+@dataclasses.dataclass(frozen=True)
+class BradleyTerry(Oracle):
+  """Stochastic teacher: P(a > b) = sigmoid(beta * (R_a - R_b) / scale).
+
+  `scale` sets which return difference counts as large: with scale = 1 a difference of a few
+  units of return is already near-deterministic, so for returns in the hundreds choose a
+  scale of the order of the spread of returns (e.g. 100 for inverted_pendulum)."""
+
+  beta: float = 1.0
+  scale: float = 1.0
+
+  def compare(self, a: Summary, b: Summary, key: jax.Array) -> jax.Array:
+    del key
+    return jax.nn.sigmoid(self.beta * (a["return"] - b["return"]) / self.scale)
+
+
+TEACHERS = {"oracle": Oracle, "bradley_terry": BradleyTerry}
+
+
+def check_teacher_name(name: str) -> None:
+  if name not in TEACHERS:
+    raise ConfigError(
+        f"config field 'teacher' = {name!r} is not a known teacher; known teachers: "
+        f"{', '.join(sorted(TEACHERS))} (or pass your own teacher object to train(teacher=...))")
+
+
+def make_teacher(config) -> Teacher:
+  """The teacher named by `config.teacher`, with its parameters from the config."""
+  check_teacher_name(config.teacher)
+  if config.teacher == "bradley_terry":
+    return BradleyTerry(beta=config.teacher_beta, scale=config.teacher_scale)
+  return TEACHERS[config.teacher]()
+
+
+def teacher_abstain(teacher: Any, a: Summary, b: Summary) -> jax.Array:
+  """`teacher.abstain(a, b)` where defined, else False (duck-typed teachers need not have it)."""
+  abstain = getattr(teacher, "abstain", None)
+  if abstain is None:
+    return jnp.zeros((), bool)
+  return jnp.asarray(abstain(a, b), bool)
+
+
+# -------------------------------------------------------------------------------------
+# Contract check
+# -------------------------------------------------------------------------------------
+
+def random_steps(key: jax.Array, num: int, horizon: int, obs_size: int, action_size: int,
+                 metric_names: tuple[str, ...] = ()) -> TeacherStep:
+  """Random time steps shaped [horizon, num, ...] for exercising a teacher."""
+  keys = jax.random.split(key, 5)
+  metrics = {name: jax.random.normal(jax.random.fold_in(keys[4], i), (horizon, num))
+             for i, name in enumerate(metric_names)}
+  return TeacherStep(
+      obs=jax.random.normal(keys[0], (horizon, num, obs_size)),
+      next_obs=jax.random.normal(keys[1], (horizon, num, obs_size)),
+      action=jax.random.uniform(keys[2], (horizon, num, action_size), minval=-1, maxval=1),
+      # Integer-valued rewards make exact ties (and hence the 1/2 branch) likely.
+      reward=jnp.round(jax.random.normal(keys[3], (horizon, num)) * 2.0),
+      metrics=metrics,
+      mask=jnp.ones((horizon, num)),
+      t=jnp.broadcast_to(jnp.arange(horizon, dtype=jnp.int32)[:, None], (horizon, num)),
+  )
+
+
+def summarize(teacher: Any, steps: TeacherStep) -> Summary:
+  """Fold steps [H, N, ...] into N summaries with the teacher's `init`/`update`."""
+  num = steps.reward.shape[1]
+  init = jax.vmap(lambda _: teacher.init())(jnp.arange(num))
+
+  def fold(summary, step):
+    new = jax.vmap(teacher.update)(summary, step)
+    keep = step.mask > 0
+    return jax.tree.map(lambda n, o: jnp.where(_expand(keep, n), n, o), new, summary), None
+
+  summary, _ = jax.lax.scan(fold, init, steps)
+  return summary
+
+
+def _expand(mask: jax.Array, like: jax.Array) -> jax.Array:
+  return mask.reshape(mask.shape + (1,) * (like.ndim - mask.ndim))
+
+
+def validate_teacher(teacher: Any, summaries: Summary | None = None, *, num: int = 12,
+                     horizon: int = 6, obs_size: int = 4, action_size: int = 2,
+                     metric_names: tuple[str, ...] = (), key: jax.Array | None = None,
+                     atol: float = 1e-5) -> None:
+  """Check the teacher contract on sample data; raise `TeacherContractError` in words.
+
+  Uses `summaries` (a pytree with leading axis M) if given, else folds `num` random
+  trajectories of `horizon` steps through the teacher. Checks, for every pair (i, j):
+  p finite and in [0, 1]; p(i, i) = 1/2; p(i, j) + p(j, i) = 1 where neither abstains.
+  """
+  for method in ("init", "update", "compare"):
+    if not callable(getattr(teacher, method, None)):
+      raise TeacherContractError(
+          f"teacher {type(teacher).__name__} has no '{method}' method; a teacher needs "
+          "init() -> summary, update(summary, step) -> summary and compare(a, b, key) -> p")
+  key = jax.random.PRNGKey(0) if key is None else key
+  k_steps, k_cmp = jax.random.split(key)
+  if summaries is None:
+    try:
+      steps = random_steps(k_steps, num, horizon, obs_size, action_size, metric_names)
+      summaries = summarize(teacher, steps)
+    except TeacherContractError:
+      raise
+    except Exception as error:  # the user's code failed: say where
+      raise TeacherContractError(
+          f"teacher {type(teacher).__name__}: init/update failed on sample steps "
+          f"(obs size {obs_size}, action size {action_size}, metrics {list(metric_names)}): "
+          f"{type(error).__name__}: {error}") from error
+  size = jax.tree.leaves(summaries)[0].shape[0]
+  idx = jnp.arange(size)
+
+  def pair(i, j):
+    a = jax.tree.map(lambda x: x[i], summaries)
+    b = jax.tree.map(lambda x: x[j], summaries)
+    k = jax.random.fold_in(k_cmp, i * size + j)
+    return jnp.asarray(teacher.compare(a, b, k), jnp.float32), teacher_abstain(teacher, a, b)
+
+  try:
+    pref, abstain = jax.jit(jax.vmap(jax.vmap(pair, (None, 0)), (0, None)))(idx, idx)
+  except Exception as error:
+    raise TeacherContractError(
+        f"teacher {type(teacher).__name__}: compare failed on a pair of summaries: "
+        f"{type(error).__name__}: {error}") from error
+  if pref.shape != (size, size):
+    raise TeacherContractError(
+        f"teacher {type(teacher).__name__}: compare(a, b, key) must return one number per "
+        f"pair, got shape {pref.shape[2:]}")
+  name = type(teacher).__name__
+  import numpy as np
+
+  pref, abstain = np.asarray(pref), np.asarray(abstain)
+  bad = ~np.isfinite(pref)
+  if bad.any():
+    i, j = np.argwhere(bad)[0]
+    raise TeacherContractError(
+        f"teacher {name} breaks the contract: compare(a, b) = {pref[i, j]} for pair "
+        f"({i}, {j}) is not a finite number")
+  bad = (pref < -atol) | (pref > 1 + atol)
+  if bad.any():
+    i, j = np.argwhere(bad)[0]
+    raise TeacherContractError(
+        f"teacher {name} breaks the contract: compare(a, b) = {pref[i, j]:.6g} for pair "
+        f"({i}, {j}) lies outside [0, 1]; it must be a probability")
+  diag = np.diagonal(pref)
+  bad = np.abs(diag - 0.5) > atol
+  if bad.any():
+    i = int(np.argwhere(bad)[0][0])
+    raise TeacherContractError(
+        f"teacher {name} breaks the contract: compare(a, a) = {diag[i]:.6g} for trajectory "
+        f"{i}; a trajectory against itself must give 1/2")
+  labelled = ~(abstain | abstain.T)
+  gap = np.abs(pref + pref.T - 1.0)
+  bad = (gap > atol) & labelled
+  if bad.any():
+    i, j = np.argwhere(bad)[0]
+    raise TeacherContractError(
+        f"teacher {name} breaks the contract: compare(a, b) + compare(b, a) = "
+        f"{pref[i, j]:.6g} + {pref[j, i]:.6g} = {pref[i, j] + pref[j, i]:.6g} for pair "
+        f"({i}, {j}); it must equal 1 (antisymmetry)")

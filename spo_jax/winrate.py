@@ -1,0 +1,219 @@
+"""From preferences to rewards: preference matrix, win rates, opponent queue, reward placement.
+
+The core of Self-Play Preference Optimization (SPO; Swamy et al. 2024, "A Minimaximalist
+Approach to Reinforcement Learning from Human Feedback", Alg. 1): each trajectory's reward is
+its win rate against other trajectories of the same policy, as judged by the teacher,
+
+    w_i = sum_j m_ij P_ij / sum_j m_ij,
+
+where P_ij = P(i preferred to j) and m_ij = 1 where j is an opponent of i on which the
+teacher gave a label. Opponents are all other trajectories of the batch (or k random ones)
+and, optionally, summaries of past trajectories kept in a FIFO queue.
+
+Choices made here (documented in docs/design.md):
+- self-comparison: 'exclude' (default) leaves i out of its own opponents; 'tie' counts it
+  once with P_ii = 1/2, which pulls every win rate towards 1/2 by a factor (N-1)/N.
+- a trajectory with no labelled opponent gets w = 1/2 (no information = a tie).
+- sampled labels in all-pairs mode draw ONE Bernoulli label per unordered pair, so
+  label_ji = 1 - label_ij as with a real rater; labels against queue entries are drawn
+  independently per query.
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from spo_jax.teachers import teacher_abstain
+
+
+class OpponentQueue(NamedTuple):
+  """FIFO of trajectory summaries from past iterations."""
+
+  summaries: Any  # pytree, leaves [Q, ...]
+  count: jax.Array  # [], int32: summaries pushed so far (slots [0, min(count, Q)) are valid)
+  pointer: jax.Array  # [], int32: next slot to overwrite
+
+
+class WinRates(NamedTuple):
+  winrate: jax.Array  # [N], in [0, 1]
+  num_queries: jax.Array  # [], int32: pairs put to the teacher (self-pairs not counted)
+  num_labels: jax.Array  # [], int32: queries the teacher answered (did not abstain)
+
+
+def winrate(pref: jax.Array, mask: jax.Array) -> jax.Array:
+  """Row win rates.
+
+  pref: [N, M] P(i > j); mask: [N, M] 1 where j is a labelled opponent of i.
+  Returns [N]: sum_j mask * pref / sum_j mask, and 1/2 for a row without any opponent.
+  """
+  mask = mask.astype(pref.dtype)
+  total = jnp.sum(mask, axis=-1)
+  wins = jnp.sum(mask * pref, axis=-1)
+  return jnp.where(total > 0, wins / jnp.maximum(total, 1.0), 0.5)
+
+
+def queue_init(summary_template: Any, size: int) -> OpponentQueue:
+  """An empty queue of `size` slots shaped like one summary (`summary_template`)."""
+  summaries = jax.tree.map(
+      lambda x: jnp.zeros((size,) + jnp.shape(x), jnp.result_type(x)), summary_template)
+  return OpponentQueue(summaries, jnp.zeros((), jnp.int32), jnp.zeros((), jnp.int32))
+
+
+def queue_size(queue: OpponentQueue | None) -> int:
+  if queue is None:
+    return 0
+  leaves = jax.tree.leaves(queue.summaries)
+  return leaves[0].shape[0] if leaves else 0
+
+
+def queue_valid(queue: OpponentQueue) -> jax.Array:
+  """[Q] bool: which slots hold a summary."""
+  size = queue_size(queue)
+  return jnp.arange(size) < jnp.minimum(queue.count, size)
+
+
+def queue_push(queue: OpponentQueue, summaries: Any) -> OpponentQueue:
+  """Push the first min(N, Q) of `summaries` (leaves [N, ...]) into the FIFO."""
+  size = queue_size(queue)
+  num = jax.tree.leaves(summaries)[0].shape[0]
+  count = min(num, size)
+  slots = (queue.pointer + jnp.arange(count)) % size
+  new = jax.tree.map(lambda q, s: q.at[slots].set(s[:count]), queue.summaries, summaries)
+  return OpponentQueue(new, queue.count + count, (queue.pointer + count) % size)
+
+
+def _pair_fn(teacher: Any, key: jax.Array):
+  """compare and abstain for one pair (a, b), with a key folded from the pair's index."""
+
+  def pair(a, b, index):
+    p = jnp.asarray(teacher.compare(a, b, jax.random.fold_in(key, index)), jnp.float32)
+    return p, teacher_abstain(teacher, a, b)
+
+  return pair
+
+
+def _take(tree: Any, index: jax.Array) -> Any:
+  return jax.tree.map(lambda x: x[index], tree)
+
+
+def all_pairs_winrates(teacher: Any, summaries: Any, queue: OpponentQueue | None,
+                       key: jax.Array, *, self_comparison: str = "exclude",
+                       labels: str = "soft") -> WinRates:
+  """Win rates of N trajectories against every other one (and every valid queue entry).
+
+  summaries: leaves [N, ...]. Builds the [N, N + Q] preference matrix with vmap(vmap(...)),
+  O(N (N + Q)) teacher calls; one query per unordered batch pair plus one per (i, queue) pair.
+  """
+  num = jax.tree.leaves(summaries)[0].shape[0]
+  k_pref, k_label, k_queue_label = jax.random.split(key, 3)
+  pair = _pair_fn(teacher, k_pref)
+  rows = jnp.arange(num)
+  index = rows[:, None] * num + rows[None, :]
+  pref, abstain = jax.vmap(
+      jax.vmap(pair, (None, 0, 0)), (0, None, 0))(summaries, summaries, index)
+  eye = jnp.eye(num, dtype=bool)
+  abstain = abstain | abstain.T  # a pair is labelled or not, whichever way it is asked
+  upper = jnp.triu(jnp.ones((num, num), bool), 1)
+  if labels == "sampled":
+    label = (jax.random.uniform(k_label, (num, num)) < pref).astype(jnp.float32)
+    label_upper = jnp.where(upper, label, 0.0)
+    pref = label_upper + jnp.where(upper.T, 1.0 - label_upper.T, 0.0)
+  mask = ~abstain & ~eye
+  num_queries = jnp.sum(upper)
+  num_labels = jnp.sum(mask & upper)
+  if self_comparison == "tie":
+    pref = jnp.where(eye, 0.5, pref)
+    mask = mask | eye
+  mask = mask.astype(jnp.float32)
+
+  size = queue_size(queue)
+  if size:
+    valid = queue_valid(queue)
+    q_index = num * num + rows[:, None] * size + jnp.arange(size)[None, :]
+    q_pref, q_abstain = jax.vmap(
+        jax.vmap(pair, (None, 0, 0)), (0, None, 0))(summaries, queue.summaries, q_index)
+    if labels == "sampled":
+      q_pref = (jax.random.uniform(k_queue_label, q_pref.shape) < q_pref).astype(jnp.float32)
+    q_mask = valid[None, :] & ~q_abstain
+    pref = jnp.concatenate([pref, q_pref], axis=1)
+    mask = jnp.concatenate([mask, q_mask.astype(jnp.float32)], axis=1)
+    num_queries = num_queries + num * jnp.sum(valid)
+    num_labels = num_labels + jnp.sum(q_mask)
+  return WinRates(winrate(pref, mask), num_queries.astype(jnp.int32),
+                  num_labels.astype(jnp.int32))
+
+
+def sampled_opponent_winrates(teacher: Any, summaries: Any, queue: OpponentQueue | None,
+                              key: jax.Array, num_opponents: int, *,
+                              self_comparison: str = "exclude",
+                              labels: str = "soft") -> WinRates:
+  """Win rates against k = num_opponents opponents per trajectory, drawn uniformly with
+  replacement from the batch (self excluded, or included as a tie) and the valid queue.
+
+  O(N k) teacher calls: bounds the number of queries for large N.
+  """
+  num = jax.tree.leaves(summaries)[0].shape[0]
+  size = queue_size(queue)
+  k_draw, k_pref, k_label = jax.random.split(key, 3)
+  num_valid = jnp.minimum(queue.count, size) if size else jnp.zeros((), jnp.int32)
+  batch_candidates = num - 1 if self_comparison == "exclude" else num
+  candidates = batch_candidates + num_valid
+  u = jnp.floor(jax.random.uniform(k_draw, (num, num_opponents)) * candidates).astype(jnp.int32)
+  u = jnp.minimum(u, candidates - 1)
+  rows = jnp.arange(num)[:, None]
+  from_batch = u < batch_candidates
+  if self_comparison == "exclude":
+    batch_index = (rows + 1 + u) % num  # uniform over the other N - 1
+  else:
+    batch_index = jnp.minimum(u, num - 1)
+  is_self = from_batch & (batch_index == rows)
+
+  opponents = _take(summaries, batch_index)
+  if size:
+    queue_index = jnp.clip(u - batch_candidates, 0, size - 1)
+    from_queue = _take(queue.summaries, queue_index)
+    opponents = jax.tree.map(
+        lambda b, q: jnp.where(from_batch.reshape(from_batch.shape + (1,) * (b.ndim - 2)), b, q),
+        opponents, from_queue)
+  pair = _pair_fn(teacher, k_pref)
+  index = rows * num_opponents + jnp.arange(num_opponents)[None, :]
+  mine = jax.tree.map(lambda x: jnp.broadcast_to(x[:, None], (num, num_opponents) + x.shape[1:]),
+                      summaries)
+  pref, abstain = jax.vmap(jax.vmap(pair))(mine, opponents, index)
+  if labels == "sampled":
+    pref = (jax.random.uniform(k_label, pref.shape) < pref).astype(jnp.float32)
+  pref = jnp.where(is_self, 0.5, pref)
+  mask = (~abstain | is_self).astype(jnp.float32)
+  asked = ~is_self
+  return WinRates(winrate(pref, mask), jnp.sum(asked).astype(jnp.int32),
+                  jnp.sum(asked & ~abstain).astype(jnp.int32))
+
+
+def compute_winrates(teacher: Any, summaries: Any, queue: OpponentQueue | None,
+                     key: jax.Array, *, num_opponents: int = 0,
+                     self_comparison: str = "exclude", labels: str = "soft") -> WinRates:
+  """All pairs when `num_opponents == 0`, else `num_opponents` random opponents each."""
+  if num_opponents == 0:
+    return all_pairs_winrates(teacher, summaries, queue, key,
+                              self_comparison=self_comparison, labels=labels)
+  return sampled_opponent_winrates(teacher, summaries, queue, key, num_opponents,
+                                   self_comparison=self_comparison, labels=labels)
+
+
+def place_rewards(value: jax.Array, mask: jax.Array, placement: str = "spread") -> jax.Array:
+  """Turn one number per trajectory into per-step rewards.
+
+  value: [N] (the win rate, possibly centred); mask: [H, N], 1 on valid steps (a prefix of
+  each column). 'spread': each valid step gets value / T_i, so the undiscounted return is
+  exactly value; 'terminal': the whole value at the last valid step t = T_i - 1.
+  Returns [H, N], zero on masked steps.
+  """
+  mask = mask.astype(value.dtype)
+  length = jnp.sum(mask, axis=0)  # [N]
+  if placement == "spread":
+    return mask * (value / jnp.maximum(length, 1.0))[None, :]
+  steps = jnp.arange(mask.shape[0])[:, None]
+  return jnp.where((steps == length[None, :] - 1) & (length[None, :] > 0), value[None, :], 0.0)
