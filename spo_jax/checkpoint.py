@@ -112,7 +112,7 @@ def load_policy(path: str | Path, deterministic: bool = True, step: int | None =
 
   Needs no code: the config saved beside the weights rebuilds the networks.
   """
-  from spo_jax import train as train_lib
+  from spo_jax.train import build, policy_params
 
   ckpt_dir = find_checkpoint_dir(path)
   run_dir = ckpt_dir.parent
@@ -121,8 +121,8 @@ def load_policy(path: str | Path, deterministic: bool = True, step: int | None =
   step = checkpointer.latest_step() if step is None else step
   if step is None:
     raise ConfigError(f"'{ckpt_dir}' holds no complete checkpoint")
-  setup = train_lib.build(config)
+  setup = build(config)
   abstract = jax.eval_shape(setup.fns.init, jax.random.PRNGKey(0))
   state, _ = checkpointer.restore(step, abstract)
   checkpointer.close()
-  return setup.make_policy(train_lib.policy_params(state), deterministic=deterministic)
+  return setup.make_policy(policy_params(state), deterministic=deterministic)

@@ -105,7 +105,7 @@ def value_input(obs: jax.Array, t: jax.Array, horizon: int) -> jax.Array:
 
 def sample_raw_action(mean: jax.Array, log_std: jax.Array, key: jax.Array) -> jax.Array:
   """Pre-tanh sample u ~ N(mean, exp(log_std)^2); the env action is tanh(u)."""
-  return mean + jnp.exp(log_std) * jax.random.normal(key, mean.shape)
+  return mean + jnp.exp(jnp.broadcast_to(log_std, mean.shape)) * jax.random.normal(key, mean.shape)
 
 
 def log_prob(mean: jax.Array, log_std: jax.Array, raw_action: jax.Array) -> jax.Array:
@@ -114,6 +114,7 @@ def log_prob(mean: jax.Array, log_std: jax.Array, raw_action: jax.Array) -> jax.
   Gaussian log density minus the tanh Jacobian, using the stable identity
   log(1 - tanh(u)^2) = 2 (log 2 - u - softplus(-2u)).
   """
+  log_std = jnp.broadcast_to(log_std, mean.shape)
   z = (raw_action - mean) * jnp.exp(-log_std)
   gaussian = -0.5 * jnp.sum(z**2 + 2.0 * log_std + _LOG_2PI, axis=-1)
   log_det = jnp.sum(2.0 * (jnp.log(2.0) - raw_action - jax.nn.softplus(-2.0 * raw_action)),
@@ -151,7 +152,8 @@ def normalizer_update(norm: Normalizer, obs: jax.Array, mask: jax.Array) -> Norm
   n = jnp.sum(valid).astype(jnp.float32)
   # `where`, not multiplication: physics after termination may hold inf/nan, and nan * 0 = nan.
   batch_mean = jnp.sum(jnp.where(valid, obs, 0.0), 0) / jnp.maximum(n, 1.0)
-  batch_var = jnp.sum(jnp.where(valid, (obs - batch_mean) ** 2, 0.0), 0) / jnp.maximum(n, 1.0)
+  batch_var = jnp.sum(jnp.where(valid, (obs - batch_mean[None, :]) ** 2, 0.0), 0) / jnp.maximum(
+      n, 1.0)
   total = norm.count + n
   delta = batch_mean - norm.mean
   mean = norm.mean + delta * n / jnp.maximum(total, 1.0)
@@ -164,4 +166,6 @@ def normalize(norm: Normalizer, obs: jax.Array, enabled: bool = True) -> jax.Arr
   if not enabled:
     return obs
   # Until the first update (count 0) the statistics are (0, 1): the identity.
-  return jnp.clip((obs - norm.mean) / jnp.sqrt(norm.var + 1e-8), -10.0, 10.0)
+  shape = (1,) * (obs.ndim - 1) + (-1,)
+  mean, std = norm.mean.reshape(shape), jnp.sqrt(norm.var + 1e-8).reshape(shape)
+  return jnp.clip((obs - mean) / std, -10.0, 10.0)

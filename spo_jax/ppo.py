@@ -131,7 +131,7 @@ def ppo_update(params: nets.Params, opt_state: Any, optimizer: optax.GradientTra
     (_, aux), grads = grad_fn(params, networks, minibatch, horizon, hp)
     updates, opt_state = optimizer.update(grads, opt_state, params)
     params = optax.apply_updates(params, updates)
-    aux["grad_norm"] = optax.global_norm(grads)
+    aux["grad_norm"] = jnp.sqrt(sum(jnp.sum(g**2) for g in jax.tree.leaves(grads)))
     return (params, opt_state), aux
 
   def epoch_step(carry, epoch_key):

@@ -1,0 +1,410 @@
+"""Tests for spo_jax/winrate.py: preferences -> win rates -> per-step rewards.
+
+Names are imported from the submodule: `spo_jax.winrate` itself is the re-exported function.
+
+Summaries here are Oracle/BradleyTerry summaries, {"return": [N]}, built by hand: the teacher
+only ever sees summaries, so no rollout is needed.
+"""
+
+import dataclasses
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from spo_jax.reward_sources import SelfPlayPreference
+from spo_jax.rollout import RolloutResult, Trajectory
+from spo_jax.teachers import BradleyTerry, Oracle
+from spo_jax.winrate import (
+    OpponentQueue,
+    compute_winrates,
+    place_rewards,
+    queue_init,
+    queue_push,
+    queue_valid,
+    winrate,
+)
+
+KEY = jax.random.PRNGKey(0)
+KEYS = jax.random.split(jax.random.PRNGKey(1), 2000)  # for averages over the randomness
+
+# The teacher is a frozen dataclass: static (hashed) under jit, like in train.py.
+_winrates = jax.jit(compute_winrates, static_argnums=0,
+                    static_argnames=("num_opponents", "self_comparison", "labels"))
+
+
+@functools.partial(jax.jit, static_argnums=0,
+                   static_argnames=("num_opponents", "self_comparison", "labels"))
+def _winrates_over_keys(teacher, summaries, queue, keys, num_opponents=0,
+                        self_comparison="exclude", labels="soft"):
+  """The same query under many keys, for expectations over the randomness."""
+  return jax.vmap(lambda key: compute_winrates(
+      teacher, summaries, queue, key, num_opponents=num_opponents,
+      self_comparison=self_comparison, labels=labels))(keys)
+
+
+def returns(*values):
+  """Oracle-style summaries of len(values) trajectories."""
+  return {"return": jnp.asarray(values, jnp.float32)}
+
+
+def queue_of(values, count):
+  """A queue holding `values` in its slots, of which the first min(count, Q) are valid."""
+  return OpponentQueue(returns(*values), jnp.asarray(count, jnp.int32),
+                          jnp.asarray(count % len(values), jnp.int32))
+
+
+@dataclasses.dataclass(frozen=True)
+class ShyOracle(Oracle):
+  """Oracle that gives no label when both trajectories return less than `threshold`."""
+
+  threshold: float = 1.5
+
+  def abstain(self, a, b):
+    return (a["return"] < self.threshold) & (b["return"] < self.threshold)
+
+
+# --- NumPy references -------------------------------------------------------------------
+
+def _oracle_p(a, b):
+  return 0.5 * (1.0 + np.sign(a - b))
+
+
+def _bradley_terry_p(beta, scale):
+  return lambda a, b: 1.0 / (1.0 + np.exp(-beta * (a - b) / scale))
+
+
+def _winrate_reference(pref, mask):
+  out = np.empty(pref.shape[0])
+  for i in range(pref.shape[0]):
+    wins = opponents = 0.0
+    for j in range(pref.shape[1]):
+      if mask[i, j]:
+        wins += pref[i, j]
+        opponents += 1
+    out[i] = wins / opponents if opponents else 0.5
+  return out
+
+
+def _all_pairs_reference(batch, queue, p, self_comparison):
+  """Win rate of each batch return against the other batch returns and the queue returns."""
+  out = []
+  for i, mine in enumerate(batch):
+    prefs = [p(mine, other) for j, other in enumerate(batch) if j != i]
+    if self_comparison == "tie":
+      prefs.append(0.5)
+    prefs += [p(mine, other) for other in queue]
+    out.append(np.mean(prefs))
+  return np.array(out)
+
+
+# --- hand-worked examples ---------------------------------------------------------------
+
+def test_all_pairs_oracle_hand_example_self_excluded():
+  # Returns [3, 1, 2]; Oracle: P_ij = 1 if R_i > R_j, 0 if R_i < R_j.
+  #   w_0 = (P_01 + P_02) / 2 = (1 + 1) / 2 = 1
+  #   w_1 = (P_10 + P_12) / 2 = (0 + 0) / 2 = 0
+  #   w_2 = (P_20 + P_21) / 2 = (0 + 1) / 2 = 0.5
+  rates = _winrates(Oracle(), returns(3, 1, 2), None, KEY)
+  np.testing.assert_allclose(rates.winrate, [1.0, 0.0, 0.5])
+  # 3 unordered pairs, one query each, all answered.
+  assert int(rates.num_queries) == 3
+  assert int(rates.num_labels) == 3
+
+
+def test_all_pairs_oracle_hand_example_self_as_tie():
+  # Same returns; each trajectory also meets itself once, with P_ii = 1/2:
+  #   w_0 = (1 + 1 + 0.5) / 3,  w_1 = (0 + 0 + 0.5) / 3,  w_2 = (0 + 1 + 0.5) / 3
+  rates = _winrates(Oracle(), returns(3, 1, 2), None, KEY, self_comparison="tie")
+  np.testing.assert_allclose(rates.winrate, [2.5 / 3, 0.5 / 3, 1.5 / 3], rtol=1e-6)
+  # The self-pairs are not put to the teacher, so they are not queries.
+  assert int(rates.num_queries) == 3
+
+
+def _fake_rollout(summaries, mask):
+  zeros = jnp.zeros(mask.shape)
+  traj = Trajectory(obs=zeros[..., None], raw_action=zeros[..., None], log_prob=zeros,
+                    reward=zeros, mask=mask, done=zeros)
+  return RolloutResult(traj, summaries, jnp.zeros((), jnp.int32))
+
+
+# Returns [3, 1, 2, 0], self excluded:
+#   w = [3/3, 1/3, 2/3, 0/3]   (R=1 beats only R=0; R=2 beats R=1 and R=0)
+#   centred, w - 1/2 = [1/2, -1/6, 1/6, -1/2]
+# Episode lengths [3, 1, 2, 3] (columns of the [H=3, N=4] mask below).
+_HAND_MASK = jnp.array([[1.0, 1.0, 1.0, 1.0],
+                        [1.0, 0.0, 1.0, 1.0],
+                        [1.0, 0.0, 0.0, 1.0]])
+# spread: value / length on every valid step:
+#   col 0: (1/2)/3 = 1/6; col 1: (-1/6)/1; col 2: (1/6)/2 = 1/12; col 3: (-1/2)/3 = -1/6
+_HAND_SPREAD = np.array([[1 / 6, -1 / 6, 1 / 12, -1 / 6],
+                         [1 / 6, 0.0, 1 / 12, -1 / 6],
+                         [1 / 6, 0.0, 0.0, -1 / 6]])
+# terminal: the whole value on the last valid step t = length - 1 = [2, 0, 1, 2]
+_HAND_TERMINAL = np.array([[0.0, -1 / 6, 0.0, 0.0],
+                           [0.0, 0.0, 1 / 6, 0.0],
+                           [1 / 2, 0.0, 0.0, -1 / 2]])
+
+
+@pytest.mark.parametrize("placement, expected", [("spread", _HAND_SPREAD),
+                                                 ("terminal", _HAND_TERMINAL)])
+def test_centred_rewards_hand_example(placement, expected):
+  source = SelfPlayPreference(Oracle(), placement=placement, center=True)
+  result = _fake_rollout(returns(3, 1, 2, 0), _HAND_MASK)
+  rewards, _, metrics = jax.jit(source.rewards)((), result, KEY)
+  np.testing.assert_allclose(rewards, expected, rtol=1e-6, atol=1e-7)
+  assert int(metrics["num_queries"]) == 6  # 4 * 3 / 2 unordered pairs
+  # The same numbers straight from place_rewards:
+  value = jnp.array([1 / 2, -1 / 6, 1 / 6, -1 / 2])
+  np.testing.assert_allclose(place_rewards(value, _HAND_MASK, placement), expected,
+                             rtol=1e-6, atol=1e-7)
+
+
+# --- winrate() against a loop -----------------------------------------------------------
+
+@pytest.mark.parametrize("shape, mask_dtype", [((1, 1), bool), ((3, 5), jnp.float32),
+                                               ((6, 6), bool), ((4, 9), jnp.float32)])
+def test_winrate_matches_loop_reference(shape, mask_dtype):
+  rng = np.random.default_rng(sum(shape))
+  pref = rng.uniform(size=shape).astype(np.float32)
+  mask = rng.uniform(size=shape) < 0.5
+  mask[0] = False  # row 0 has no opponent: it must get 1/2
+  got = jax.jit(winrate)(pref, jnp.asarray(mask, mask_dtype))
+  expected = _winrate_reference(pref, mask)
+  assert expected[0] == 0.5
+  np.testing.assert_allclose(got, expected, rtol=1e-6)
+
+
+# --- opponent queue ---------------------------------------------------------------------
+
+def test_queue_push_is_fifo_and_tracks_valid_slots():
+  template = {"return": jnp.zeros(()), "steps": jnp.zeros((), jnp.int32)}
+  push = jax.jit(queue_push)
+
+  def batch(*values):
+    return {"return": jnp.asarray(values, jnp.float32),
+            "steps": jnp.asarray(values, jnp.int32)}
+
+  queue = queue_init(template, 3)
+  assert queue.summaries["steps"].dtype == jnp.int32  # each leaf keeps its dtype
+  np.testing.assert_array_equal(queue_valid(queue), [False, False, False])
+
+  queue = push(queue, batch(10, 20))  # slots 0, 1
+  np.testing.assert_array_equal(queue.summaries["return"], [10, 20, 0])
+  np.testing.assert_array_equal(queue_valid(queue), [True, True, False])
+  assert (int(queue.count), int(queue.pointer)) == (2, 2)
+
+  queue = push(queue, batch(30, 40))  # slot 2, then wraps to slot 0 (overwrites 10, oldest)
+  np.testing.assert_array_equal(queue.summaries["return"], [40, 20, 30])
+  np.testing.assert_array_equal(queue.summaries["steps"], [40, 20, 30])
+  np.testing.assert_array_equal(queue_valid(queue), [True, True, True])
+  assert (int(queue.count), int(queue.pointer)) == (4, 1)
+
+  # 4 summaries into 3 slots: only the first 3 (50, 60, 70) go in, at slots 1, 2, 0.
+  queue = push(queue, batch(50, 60, 70, 80))
+  np.testing.assert_array_equal(queue.summaries["return"], [70, 50, 60])
+  assert (int(queue.count), int(queue.pointer)) == (7, 1)
+
+
+def test_all_pairs_with_queue_hand_example():
+  # Batch returns [3, 1]; queue slots [2, 5, 99] of which only the first 2 are valid
+  # (count 2): the 99 must be ignored.
+  #   w_0 = (P(3,1) + P(3,2) + P(3,5)) / 3 = (1 + 1 + 0) / 3 = 2/3
+  #   w_1 = (P(1,3) + P(1,2) + P(1,5)) / 3 = 0
+  queue = queue_of([2.0, 5.0, 99.0], count=2)
+  rates = _winrates(Oracle(), returns(3, 1), queue, KEY)
+  np.testing.assert_allclose(rates.winrate, [2 / 3, 0.0], rtol=1e-6)
+  # 1 batch pair + 2 trajectories x 2 valid queue entries
+  assert int(rates.num_queries) == 5
+  assert int(rates.num_labels) == 5
+
+
+@pytest.mark.parametrize("self_comparison", ["exclude", "tie"])
+@pytest.mark.parametrize("teacher, p", [
+    (Oracle(), _oracle_p),
+    (BradleyTerry(beta=1.5, scale=2.0), _bradley_terry_p(1.5, 2.0))])
+def test_all_pairs_with_queue_matches_reference(teacher, p, self_comparison):
+  rng = np.random.default_rng(0)
+  for count in [0, 2, 4, 7]:  # empty, partly filled, just full, wrapped around
+    # Integer returns make exact ties (P = 1/2) likely.
+    batch = np.round(2.0 * rng.normal(size=5))
+    slots = np.round(2.0 * rng.normal(size=4))
+    queue = queue_of(slots, count)
+    rates = _winrates(teacher, returns(*batch), queue, KEY, self_comparison=self_comparison)
+    valid = slots[:min(count, 4)]
+    expected = _all_pairs_reference(batch, valid, p, self_comparison)
+    np.testing.assert_allclose(rates.winrate, expected, rtol=1e-5, atol=1e-6)
+    assert int(rates.num_queries) == 5 * 4 // 2 + 5 * len(valid)
+
+
+# --- sampled labels ---------------------------------------------------------------------
+
+def test_sampled_labels_two_trajectories_are_complementary():
+  # With N = 2 the win rates ARE the labels: w_0 = label_01, w_1 = label_10 = 1 - label_01.
+  # BradleyTerry: P(R=1 > R=0) = sigmoid(1 * (1 - 0) / 1) = 1 / (1 + e^-1) = 0.7311.
+  rates = _winrates_over_keys(BradleyTerry(), returns(1, 0), None, KEYS, labels="sampled")
+  w = np.asarray(rates.winrate)
+  assert set(np.unique(w)) <= {0.0, 1.0}
+  np.testing.assert_array_equal(w[:, 1], 1.0 - w[:, 0])
+  # 2000 Bernoulli(0.731) draws: standard error 0.0099; 0.04 is 4 of them.
+  assert abs(w[:, 0].mean() - 0.7311) < 0.04
+
+
+def test_sampled_labels_are_antisymmetric_for_every_key():
+  # One label per unordered pair, label_ji = 1 - label_ij, so for every key
+  #   sum_i w_i (N - 1) = sum_{i != j} label_ij = N (N - 1) / 2,  i.e.  mean_i w_i = 1/2,
+  # which independent labels per ordered pair would break.
+  summaries = returns(*np.round(2.0 * np.random.default_rng(2).normal(size=5)))
+  rates = _winrates_over_keys(BradleyTerry(scale=2.0), summaries, None, KEYS, labels="sampled")
+  w = np.asarray(rates.winrate)
+  np.testing.assert_allclose(w.mean(axis=1), 0.5, atol=1e-6)
+  # Each w_i counts 0..4 wins out of 4 opponents.
+  np.testing.assert_allclose(w * 4, np.round(w * 4), atol=1e-6)
+
+
+@pytest.mark.parametrize("with_queue", [False, True])
+def test_sampled_labels_average_to_soft_winrates(with_queue):
+  summaries = returns(*np.round(2.0 * np.random.default_rng(4).normal(size=5)))
+  queue = queue_of([1.0, -1.0, 7.0], count=2) if with_queue else None
+  teacher = BradleyTerry(scale=2.0)
+  soft = _winrates(teacher, summaries, queue, KEY).winrate
+  sampled = _winrates_over_keys(teacher, summaries, queue, KEYS, labels="sampled").winrate
+  # Per key, w_i is a mean of >= 4 Bernoulli labels: std <= 0.5 / 2 = 0.25; over 2000 keys
+  # the standard error is <= 0.0056, and 0.03 is more than 5 of them.
+  np.testing.assert_allclose(sampled.mean(axis=0), soft, atol=0.03)
+
+
+# --- k random opponents -----------------------------------------------------------------
+
+def test_random_opponents_query_count_and_never_self():
+  # Distinct returns under the Oracle: the best beats every other trajectory (w = 1 exactly)
+  # and the worst loses to every one (w = 0). Drawing itself would give it 1/2 instead.
+  summaries = returns(4, 0, 2, 1, 3)
+  rates = _winrates_over_keys(Oracle(), summaries, None, KEYS, num_opponents=3)
+  np.testing.assert_array_equal(rates.winrate[:, 0], 1.0)
+  np.testing.assert_array_equal(rates.winrate[:, 1], 0.0)
+  # N k = 5 * 3 queries, all answered, for every key.
+  np.testing.assert_array_equal(rates.num_queries, 15)
+  np.testing.assert_array_equal(rates.num_labels, 15)
+
+
+def test_random_opponents_with_self_as_tie_do_not_count_self_as_query():
+  summaries = returns(4, 0, 2, 1, 3)
+  rates = _winrates_over_keys(Oracle(), summaries, None, KEYS, num_opponents=3,
+                              self_comparison="tie")
+  queries = np.asarray(rates.num_queries)
+  assert (queries <= 15).all()
+  # Each of the 15 draws is self with probability 1/5, so some keys see fewer than 15.
+  assert (queries < 15).any()
+  np.testing.assert_array_equal(rates.num_labels, queries)
+
+
+@pytest.mark.parametrize("self_comparison", ["exclude", "tie"])
+@pytest.mark.parametrize("with_queue", [False, True])
+def test_random_opponents_average_to_all_pairs(self_comparison, with_queue):
+  # Opponents are uniform over the same candidates that all-pairs mode uses (the others,
+  # plus self as a tie, plus the valid queue entries) and the denominator is always k,
+  # so E[w_i] equals the all-pairs win rate.
+  summaries = returns(*np.round(2.0 * np.random.default_rng(8).normal(size=5)))
+  queue = queue_of([1.0, -1.0, 7.0], count=2) if with_queue else None
+  teacher = BradleyTerry(scale=2.0)
+  exact = _winrates(teacher, summaries, queue, KEY, self_comparison=self_comparison).winrate
+  sampled = _winrates_over_keys(teacher, summaries, queue, KEYS, num_opponents=3,
+                                self_comparison=self_comparison).winrate
+  # Per key, w_i is a mean of 3 draws in [0, 1]: std <= 0.5 / sqrt(3) = 0.29; over 2000 keys
+  # the standard error is <= 0.0065, and 0.03 is more than 4 of them.
+  np.testing.assert_allclose(sampled.mean(axis=0), exact, atol=0.03)
+
+
+# --- abstentions ------------------------------------------------------------------------
+
+def test_abstentions_leave_the_denominator():
+  # Returns [3, 1, 2, 0]; ShyOracle abstains on {1, 0} returns (both < 1.5): the pair (1, 3).
+  #   w_0 = (1 + 1 + 1) / 3 = 1
+  #   w_1 = (P_10 + P_12) / 2 = (0 + 0) / 2 = 0     (would be 1/3 if it had beaten R=0)
+  #   w_2 = (0 + 1 + 1) / 3 = 2/3
+  #   w_3 = (P_30 + P_32) / 2 = 0
+  rates = _winrates(ShyOracle(), returns(3, 1, 2, 0), None, KEY)
+  np.testing.assert_allclose(rates.winrate, [1.0, 0.0, 2 / 3, 0.0], rtol=1e-6)
+  assert int(rates.num_queries) == 6  # 4 * 3 / 2
+  assert int(rates.num_labels) == 5  # all but (1, 3)
+
+  # Self as a tie: every row also counts itself once, P_ii = 1/2:
+  #   w_0 = (1 + 1 + 1 + 0.5) / 4,  w_1 = (0 + 0 + 0.5) / 3,
+  #   w_2 = (0 + 1 + 1 + 0.5) / 4,  w_3 = (0 + 0 + 0.5) / 3
+  rates = _winrates(ShyOracle(), returns(3, 1, 2, 0), None, KEY, self_comparison="tie")
+  np.testing.assert_allclose(rates.winrate, [3.5 / 4, 0.5 / 3, 2.5 / 4, 0.5 / 3], rtol=1e-6)
+
+
+def test_abstentions_against_queue_entries():
+  # Batch [3, 1.2], queue [1, 2] (both valid). The pair (1.2, q=1) is abstained on.
+  #   w_0 = (P(3,1.2) + P(3,1) + P(3,2)) / 3 = 1
+  #   w_1 = (P(1.2,3) + P(1.2,2)) / 2 = 0          (would be 1/3 with the win over 1)
+  rates = _winrates(ShyOracle(), returns(3, 1.2), queue_of([1.0, 2.0], count=2), KEY)
+  np.testing.assert_allclose(rates.winrate, [1.0, 0.0])
+  assert int(rates.num_queries) == 5  # 1 batch pair + 2 x 2 queue pairs
+  assert int(rates.num_labels) == 4
+
+
+@pytest.mark.parametrize("num_opponents", [0, 3])
+def test_no_label_at_all_gives_one_half(num_opponents):
+  # Every return is below the threshold: the teacher abstains on everything.
+  rates = _winrates(ShyOracle(), returns(1, 0, 1), None, KEY, num_opponents=num_opponents)
+  np.testing.assert_array_equal(rates.winrate, 0.5)
+  assert int(rates.num_queries) == (3 if num_opponents == 0 else 9)
+  assert int(rates.num_labels) == 0
+
+
+def test_random_opponents_count_abstentions():
+  rates = _winrates_over_keys(ShyOracle(), returns(3, 1, 2, 0), None, KEYS, num_opponents=3)
+  labels, queries = np.asarray(rates.num_labels), np.asarray(rates.num_queries)
+  np.testing.assert_array_equal(queries, 12)
+  assert (labels <= queries).all() and (labels < queries).any()
+
+
+# --- invariants -------------------------------------------------------------------------
+
+@pytest.mark.parametrize("num_opponents", [0, 3])
+@pytest.mark.parametrize("self_comparison", ["exclude", "tie"])
+@pytest.mark.parametrize("teacher", [Oracle(), BradleyTerry()])
+def test_all_equal_summaries_give_one_half(teacher, self_comparison, num_opponents):
+  queue = queue_of([2.0, 2.0, 2.0], count=5)
+  rates = _winrates(teacher, returns(2, 2, 2, 2), queue, KEY, num_opponents=num_opponents,
+                    self_comparison=self_comparison)
+  np.testing.assert_allclose(rates.winrate, 0.5)
+
+
+@pytest.mark.parametrize("self_comparison", ["exclude", "tie"])
+def test_mean_winrate_is_one_half_for_antisymmetric_teachers(self_comparison):
+  # sum_{i != j} P_ij = sum over unordered pairs of (P_ij + P_ji) = N (N - 1) / 2, so with
+  # self excluded mean_i w_i = [N (N - 1) / 2] / [N (N - 1)] = 1/2; with the self-tie each
+  # row gains 1/2: [N (N - 1) / 2 + N / 2] / N^2 = 1/2 as well.
+  summaries = returns(*3.0 * np.random.default_rng(11).normal(size=7))
+  rates = _winrates(BradleyTerry(), summaries, None, KEY, self_comparison=self_comparison)
+  assert abs(float(jnp.mean(rates.winrate)) - 0.5) < 1e-6
+
+
+# --- place_rewards ----------------------------------------------------------------------
+
+def _prefix_mask(lengths, horizon):
+  return (np.arange(horizon)[:, None] < np.asarray(lengths)[None, :]).astype(np.float32)
+
+
+@pytest.mark.parametrize("placement", ["spread", "terminal"])
+def test_place_rewards_on_random_prefix_masks(placement):
+  horizon = 7
+  lengths = np.array([1, 7, 3, 5, 2])  # includes a full-length and a one-step episode
+  mask = _prefix_mask(lengths, horizon)
+  value = np.random.default_rng(12).normal(size=5).astype(np.float32)
+  rewards = np.asarray(jax.jit(place_rewards, static_argnums=2)(value, mask, placement))
+  # The undiscounted return is the value, whatever the placement.
+  np.testing.assert_allclose(rewards.sum(axis=0), value, rtol=1e-5)
+  np.testing.assert_array_equal(rewards[mask == 0], 0.0)
+  for i, length in enumerate(lengths):
+    if placement == "spread":
+      np.testing.assert_allclose(rewards[:length, i], value[i] / length, rtol=1e-6)
+    else:
+      np.testing.assert_array_equal(rewards[:length - 1, i], 0.0)
+      np.testing.assert_allclose(rewards[length - 1, i], value[i])
