@@ -33,7 +33,7 @@ def test_train_state_round_trip(tmp_path):
   checkpointer.close()
   assert meta["counters"]["env_steps"] == 5
   assert jax.tree.structure(restored) == jax.tree.structure(state)
-  for x, y in zip(jax.tree.leaves(state), jax.tree.leaves(restored)):
+  for x, y in zip(jax.tree.leaves(state), jax.tree.leaves(restored), strict=True):
     np.testing.assert_array_equal(x, y)
 
 
@@ -44,7 +44,7 @@ def test_resumed_run_equals_uninterrupted_run(tmp_path):
   whole = spo_jax.train(TINY, run_dir=tmp_path / "whole")
   spo_jax.train(TINY.replace(max_iterations=2), run_dir=tmp_path / "split")
   resumed = spo_jax.train(TINY, run_dir=tmp_path / "split", resume=True)
-  for x, y in zip(jax.tree.leaves(whole.params), jax.tree.leaves(resumed.params)):
+  for x, y in zip(jax.tree.leaves(whole.params), jax.tree.leaves(resumed.params), strict=True):
     np.testing.assert_array_equal(x, y)
   assert _strip_times(_read_metrics(tmp_path / "whole")) == _strip_times(
       _read_metrics(tmp_path / "split"))

@@ -61,7 +61,7 @@ def test_seeds_under_vmap_equal_single_runs():
   batched = jax.jit(jax.vmap(fns.iteration))(jax.vmap(fns.init)(keys))[0]
   for s in range(2):
     single = jax.jit(fns.iteration)(fns.init(keys[s]))[0]
-    for x, y in zip(jax.tree.leaves(single.params), jax.tree.leaves(batched.params)):
+    for x, y in zip(jax.tree.leaves(single.params), jax.tree.leaves(batched.params), strict=True):
       np.testing.assert_allclose(x, y[s], rtol=1e-5, atol=1e-6)
 
 
