@@ -49,14 +49,17 @@ def compute_gae(rewards: jax.Array, values: jax.Array, mask: jax.Array, discount
   ends = episode_ends(mask)
   values = jnp.where(mask > 0, values, 0.0)
   next_values = jnp.concatenate([values[1:], jnp.zeros_like(values[:1])], axis=0)
-  deltas = rewards + discount * (1.0 - ends) * next_values - values
+  # `where`, not multiplication, on masked steps: a nan there must not leak (nan * 0 = nan).
+  valid = mask > 0
+  deltas = jnp.where(valid, rewards + discount * (1.0 - ends) * next_values - values, 0.0)
 
   def step(next_advantage, inputs):
     delta, end, valid = inputs
-    advantage = (delta + discount * gae_lambda * (1.0 - end) * next_advantage) * valid
+    carried = jnp.where(end > 0, 0.0, next_advantage)
+    advantage = jnp.where(valid, delta + discount * gae_lambda * carried, 0.0)
     return advantage, advantage
 
-  _, advantages = jax.lax.scan(step, jnp.zeros_like(rewards[0]), (deltas, ends, mask),
+  _, advantages = jax.lax.scan(step, jnp.zeros_like(rewards[0]), (deltas, ends, valid),
                                reverse=True)
   return advantages, advantages + values
 
@@ -111,6 +114,13 @@ def ppo_update(params: nets.Params, opt_state: Any, optimizer: optax.GradientTra
   `update_epochs` passes of `num_minibatches` shuffled minibatches over the H * N slots.
   """
   horizon, num_envs = mask.shape
+  # Masked slots carry no data; zero them so that nan there cannot reach a gradient
+  # (the gradient of `where` is 0 * d(branch), and 0 * nan = nan).
+  valid = mask > 0
+  obs = jnp.where(valid[..., None], obs, 0.0)
+  raw_action = jnp.where(valid[..., None], raw_action, 0.0)
+  log_prob = jnp.where(valid, log_prob, 0.0)
+  rewards = jnp.where(valid, rewards, 0.0)
   norm_obs = nets.normalize(normalizer, obs, hp.normalize_observations)
   time = jnp.broadcast_to(jnp.arange(horizon)[:, None], (horizon, num_envs))
   values = networks.value.apply(params.value, nets.value_input(norm_obs, time, horizon))

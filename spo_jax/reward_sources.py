@@ -20,8 +20,8 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from spo_jax import winrate as wr
 from spo_jax.rollout import RolloutResult
+from spo_jax.winrate import compute_winrates, place_rewards, queue_init, queue_push
 
 
 @dataclasses.dataclass(frozen=True)
@@ -57,17 +57,17 @@ class SelfPlayPreference:
   def init(self, summary_template: Any) -> Any:
     if self.queue_size == 0:
       return ()
-    return wr.queue_init(summary_template, self.queue_size)
+    return queue_init(summary_template, self.queue_size)
 
   def rewards(self, state: Any, result: RolloutResult, key: jax.Array):
     queue = state if self.queue_size else None
-    rates = wr.compute_winrates(self.teacher, result.summaries, queue, key,
+    rates = compute_winrates(self.teacher, result.summaries, queue, key,
                                 num_opponents=self.num_opponents,
                                 self_comparison=self.self_comparison, labels=self.labels)
     value = rates.winrate - 0.5 if self.center else rates.winrate
-    rewards = wr.place_rewards(value, result.trajectory.mask, self.placement)
+    rewards = place_rewards(value, result.trajectory.mask, self.placement)
     if self.queue_size:
-      state = wr.queue_push(state, result.summaries)
+      state = queue_push(state, result.summaries)
     metrics = {"num_queries": rates.num_queries, "num_labels": rates.num_labels,
                "winrate_std": jnp.std(rates.winrate), "winrate_min": jnp.min(rates.winrate),
                "winrate_max": jnp.max(rates.winrate), "winrate_mean": jnp.mean(rates.winrate)}

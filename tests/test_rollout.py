@@ -1,0 +1,123 @@
+"""Tests for spo_jax/rollout.py on the package's tiny environments.
+
+Balance (cart-pole) falls within tens of steps under random forces and pays 1 per step, so
+its return is its episode length. PointReach moves a point by 0.1 tanh(u) per step and ends
+when the point leaves [-2, 2]^2; from a start in [-1, 1]^2 that takes more than 10 steps.
+"""
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from spo_jax.envs import Balance, PointReach
+from spo_jax.rollout import rollout
+from spo_jax.teachers import Oracle
+
+BEHAVIOUR_LOG_PROB = -1.0  # what the test policies report, to see where it is kept
+
+
+@dataclasses.dataclass(frozen=True)
+class Recorder(Oracle):
+  """Oracle that also records what `update` is shown: how many steps, the smallest mask,
+  the last step index."""
+
+  def init(self):
+    return {"return": jnp.zeros(()), "steps": jnp.zeros((), jnp.int32),
+            "min_mask": jnp.ones(()), "last_t": jnp.full((), -1, jnp.int32)}
+
+  def update(self, summary, step):
+    return {"return": summary["return"] + step.reward, "steps": summary["steps"] + 1,
+            "min_mask": jnp.minimum(summary["min_mask"], step.mask), "last_t": step.t}
+
+
+def random_forces(obs, key):
+  raw_action = 2.0 * jax.random.normal(key, (obs.shape[0], 1))
+  return raw_action, jnp.full((obs.shape[0],), BEHAVIOUR_LOG_PROB)
+
+
+def push_up_right(obs, key):
+  del key
+  return jnp.full((obs.shape[0], 2), 1.5), jnp.full((obs.shape[0],), BEHAVIOUR_LOG_PROB)
+
+
+def run(env, policy_fn, num_envs, horizon, seed=0):
+  go = jax.jit(lambda key: rollout(env, policy_fn, key, num_envs, horizon, Recorder()))
+  result = go(jax.random.PRNGKey(seed))
+  return jax.tree.map(np.asarray, result)
+
+
+def check_masked_layout(result, horizon):
+  """The per-step invariants every rollout satisfies; returns the episode lengths."""
+  traj, summary = result.trajectory, result.summaries
+  mask = traj.mask
+  lengths = mask.sum(axis=0).astype(int)
+  steps = np.arange(horizon)[:, None]
+  # Masks are prefixes 1...1 0...0, at least one step long.
+  np.testing.assert_array_equal(mask, (steps < lengths[None, :]).astype(np.float32))
+  assert (lengths >= 1).all()
+  # `done` is flagged at most once, on the last valid step; an episode shorter than the
+  # horizon must have been ended by the environment.
+  assert (traj.done.sum(axis=0) <= 1).all()
+  assert (traj.done <= mask).all()
+  for i, length in enumerate(lengths):
+    if length < horizon:
+      assert traj.done[length - 1, i] == 1.0
+  # Nothing is left on masked steps.
+  invalid = mask == 0
+  np.testing.assert_array_equal(traj.reward[invalid], 0.0)
+  np.testing.assert_array_equal(traj.log_prob[invalid], 0.0)
+  np.testing.assert_array_equal(traj.obs[invalid], 0.0)
+  np.testing.assert_array_equal(traj.raw_action[invalid], 0.0)
+  np.testing.assert_array_equal(traj.log_prob[~invalid], BEHAVIOUR_LOG_PROB)
+  # The teacher saw exactly the valid steps, each with mask 1, and t counts from 0.
+  np.testing.assert_allclose(summary["return"], traj.reward.sum(axis=0), rtol=1e-5)
+  np.testing.assert_array_equal(summary["steps"], lengths)
+  np.testing.assert_array_equal(summary["min_mask"], 1.0)
+  np.testing.assert_array_equal(summary["last_t"], lengths - 1)
+  return lengths
+
+
+def test_balance_episodes_end_and_the_rest_is_skipped():
+  num_envs, horizon = 8, 100
+  result = run(Balance(), random_forces, num_envs, horizon)
+  lengths = check_masked_layout(result, horizon)
+  # Random forces topple every pole well before 100 steps, at different times.
+  assert lengths.max() < horizon and len(set(lengths)) > 1
+  # Balance pays 1 per valid step: return = length.
+  np.testing.assert_array_equal(result.summaries["return"], lengths)
+  # Physics runs while any episode runs (max length steps for all N), then stops.
+  assert result.physics_steps == num_envs * lengths.max()
+  assert result.physics_steps <= num_envs * horizon
+
+
+def test_horizon_shorter_than_termination():
+  # |theta| starts below 0.05 rad and cannot pass 0.2 rad in 3 steps of 0.02 s.
+  num_envs, horizon = 4, 3
+  result = run(Balance(), random_forces, num_envs, horizon)
+  lengths = check_masked_layout(result, horizon)
+  np.testing.assert_array_equal(result.trajectory.mask, 1.0)
+  np.testing.assert_array_equal(result.trajectory.done, 0.0)
+  np.testing.assert_array_equal(lengths, horizon)
+  assert result.physics_steps == num_envs * horizon
+
+
+def test_point_reach_steps_line_up():
+  # Pushing with tanh(1.5) = 0.905 moves 0.0905 per step: from x0 in [-1, 1] the point
+  # leaves at x > 2 after 12 to 33 steps, so a horizon of 20 mixes ended and cut episodes.
+  num_envs, horizon = 8, 20
+  result = run(PointReach(), push_up_right, num_envs, horizon, seed=3)
+  lengths = check_masked_layout(result, horizon)
+  assert lengths.min() < horizon and lengths.max() == horizon
+  assert result.physics_steps == num_envs * horizon
+  traj = result.trajectory
+  for i, length in enumerate(lengths):
+    obs, raw_action = traj.obs[:length, i], traj.raw_action[:length, i]
+    # obs[t] is the observation the action was taken in: obs[t+1] = obs[t] + 0.1 tanh(u_t).
+    np.testing.assert_allclose(obs[1:, :2], obs[:-1, :2] + 0.1 * np.tanh(raw_action[:-1]),
+                               atol=1e-5)
+    np.testing.assert_array_equal(obs[:, 2:], np.broadcast_to(obs[0, 2:], obs[:, 2:].shape))
+    # reward[t] is paid after the action: -||pos_{t+1} - target||.
+    distance = np.linalg.norm(obs[1:, :2] - obs[1:, 2:], axis=-1)
+    np.testing.assert_allclose(traj.reward[:length - 1, i], -distance, rtol=1e-5)

@@ -1,0 +1,232 @@
+"""Tests for spo_jax/teachers.py: built-in teachers, `summarize`, and the contract check.
+
+The broken teachers below are the mistakes a user is likely to make; `validate_teacher` must
+name the rule that is broken and the pair that breaks it.
+"""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from spo_jax.teachers import (
+    BradleyTerry,
+    Oracle,
+    TeacherContractError,
+    TeacherStep,
+    summarize,
+    validate_teacher,
+)
+from spo_jax.winrate import compute_winrates
+
+KEY = jax.random.PRNGKey(0)
+
+
+def ret(value):
+  return {"return": jnp.asarray(value, jnp.float32)}
+
+
+def returns(*values):
+  return {"return": jnp.asarray(values, jnp.float32)}
+
+
+def steps(reward, mask, action=None):
+  """TeacherStep [H, N, ...] from rewards [H, N], masks [H, N] and actions [H, N, A]."""
+  reward = jnp.asarray(reward, jnp.float32)
+  horizon, num = reward.shape
+  action = jnp.zeros((horizon, num, 1)) if action is None else jnp.asarray(action, jnp.float32)
+  obs = jnp.zeros((horizon, num, 3))
+  t = jnp.broadcast_to(jnp.arange(horizon, dtype=jnp.int32)[:, None], (horizon, num))
+  return TeacherStep(obs=obs, next_obs=obs, action=action, reward=reward, metrics={},
+                     mask=jnp.asarray(mask, jnp.float32), t=t)
+
+
+# --- built-in teachers ------------------------------------------------------------------
+
+def test_oracle_hand_values():
+  oracle = Oracle()
+  # P = (1 + sign(R_a - R_b)) / 2:  sign(3 - 1) = 1 -> 1;  sign(1 - 3) = -1 -> 0;  tie -> 1/2
+  assert float(oracle.compare(ret(3.0), ret(1.0), KEY)) == 1.0
+  assert float(oracle.compare(ret(1.0), ret(3.0), KEY)) == 0.0
+  assert float(oracle.compare(ret(2.0), ret(2.0), KEY)) == 0.5
+
+
+def test_bradley_terry_hand_values():
+  teacher = BradleyTerry(beta=2.0, scale=4.0)
+  # sigmoid(beta (R_a - R_b) / scale) = sigmoid(2 * (3 - 1) / 4) = sigmoid(1)
+  #   = 1 / (1 + e^-1) = 1 / 1.367879 = 0.731059;   the reverse: sigmoid(-1) = 0.268941
+  np.testing.assert_allclose(teacher.compare(ret(3.0), ret(1.0), KEY), 0.731059, rtol=1e-5)
+  np.testing.assert_allclose(teacher.compare(ret(1.0), ret(3.0), KEY), 0.268941, rtol=1e-5)
+  assert float(teacher.compare(ret(3.0), ret(3.0), KEY)) == 0.5  # sigmoid(0)
+  # A larger scale makes the same difference less decisive: sigmoid(2 * 2 / 400) = 0.502500
+  np.testing.assert_allclose(BradleyTerry(beta=2.0, scale=400.0).compare(ret(3.0), ret(1.0), KEY),
+                             0.5025, rtol=1e-5)
+
+
+def test_oracle_summary_is_the_return_over_valid_steps():
+  # Column 0 is valid for 2 steps, column 1 for 1: returns [1 + 3, 2] = [4, 2];
+  # the masked rewards (5, 4, 6) never reach `update`.
+  reward = [[1.0, 2.0], [3.0, 4.0], [5.0, 6.0]]
+  mask = [[1.0, 1.0], [1.0, 0.0], [0.0, 0.0]]
+  summary = jax.jit(summarize, static_argnums=0)(Oracle(), steps(reward, mask))
+  np.testing.assert_allclose(summary["return"], [4.0, 2.0])
+
+
+@pytest.mark.parametrize("teacher", [Oracle(), BradleyTerry(), BradleyTerry(beta=3.0, scale=0.5)])
+def test_builtin_teachers_pass_the_contract(teacher):
+  validate_teacher(teacher)  # random trajectories, with ties
+  validate_teacher(teacher, returns(-1e3, 0.0, 0.0, 1e-3, 1e3))  # extreme gaps, exact ties
+
+
+# --- broken teachers --------------------------------------------------------------------
+
+class AlwaysSeventy(Oracle):
+  """P = 0.7 whatever the pair: says 0.7 for a trajectory against itself."""
+
+  def compare(self, a, b, key):
+    return jnp.full((), 0.7)
+
+
+class Lopsided(Oracle):
+  """1/2 on ties, but 0.7 both ways otherwise: P_ab + P_ba = 1.4."""
+
+  def compare(self, a, b, key):
+    return jnp.where(a["return"] == b["return"], 0.5, 0.7)
+
+
+class Doubled(Oracle):
+  """Twice the Oracle: 'probabilities' 0, 1 and 2."""
+
+  def compare(self, a, b, key):
+    return 2.0 * super().compare(a, b, key)
+
+
+class ZeroOverZero(Oracle):
+  """(1 + d / |d|) / 2 with d = R_a - R_b: 0/0 = nan on a tie, including a against a."""
+
+  def compare(self, a, b, key):
+    d = a["return"] - b["return"]
+    return 0.5 * (1.0 + d / jnp.abs(d))
+
+
+class NoCompare:
+  def init(self):
+    return {"return": jnp.zeros(())}
+
+  def update(self, summary, step):
+    return {"return": summary["return"] + step.reward}
+
+
+def _message(teacher, summaries=None):
+  with pytest.raises(TeacherContractError) as info:
+    validate_teacher(teacher, summaries)
+  return str(info.value)
+
+
+def test_constant_teacher_fails_on_self_comparison():
+  # The diagonal is checked before antisymmetry: P(a, a) = 0.7 is reported first.
+  message = _message(AlwaysSeventy())
+  assert "AlwaysSeventy" in message
+  assert "compare(a, a) = 0.7 for trajectory 0" in message
+  assert "itself must give 1/2" in message
+
+
+def test_non_antisymmetric_teacher_names_the_pair():
+  # Summaries [0, 1, 2]: the first broken pair in row order is (0, 1): 0.7 + 0.7 = 1.4.
+  message = _message(Lopsided(), returns(0.0, 1.0, 2.0))
+  assert "antisymmetry" in message
+  assert "pair (0, 1)" in message
+  assert "0.7 + 0.7 = 1.4" in message
+
+
+def test_teacher_above_one_is_not_a_probability():
+  # Summaries [0, 1]: P = 2 * [[1/2, 0], [1, 1/2]] = [[1, 0], [2, 1]]; (1, 0) is the first
+  # entry outside [0, 1].
+  message = _message(Doubled(), returns(0.0, 1.0))
+  assert "outside [0, 1]" in message
+  assert "compare(a, b) = 2 for pair (1, 0)" in message
+
+
+def test_nan_teacher_is_not_finite():
+  message = _message(ZeroOverZero(), returns(0.0, 1.0))
+  assert "compare(a, b) = nan for pair (0, 0)" in message
+  assert "not a finite number" in message
+
+
+def test_teacher_without_compare():
+  message = _message(NoCompare())
+  assert "NoCompare" in message
+  assert "no 'compare' method" in message
+
+
+class ReadsDistance(Oracle):
+  """Folds in a metric of the environment; PointReach has `distance`, Balance does not."""
+
+  def init(self):
+    return {"return": jnp.zeros(())}
+
+  def update(self, summary, step):
+    return {"return": summary["return"] - step.metrics["distance"]}
+
+
+def test_teacher_that_reads_a_missing_metric():
+  with pytest.raises(TeacherContractError) as info:
+    validate_teacher(ReadsDistance(), metric_names=("angle", "position"))
+  message = str(info.value)
+  assert "init/update failed on sample steps" in message
+  assert "KeyError" in message and "distance" in message
+  validate_teacher(ReadsDistance(), metric_names=("distance",))
+
+
+class AbstainsOnNegatives(Oracle):
+  """No label when both returns are negative, and nonsense (0.9 both ways) on those pairs."""
+
+  def compare(self, a, b, key):
+    both_negative = (a["return"] < 0) & (b["return"] < 0) & (a["return"] != b["return"])
+    return jnp.where(both_negative, 0.9, super().compare(a, b, key))
+
+  def abstain(self, a, b):
+    return (a["return"] < 0) & (b["return"] < 0)
+
+
+def test_antisymmetry_is_only_required_where_the_teacher_answers():
+  # Pair (0, 1) is -2 vs -1: abstained on, so 0.9 + 0.9 is not a violation.
+  validate_teacher(AbstainsOnNegatives(), returns(-2.0, -1.0, 0.0, 3.0))
+
+
+# --- a user's own teacher ---------------------------------------------------------------
+
+class GentleTeacher:
+  """Prefers the trajectory whose largest |action| is smaller. A plain class (no Teacher base,
+  no `abstain`), written with jax.numpy only, as a user would."""
+
+  def init(self):
+    return {"max_action": jnp.zeros(())}
+
+  def update(self, summary, step):
+    return {"max_action": jnp.maximum(summary["max_action"], jnp.max(jnp.abs(step.action)))}
+
+  def compare(self, a, b, key):
+    del key
+    return 0.5 * (1.0 + jnp.sign(b["max_action"] - a["max_action"]))
+
+
+def test_user_teacher_as_a_plain_class():
+  teacher = GentleTeacher()
+  validate_teacher(teacher)
+
+  # Actions [H=3, N=2, A=2]; env 0 is valid for 2 steps, env 1 for 3.
+  action = [[[0.1, -0.2], [0.3, 0.0]],
+            [[-0.5, 0.4], [0.1, -0.9]],
+            [[0.9, 0.0], [0.2, 0.2]]]
+  mask = [[1.0, 1.0], [1.0, 1.0], [0.0, 1.0]]
+  summary = jax.jit(summarize, static_argnums=0)(teacher, steps(jnp.zeros((3, 2)), mask, action))
+  # env 0: max(|0.1|, |-0.2|, |-0.5|, |0.4|) = 0.5 (the 0.9 at t = 2 is after its end);
+  # env 1: max(0.3, 0.0, 0.1, 0.9, 0.2, 0.2) = 0.9
+  np.testing.assert_allclose(summary["max_action"], [0.5, 0.9])
+
+  # It plugs into the win rates as it is: env 0 is gentler, so w = [1, 0].
+  rates = compute_winrates(teacher, summary, None, KEY)
+  np.testing.assert_allclose(rates.winrate, [1.0, 0.0])
+  assert int(rates.num_labels) == 1  # no `abstain` method: every query is answered
+
