@@ -13,7 +13,7 @@ import dataclasses
 import json
 from typing import Any, Literal
 
-REWARD_SOURCES = ("spo", "ground_truth")
+REWARD_SOURCES = ("spo", "ground_truth", "reward_model")
 LABEL_MODES = ("soft", "sampled")
 SELF_COMPARISON_MODES = ("exclude", "tie")
 REWARD_PLACEMENTS = ("spread", "terminal")
@@ -49,17 +49,68 @@ class Config:
   """Random seed for parameters, environments, teacher and minibatches."""
 
   # --- reward source and teacher -------------------------------------------------
-  reward_source: Literal["spo", "ground_truth"] = "spo"
+  reward_source: Literal["spo", "ground_truth", "reward_model"] = "spo"
   """Where PPO's reward comes from: 'spo' (win rate against the other trajectories, judged by
-  the teacher) or 'ground_truth' (the environment's own reward; the reference)."""
+  the teacher), 'reward_model' (an MLP reward fit to the teacher's labels by Bradley-Terry:
+  the iterative baseline) or 'ground_truth' (the environment's own reward; the reference)."""
   teacher: str = "oracle"
-  """Preference function: 'oracle' (higher return wins) or 'bradley_terry'
-  (P = sigmoid(beta * (R_a - R_b) / scale))."""
+  """Preference function, possibly wrapped: a base teacher (oracle, bradley_terry,
+  intransitive, constraint, peak, deadline, steady, matrix_game, learned) inside any chain of
+  wrappers (mistake, myopic, equal, skip), e.g. 'mistake(myopic(oracle))'. A wrapper without
+  parentheses wraps the oracle. See docs/teachers.md."""
   teacher_beta: float = 1.0
-  """Bradley-Terry inverse temperature beta > 0 (used by 'bradley_terry')."""
+  """bradley_terry: inverse temperature beta > 0, P = sigmoid(beta * (R_a - R_b) / scale)."""
   teacher_scale: float = 1.0
-  """Bradley-Terry return scale > 0: returns are divided by it before the logistic, so that
+  """bradley_terry: return scale > 0; returns are divided by it before the logistic, so that
   returns of hundreds do not make the teacher deterministic."""
+  teacher_epsilon: float = 0.1
+  """mistake: probability epsilon in [0, 1/2] of answering the wrong way,
+  P' = (1 - epsilon) P + epsilon (1 - P)."""
+  teacher_gamma: float = 0.99
+  """myopic: gamma in (0, 1]; compares sum_t gamma^(T-1-t) r_t, recent steps weigh most
+  (B-Pref's definition)."""
+  teacher_tie_margin: float = 1.0
+  """equal: returns closer than this margin (>= 0) are a tie, P = 1/2."""
+  teacher_skip_threshold: float = 0.0
+  """skip: the teacher abstains (no label) when both returns are below this threshold."""
+  teacher_num_raters: int = 3
+  """intransitive: number K of raters (odd, >= 3) voting by majority."""
+  teacher_raters: str = ""
+  """intransitive: rater utilities, '' for the environment's preset, or a JSON file
+  {"metrics": [names...], "weights": [[K x M]]}; each rater's utility is the sum over steps of
+  its weighted metrics."""
+  teacher_quantity: str = "reward"
+  """constraint/peak/deadline/steady: the per-step quantity judged: 'reward', 'action_norm',
+  'obs:<i>', or a metric name of the env; an 'abs:' prefix takes the absolute value."""
+  teacher_threshold: float = 0.0
+  """constraint: a step violates the constraint when the quantity exceeds this; deadline: the
+  level the quantity must reach."""
+  teacher_deadline: int = 0
+  """deadline: steps (>= 0) within which the level must be reached; 0 means the horizon."""
+  teacher_table: str = "cycle3"
+  """matrix_game: payoff table P[i, j] = P(outcome i preferred to outcome j): a preset
+  ('rps', 'cycle3', 'transitive3') or a .json/.npy/.csv file with a square matrix."""
+  teacher_labels_file: str = ""
+  """learned: .npz file of labelled pairs (features_a [P, F], features_b [P, F], labels [P]) the
+  preference network is fit to before training."""
+  teacher_fit_steps: int = 2000
+  """learned: gradient steps fitting the preference network to the labels file."""
+
+  # --- reward-model baseline (reward_source = 'reward_model') ----------------------
+  rm_queries_per_iteration: int = 64
+  """reward_model: pairs of the current batch labelled by the teacher each iteration."""
+  rm_buffer_size: int = 512
+  """reward_model: labelled pairs kept (FIFO); each stores both trajectories' steps."""
+  rm_hidden_sizes: tuple[int, ...] = (64, 64)
+  """reward_model: hidden layer widths of the reward MLP r(s, a)."""
+  rm_ensemble_size: int = 1
+  """reward_model: ensemble members (the reward is their mean)."""
+  rm_learning_rate: float = 3e-4
+  """reward_model: Adam learning rate of the reward network."""
+  rm_train_steps: int = 50
+  """reward_model: Bradley-Terry gradient steps per iteration."""
+  rm_batch_size: int = 32
+  """reward_model: labelled pairs per gradient step."""
 
   # --- win rate ------------------------------------------------------------------
   labels: Literal["soft", "sampled"] = "soft"
@@ -142,7 +193,7 @@ class Config:
     if unknown:
       raise ConfigError(f"unknown config field(s) {unknown}; known fields: {sorted(names)}")
     kwargs = dict(data)
-    for key in ("policy_hidden_sizes", "value_hidden_sizes"):
+    for key in ("policy_hidden_sizes", "value_hidden_sizes", "rm_hidden_sizes"):
       if key in kwargs and kwargs[key] is not None:
         kwargs[key] = tuple(kwargs[key])
     return cls(**kwargs)
@@ -160,36 +211,36 @@ class Config:
     return self.batch_size // self.num_minibatches
 
 
-def _fail(field: str, value: Any, allowed: str) -> None:
+def fail(field: str, value: Any, allowed: str) -> None:
   raise ConfigError(f"config field '{field}' = {value!r} is invalid: {allowed}.")
 
 
-def _check_int(cfg: Config, field: str, low: int, high: int | None = None) -> None:
+def check_int(cfg: Config, field: str, low: int, high: int | None = None) -> None:
   value = getattr(cfg, field)
   if isinstance(value, bool) or not isinstance(value, int):
-    _fail(field, value, f"must be an integer >= {low}")
+    fail(field, value, f"must be an integer >= {low}")
   if value < low or (high is not None and value > high):
     bound = f"between {low} and {high}" if high is not None else f">= {low}"
-    _fail(field, value, f"must be an integer {bound}")
+    fail(field, value, f"must be an integer {bound}")
 
 
-def _check_float(cfg: Config, field: str, low: float, high: float, *, low_open: bool = False,
+def check_float(cfg: Config, field: str, low: float, high: float, *, low_open: bool = False,
                  high_open: bool = False) -> None:
   value = getattr(cfg, field)
   if isinstance(value, bool) or not isinstance(value, (int, float)):
-    _fail(field, value, "must be a number")
+    fail(field, value, "must be a number")
   ok_low = value > low if low_open else value >= low
   ok_high = value < high if high_open else value <= high
   if not (ok_low and ok_high) or value != value:
     lo = "(" if low_open else "["
     hi = ")" if high_open else "]"
-    _fail(field, value, f"must lie in {lo}{low}, {high}{hi}")
+    fail(field, value, f"must lie in {lo}{low}, {high}{hi}")
 
 
 def _check_choice(cfg: Config, field: str, choices: tuple[str, ...]) -> None:
   value = getattr(cfg, field)
   if value not in choices:
-    _fail(field, value, f"must be one of {list(choices)}")
+    fail(field, value, f"must be one of {list(choices)}")
 
 
 def validate(cfg: Config) -> Config:
@@ -203,67 +254,76 @@ def validate(cfg: Config) -> Config:
   from spo_jax import envs, teachers  # local: keeps `import spo_jax.config` light
 
   if not isinstance(cfg.env, str):
-    _fail("env", cfg.env, "must be an environment name (pass an Env instance to train(env=...))")
+    fail("env", cfg.env, "must be an environment name (pass an Env instance to train(env=...))")
   envs.check_env_name(cfg.env)
   if cfg.backend is not None and cfg.backend not in envs.BRAX_BACKENDS:
-    _fail("backend", cfg.backend, f"must be None or one of {list(envs.BRAX_BACKENDS)}")
-  _check_int(cfg, "episode_length", 1)
+    fail("backend", cfg.backend, f"must be None or one of {list(envs.BRAX_BACKENDS)}")
+  check_int(cfg, "episode_length", 1)
   max_len = envs.max_episode_length(cfg.env)
   if max_len is not None and cfg.episode_length > max_len:
-    _fail("episode_length", cfg.episode_length,
+    fail("episode_length", cfg.episode_length,
           f"the '{cfg.env}' episode lasts at most {max_len} steps; use episode_length <= {max_len}")
-  _check_int(cfg, "num_envs", 2)
-  _check_int(cfg, "num_timesteps", 1)
-  _check_int(cfg, "max_iterations", 0)
-  _check_int(cfg, "seed", 0, 2**31 - 1)
+  check_int(cfg, "num_envs", 2)
+  check_int(cfg, "num_timesteps", 1)
+  check_int(cfg, "max_iterations", 0)
+  check_int(cfg, "seed", 0, 2**31 - 1)
 
   _check_choice(cfg, "reward_source", REWARD_SOURCES)
-  teachers.check_teacher_name(cfg.teacher)
-  _check_float(cfg, "teacher_beta", 0.0, float("inf"), low_open=True, high_open=True)
-  _check_float(cfg, "teacher_scale", 0.0, float("inf"), low_open=True, high_open=True)
+  teachers.check_teacher_config(cfg)
+
+  check_int(cfg, "rm_queries_per_iteration", 1)
+  check_int(cfg, "rm_buffer_size", 1)
+  check_int(cfg, "rm_ensemble_size", 1)
+  check_float(cfg, "rm_learning_rate", 0.0, 1.0, low_open=True)
+  check_int(cfg, "rm_train_steps", 0)
+  check_int(cfg, "rm_batch_size", 1)
+  sizes = cfg.rm_hidden_sizes
+  if (not isinstance(sizes, tuple) or not sizes
+      or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 1 for s in sizes)):
+    fail("rm_hidden_sizes", sizes, "must be a non-empty tuple of positive integers")
 
   _check_choice(cfg, "labels", LABEL_MODES)
-  _check_int(cfg, "num_opponents", 0)
-  _check_int(cfg, "queue_size", 0)
+  check_int(cfg, "num_opponents", 0)
+  check_int(cfg, "queue_size", 0)
   if cfg.num_opponents > 0 and cfg.self_comparison == "exclude" and cfg.num_envs < 2:
-    _fail("num_envs", cfg.num_envs, "random opponents need at least 2 environments")
+    fail("num_envs", cfg.num_envs, "random opponents need at least 2 environments")
   _check_choice(cfg, "self_comparison", SELF_COMPARISON_MODES)
   _check_choice(cfg, "reward_placement", REWARD_PLACEMENTS)
   if not isinstance(cfg.center_rewards, bool):
-    _fail("center_rewards", cfg.center_rewards, "must be true or false")
+    fail("center_rewards", cfg.center_rewards, "must be true or false")
 
   for field in ("policy_hidden_sizes", "value_hidden_sizes"):
     sizes = getattr(cfg, field)
     if (not isinstance(sizes, tuple) or not sizes
         or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 1 for s in sizes)):
-      _fail(field, sizes, "must be a non-empty tuple of positive integers, e.g. (64, 64)")
+      fail(field, sizes, "must be a non-empty tuple of positive integers, e.g. (64, 64)")
   _check_choice(cfg, "activation", ACTIVATIONS)
-  _check_float(cfg, "init_log_std", -5.0, 2.0)
+  check_float(cfg, "init_log_std", -5.0, 2.0)
   if not isinstance(cfg.normalize_observations, bool):
-    _fail("normalize_observations", cfg.normalize_observations, "must be true or false")
+    fail("normalize_observations", cfg.normalize_observations, "must be true or false")
 
-  _check_float(cfg, "learning_rate", 0.0, 1.0, low_open=True)
-  _check_float(cfg, "discount", 0.0, 1.0, low_open=True)
-  _check_float(cfg, "gae_lambda", 0.0, 1.0)
-  _check_float(cfg, "clip_epsilon", 0.0, 1.0, low_open=True)
-  _check_float(cfg, "value_coef", 0.0, 1e3)
-  _check_float(cfg, "entropy_coef", 0.0, 1.0)
-  _check_float(cfg, "max_grad_norm", 0.0, 1e6, low_open=True)
-  _check_int(cfg, "update_epochs", 1)
-  _check_int(cfg, "num_minibatches", 1)
+  check_float(cfg, "learning_rate", 0.0, 1.0, low_open=True)
+  check_float(cfg, "discount", 0.0, 1.0, low_open=True)
+  check_float(cfg, "gae_lambda", 0.0, 1.0)
+  check_float(cfg, "clip_epsilon", 0.0, 1.0, low_open=True)
+  check_float(cfg, "value_coef", 0.0, 1e3)
+  check_float(cfg, "entropy_coef", 0.0, 1.0)
+  check_float(cfg, "max_grad_norm", 0.0, 1e6, low_open=True)
+  check_int(cfg, "update_epochs", 1)
+  check_int(cfg, "num_minibatches", 1)
   if cfg.batch_size % cfg.num_minibatches:
-    _fail("num_minibatches", cfg.num_minibatches,
+    fail("num_minibatches", cfg.num_minibatches,
           f"must divide num_envs * episode_length = {cfg.batch_size}")
-  _check_float(cfg, "reward_scale", 0.0, 1e6, low_open=True)
+  check_float(cfg, "reward_scale", 0.0, 1e6, low_open=True)
   if not isinstance(cfg.normalize_advantages, bool):
-    _fail("normalize_advantages", cfg.normalize_advantages, "must be true or false")
+    fail("normalize_advantages", cfg.normalize_advantages, "must be true or false")
 
-  _check_int(cfg, "iterations_per_call", 1)
-  _check_int(cfg, "eval_every", 1)
-  _check_int(cfg, "num_eval_envs", 1)
-  _check_int(cfg, "checkpoint_every", 0)
+  check_int(cfg, "iterations_per_call", 1)
+  check_int(cfg, "eval_every", 1)
+  check_int(cfg, "num_eval_envs", 1)
+  check_int(cfg, "checkpoint_every", 0)
   if cfg.target_return is not None:
-    _check_float(cfg, "target_return", -1e12, 1e12)
+    check_float(cfg, "target_return", -1e12, 1e12)
   return cfg
 
 

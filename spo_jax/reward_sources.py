@@ -2,8 +2,9 @@
 
 A reward source turns a rollout into per-step rewards [H, N]:
 
-  init(summary_template) -> state                      # device state kept in TrainState
+  init(key, summary_template) -> state                 # device state kept in TrainState
   rewards(state, rollout, key) -> (rewards, state, metrics)
+  uses_teacher: bool                                   # whether the rollout folds summaries
 
 `metrics` holds at least `num_queries` and `num_labels` (preference queries put to the
 teacher and answered in this iteration; 0 for sources that ask none). Rollout, PPO, networks
@@ -21,6 +22,7 @@ import jax
 import jax.numpy as jnp
 
 from spo_jax.rollout import RolloutResult
+from spo_jax.teachers import EnvSpec
 from spo_jax.winrate import compute_winrates, place_rewards, queue_init, queue_push
 
 
@@ -30,8 +32,8 @@ class GroundTruth:
 
   uses_teacher = False
 
-  def init(self, summary_template: Any) -> Any:
-    del summary_template
+  def init(self, key: jax.Array, summary_template: Any) -> Any:
+    del key, summary_template
     return ()
 
   def rewards(self, state: Any, result: RolloutResult, key: jax.Array):
@@ -54,7 +56,8 @@ class SelfPlayPreference:
   center: bool = True
   uses_teacher = True
 
-  def init(self, summary_template: Any) -> Any:
+  def init(self, key: jax.Array, summary_template: Any) -> Any:
+    del key
     if self.queue_size == 0:
       return ()
     return queue_init(summary_template, self.queue_size)
@@ -74,12 +77,17 @@ class SelfPlayPreference:
     return rewards, state, metrics
 
 
-REWARD_SOURCES = ("spo", "ground_truth")
+REWARD_SOURCES = ("spo", "ground_truth", "reward_model")
 
 
-def make_reward_source(config, teacher: Any):
+def make_reward_source(config, teacher: Any, spec: EnvSpec):
+  """The reward source named by `config.reward_source`; `spec` gives the env's sizes."""
   if config.reward_source == "ground_truth":
     return GroundTruth()
+  if config.reward_source == "reward_model":
+    from spo_jax.reward_model import RewardModelSource
+
+    return RewardModelSource.from_config(config, teacher, spec)
   return SelfPlayPreference(teacher, config.num_opponents, config.queue_size,
                             config.self_comparison, config.labels, config.reward_placement,
                             config.center_rewards)

@@ -78,21 +78,21 @@ def _hyperparams(config: Config) -> ppo.PPOHyperparams:
       normalize_observations=config.normalize_observations)
 
 
-def _make_functions(config: Config, env: Env, teacher: Any,
-                    networks: nets.Networks) -> TrainFunctions:
-  source = sources.make_reward_source(config, teacher)
+def _make_functions(config: Config, env: Env, teacher: Any, networks: nets.Networks,
+                    spec: teachers_lib.EnvSpec) -> TrainFunctions:
+  source = sources.make_reward_source(config, teacher, spec)
   optimizer = ppo.make_optimizer(config.learning_rate, config.max_grad_norm)
   hp = _hyperparams(config)
   num_envs, horizon = config.num_envs, config.episode_length
   rollout_teacher = teacher if source.uses_teacher else None
 
   def init(key: jax.Array) -> TrainState:
-    k_params, k_state = jax.random.split(key)
+    k_params, k_state, k_reward = jax.random.split(key, 3)
     params = nets.init_params(networks, k_params)
     summary_template = teacher.init() if source.uses_teacher else None
     return TrainState(params=params, opt_state=optimizer.init(params),
                       normalizer=nets.normalizer_init(networks.observation_size),
-                      reward_state=source.init(summary_template), key=k_state,
+                      reward_state=source.init(k_reward, summary_template), key=k_state,
                       iteration=jnp.zeros((), jnp.int32))
 
   def one_iteration(state: TrainState, _) -> tuple[TrainState, dict[str, jax.Array]]:
@@ -149,15 +149,20 @@ def build(config: Config, env: Env | None = None, teacher: Any | None = None) ->
   if limit is not None and config.episode_length > limit:
     raise ConfigError(f"config field 'episode_length' = {config.episode_length} is invalid: "
                       f"this environment's episodes last at most {limit} steps")
-  teacher = teachers_lib.make_teacher(config) if teacher is None else teacher
+  metric_names = tuple(jax.eval_shape(env.reset, jax.random.PRNGKey(0)).metrics)
+  spec = teachers_lib.EnvSpec(config.env if isinstance(config.env, str) else type(env).__name__,
+                              env.observation_size, env.action_size, metric_names,
+                              config.episode_length)
+  if teacher is None:
+    teacher = teachers_lib.make_teacher(config, spec)
   if config.reward_source != "ground_truth":
-    metric_names = tuple(jax.eval_shape(env.reset, jax.random.PRNGKey(0)).metrics)
     teachers_lib.validate_teacher(teacher, obs_size=env.observation_size,
-                                  action_size=env.action_size, metric_names=metric_names)
+                                  action_size=env.action_size, metric_names=metric_names,
+                                  horizon=min(config.episode_length, 6))
   networks = nets.make_networks(env.observation_size, env.action_size,
                                 config.policy_hidden_sizes, config.value_hidden_sizes,
                                 config.activation, config.init_log_std)
-  fns = _make_functions(config, env, teacher, networks)
+  fns = _make_functions(config, env, teacher, networks, spec)
   evaluate = make_evaluator(env, networks, config.num_eval_envs, config.episode_length,
                             config.normalize_observations)
   make_policy = make_policy_factory(networks, config.normalize_observations)

@@ -51,7 +51,7 @@ def test_resume_from_the_command_line(tmp_path):
 
 @pytest.mark.parametrize("args, words", [
     (["--env", "cheetah"], "known environments"),
-    (["--teacher", "nobody"], "known teachers"),
+    (["--teacher", "nobody"], "not a known teacher"),
     (["--num-envs", "-2"], "num_envs"),
     (["--episode-length", "2000"], "at most 1000"),
     (["--num-envs", "3", "--num-minibatches", "7"], "must divide"),

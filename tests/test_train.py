@@ -94,7 +94,7 @@ class Broken(Oracle):
 
 @pytest.mark.parametrize("changes, words", [
     ({"env": "cheetah"}, "known environments"),
-    ({"teacher": "orcale"}, "known teachers"),
+    ({"teacher": "orcale"}, "not a known teacher"),
     ({"num_envs": -4}, "num_envs"),
     ({"episode_length": 5000, "env": "inverted_pendulum"}, "at most 1000"),
     ({"num_minibatches": 7}, "must divide"),

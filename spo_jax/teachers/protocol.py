@@ -1,4 +1,4 @@
-"""The teacher (preference function) protocol and the built-in teachers.
+"""The teacher (preference function) protocol, and its contract check.
 
 A teacher answers "how likely is trajectory a to be preferred to trajectory b?" in two
 parts, so that the pairwise part is cheap and past trajectories can be kept as opponents
@@ -25,8 +25,6 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from spo_jax.config import ConfigError
-
 Summary = Any  # a pytree
 
 
@@ -40,6 +38,16 @@ class TeacherStep(NamedTuple):
   metrics: dict[str, jax.Array]  # the environment's State.metrics after the step, each []
   mask: jax.Array  # [], 1.0 while the episode runs (always 1 inside `update`)
   t: jax.Array  # [], int32 step index from 0
+
+
+class EnvSpec(NamedTuple):
+  """What a teacher factory may need to know about the environment it will judge."""
+
+  name: str  # registry name, or the class name of a user's Env
+  observation_size: int
+  action_size: int
+  metric_names: tuple[str, ...]  # keys of the env's State.metrics
+  episode_length: int  # the horizon H of the run
 
 
 class TeacherContractError(ValueError):
@@ -63,57 +71,6 @@ class Teacher:
   def abstain(self, a: Summary, b: Summary) -> jax.Array:
     del a, b
     return jnp.zeros((), bool)
-
-
-@dataclasses.dataclass(frozen=True)
-class Oracle(Teacher):
-  """'Maximum reward' teacher: P(a > b) = 1 if R_a > R_b, 0 if R_a < R_b, 1/2 on a tie,
-  with R the environment return over valid steps. Its unique Copeland winner is the
-  reward-optimal policy."""
-
-  def init(self) -> Summary:
-    return {"return": jnp.zeros(())}
-
-  def update(self, summary: Summary, step: TeacherStep) -> Summary:
-    return {"return": summary["return"] + step.reward}
-
-  def compare(self, a: Summary, b: Summary, key: jax.Array) -> jax.Array:
-    del key
-    return 0.5 * (1.0 + jnp.sign(a["return"] - b["return"]))
-
-
-@dataclasses.dataclass(frozen=True)
-class BradleyTerry(Oracle):
-  """Stochastic teacher: P(a > b) = sigmoid(beta * (R_a - R_b) / scale).
-
-  `scale` sets which return difference counts as large: with scale = 1 a difference of a few
-  units of return is already near-deterministic, so for returns in the hundreds choose a
-  scale of the order of the spread of returns (e.g. 100 for inverted_pendulum)."""
-
-  beta: float = 1.0
-  scale: float = 1.0
-
-  def compare(self, a: Summary, b: Summary, key: jax.Array) -> jax.Array:
-    del key
-    return jax.nn.sigmoid(self.beta * (a["return"] - b["return"]) / self.scale)
-
-
-TEACHERS = {"oracle": Oracle, "bradley_terry": BradleyTerry}
-
-
-def check_teacher_name(name: str) -> None:
-  if name not in TEACHERS:
-    raise ConfigError(
-        f"config field 'teacher' = {name!r} is not a known teacher; known teachers: "
-        f"{', '.join(sorted(TEACHERS))} (or pass your own teacher object to train(teacher=...))")
-
-
-def make_teacher(config) -> Teacher:
-  """The teacher named by `config.teacher`, with its parameters from the config."""
-  check_teacher_name(config.teacher)
-  if config.teacher == "bradley_terry":
-    return BradleyTerry(beta=config.teacher_beta, scale=config.teacher_scale)
-  return TEACHERS[config.teacher]()
 
 
 def teacher_abstain(teacher: Any, a: Summary, b: Summary) -> jax.Array:
