@@ -12,11 +12,24 @@ import io
 import logging
 import warnings
 
+_log = logging.getLogger("spo_jax")
+
 
 @contextlib.contextmanager
 def quiet_imports():
+  """Hide Python warnings, log records, prints, and MuJoCo's C-level model warnings (which it
+  otherwise prints and appends to MUJOCO_LOG.TXT in the working directory, e.g. Brax's
+  models use the deprecated 'settotalmass' attribute). They go to the debug log instead."""
   previous = logging.root.manager.disable
   logging.disable(logging.WARNING)
+  mujoco, previous_hook = None, None
+  try:
+    import mujoco
+
+    previous_hook = mujoco.get_mju_user_warning()
+    mujoco.set_mju_user_warning(lambda message: _log.debug("mujoco: %s", message))
+  except (ImportError, AttributeError):
+    mujoco = None
   try:
     with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()), \
         contextlib.redirect_stderr(io.StringIO()):
@@ -24,6 +37,8 @@ def quiet_imports():
       yield
   finally:
     logging.disable(previous)
+    if mujoco is not None:
+      mujoco.set_mju_user_warning(previous_hook)
 
 
 with quiet_imports():
