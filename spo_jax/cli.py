@@ -72,7 +72,7 @@ def train_main(argv: list[str] | None = None) -> None:
   command = parse_train_args(argv)
   config, run = command.config, command.run
   from spo_jax.config import validate
-  from spo_jax.train import train
+  from spo_jax.train import TrainingInterrupted, train
 
   run_dir = None
   try:
@@ -87,8 +87,13 @@ def train_main(argv: list[str] | None = None) -> None:
                    verbose=not run.quiet)
   except ConfigError as error:
     _fail(str(error))
+  except TrainingInterrupted as stop:
+    print(f"\nspo-train: stopped by {stop.signal_name} after iteration {stop.iteration}; "
+          f"checkpoint saved in {run_dir}. Continue it with the same arguments plus "
+          f"--resume --run-dir {run_dir}", file=sys.stderr)
+    raise SystemExit(130 if stop.signal_name == "SIGINT" else 143) from None
   except KeyboardInterrupt:
-    print("\nspo-train: interrupted; resume from the last checkpoint with "
+    print("\nspo-train: interrupted; resume from the last periodic checkpoint with "
           f"--resume --run-dir {run_dir}", file=sys.stderr)
     raise SystemExit(130) from None
   metrics = result.metrics

@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import json
 import shutil
+import signal
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -234,6 +236,36 @@ def _to_python(metrics: dict[str, Any]) -> dict[str, float | int]:
   return out
 
 
+class TrainingInterrupted(KeyboardInterrupt):
+  """Training stopped on SIGINT/SIGTERM after saving a checkpoint at `iteration`."""
+
+  def __init__(self, signal_name: str, iteration: int, run_dir: Path | None):
+    super().__init__(f"{signal_name} at iteration {iteration}")
+    self.signal_name, self.iteration, self.run_dir = signal_name, iteration, run_dir
+
+
+class _StopSignal:
+  """Turns the first SIGINT/SIGTERM into a request to stop after the current iteration (an
+  iteration in flight owns donated buffers, so stopping inside it could lose the state)."""
+
+  def __init__(self):
+    self.received: str | None = None
+    self._previous = {}
+    if threading.current_thread() is not threading.main_thread():
+      return
+    for sig in (signal.SIGINT, signal.SIGTERM):
+      self._previous[sig] = signal.signal(sig, self._handle)
+
+  def _handle(self, signum, frame):
+    if self.received is not None and signum == signal.SIGINT:
+      raise KeyboardInterrupt
+    self.received = signal.Signals(signum).name
+
+  def restore(self) -> None:
+    for sig, handler in self._previous.items():
+      signal.signal(sig, handler)
+
+
 class TrainResult(NamedTuple):
   make_policy: Callable
   params: PolicyParams
@@ -243,7 +275,7 @@ class TrainResult(NamedTuple):
 def train(config: Config | None = None, *, env: Env | None = None, teacher: Any | None = None,
           progress_fn: Callable[[int, dict[str, Any]], None] | None = None,
           run_dir: str | Path | None = None, resume: bool = False, overwrite: bool = False,
-          verbose: bool = False) -> TrainResult:
+          verbose: bool = False, handle_signals: bool = True) -> TrainResult:
   """Train by SPO (or the configured reward source); returns (make_policy, params, metrics).
 
   progress_fn(step, metrics) is called after each evaluation with `step` = env steps so far.
@@ -251,6 +283,10 @@ def train(config: Config | None = None, *, env: Env | None = None, teacher: Any 
   continues the latest checkpoint exactly, `overwrite` replaces an existing run. Every check
   (config, env, teacher contract, run directory) happens before anything is compiled or
   written.
+
+  With `handle_signals` (in the main thread), SIGINT and SIGTERM stop training after the
+  iteration in flight, save a checkpoint and raise `TrainingInterrupted`; a second SIGINT
+  interrupts at once (the last periodic checkpoint is kept).
   """
   from spo_jax.checkpoint import Checkpointer
 
@@ -318,8 +354,12 @@ def train(config: Config | None = None, *, env: Env | None = None, teacher: Any 
       metrics["time/first_call_s"] = compile_time
     return metrics
 
+  stop_signal = _StopSignal() if handle_signals else None
   try:
     while True:
+      if stop_signal is not None and stop_signal.received is not None:
+        save(state)
+        raise TrainingInterrupted(stop_signal.received, int(state.iteration), run_path)
       done_steps = counters["env_steps"] >= config.num_timesteps
       done_iters = config.max_iterations and int(state.iteration) >= config.max_iterations
       if done_steps or done_iters:
@@ -363,6 +403,8 @@ def train(config: Config | None = None, *, env: Env | None = None, teacher: Any 
         progress_fn(last_metrics["step"], last_metrics)
     save(state)
   finally:
+    if stop_signal is not None:
+      stop_signal.restore()
     if metrics_file is not None:
       metrics_file.close()
     if checkpointer is not None:

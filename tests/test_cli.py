@@ -78,3 +78,28 @@ def test_help_lists_every_config_field():
   assert out.returncode == 0
   for field in dataclasses.fields(Config):
     assert "--" + field.name.replace("_", "-") in out.stdout
+
+
+def test_sigterm_saves_a_checkpoint_and_the_run_resumes(tmp_path):
+  import signal
+  import time
+
+  run_dir = tmp_path / "run"
+  args = [sys.executable, "-m", "spo_jax.cli", "--env", "balance", "--num-timesteps",
+          "100000000", *TINY_FLAGS, "--checkpoint-every", "0", "--run-dir", str(run_dir)]
+  proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+  # Wait for the first progress line: training is under way (compiled, iterating).
+  deadline = time.time() + 300
+  while time.time() < deadline and not proc.stdout.readline().startswith("iter "):
+    pass
+  proc.send_signal(signal.SIGTERM)
+  _, err = proc.communicate(timeout=300)
+  assert proc.returncode == 143, err
+  assert "stopped by SIGTERM" in err and "--resume" in err and "Traceback" not in err
+  saved = [int(p.name) for p in (run_dir / "checkpoints").iterdir() if p.name.isdigit()]
+  assert saved and max(saved) >= 1
+  resumed = spo_train("--env", "balance", "--max-iterations", str(max(saved) + 1), *TINY_FLAGS,
+                      "--checkpoint-every", "0", "--run-dir", str(run_dir), "--resume",
+                      "--quiet")
+  assert resumed.returncode == 0, resumed.stderr
+  assert f"{max(saved) + 1} iterations" in resumed.stdout
