@@ -67,11 +67,11 @@ class BradleyTerry(Oracle):
 
 
 @dataclasses.dataclass(frozen=True)
-class Mistake(Teacher):
-  """Answers the wrong way with probability epsilon: P' = (1 - eps) P + eps (1 - P)."""
+class _Wrapper(Teacher):
+  """Delegates everything to `inner`; a wrapper overrides only what it changes. Wrappers
+  share the inner teacher's summary, so a chain has one summary, not one per layer."""
 
   inner: Any = dataclasses.field(default_factory=Oracle)
-  epsilon: float = 0.1
 
   @property
   def return_based(self) -> bool:
@@ -84,76 +84,53 @@ class Mistake(Teacher):
     return self.inner.update(summary, step)
 
   def compare(self, a: Summary, b: Summary, key: jax.Array) -> jax.Array:
-    p = self.inner.compare(a, b, key)
-    return (1.0 - self.epsilon) * p + self.epsilon * (1.0 - p)
+    return self.inner.compare(a, b, key)
 
   def abstain(self, a: Summary, b: Summary) -> jax.Array:
     return teacher_abstain(self.inner, a, b)
 
 
 @dataclasses.dataclass(frozen=True)
-class Myopic(Teacher):
+class Mistake(_Wrapper):
+  """Answers the wrong way with probability epsilon: P' = (1 - eps) P + eps (1 - P)."""
+
+  epsilon: float = 0.1
+
+  def compare(self, a: Summary, b: Summary, key: jax.Array) -> jax.Array:
+    p = self.inner.compare(a, b, key)
+    return (1.0 - self.epsilon) * p + self.epsilon * (1.0 - p)
+
+
+@dataclasses.dataclass(frozen=True)
+class Myopic(_Wrapper):
   """Discounts the past: the return compared is R = sum_t gamma^(T-1-t) r_t, accumulated as
   R <- gamma R + r_t, so the last step weighs 1 and the first gamma^(T-1). The inner teacher
   must be return-based; everything inside it sees this return."""
 
-  inner: Any = dataclasses.field(default_factory=Oracle)
   gamma: float = 0.99
-  return_based = True
-
-  def init(self) -> Summary:
-    return self.inner.init()
 
   def update(self, summary: Summary, step: TeacherStep) -> Summary:
     new = self.inner.update(summary, step)
     return {**new, "return": self.gamma * summary["return"] + step.reward}
 
-  def compare(self, a: Summary, b: Summary, key: jax.Array) -> jax.Array:
-    return self.inner.compare(a, b, key)
-
-  def abstain(self, a: Summary, b: Summary) -> jax.Array:
-    return teacher_abstain(self.inner, a, b)
-
 
 @dataclasses.dataclass(frozen=True)
-class Equal(Teacher):
+class Equal(_Wrapper):
   """Cannot tell close returns apart: P = 1/2 when |R_a - R_b| < margin, else the inner P."""
 
-  inner: Any = dataclasses.field(default_factory=Oracle)
   margin: float = 1.0
-  return_based = True
-
-  def init(self) -> Summary:
-    return self.inner.init()
-
-  def update(self, summary: Summary, step: TeacherStep) -> Summary:
-    return self.inner.update(summary, step)
 
   def compare(self, a: Summary, b: Summary, key: jax.Array) -> jax.Array:
     close = jnp.abs(a["return"] - b["return"]) < self.margin
     return jnp.where(close, 0.5, self.inner.compare(a, b, key))
 
-  def abstain(self, a: Summary, b: Summary) -> jax.Array:
-    return teacher_abstain(self.inner, a, b)
-
 
 @dataclasses.dataclass(frozen=True)
-class Skip(Teacher):
+class Skip(_Wrapper):
   """Gives no label when both trajectories are poor: abstains when max(R_a, R_b) < threshold.
   Abstained pairs leave the win-rate average and are not counted as labels."""
 
-  inner: Any = dataclasses.field(default_factory=Oracle)
   threshold: float = 0.0
-  return_based = True
-
-  def init(self) -> Summary:
-    return self.inner.init()
-
-  def update(self, summary: Summary, step: TeacherStep) -> Summary:
-    return self.inner.update(summary, step)
-
-  def compare(self, a: Summary, b: Summary, key: jax.Array) -> jax.Array:
-    return self.inner.compare(a, b, key)
 
   def abstain(self, a: Summary, b: Summary) -> jax.Array:
     poor = jnp.maximum(a["return"], b["return"]) < self.threshold
