@@ -8,7 +8,7 @@ its win rate, improve the policy with jit-compiled PPO.
 from spo_jax import _quiet  # noqa: F401  (must come first: hides import-time notices)
 from spo_jax.checkpoint import load_policy
 from spo_jax.config import PRESETS, Config, ConfigError, default_config, preset, validate
-from spo_jax.envs import Balance, PointReach, make_env
+from spo_jax.envs import Balance, MatrixGame, PointReach, make_env
 from spo_jax.evaluate import PolicyParams
 from spo_jax.rollout import Trajectory, rollout
 from spo_jax.teachers import (
@@ -26,9 +26,9 @@ from spo_jax.winrate import compute_winrates, place_rewards, winrate
 __version__ = "0.1.0"
 
 __all__ = [
-    "Balance", "BradleyTerry", "Config", "ConfigError", "Oracle", "PRESETS", "PointReach",
-    "PolicyParams", "Teacher", "TeacherContractError", "TeacherStep", "TrainState", "Trajectory",
-    "build", "compute_winrates", "default_config", "load_policy", "make_env", "make_teacher",
-    "make_train", "place_rewards", "preset", "rollout", "train", "validate", "validate_teacher",
-    "winrate",
+    "Balance", "BradleyTerry", "build", "compute_winrates", "Config", "ConfigError",
+    "default_config", "load_policy", "make_env", "make_teacher", "make_train", "MatrixGame",
+    "Oracle", "place_rewards", "PointReach", "PolicyParams", "preset", "PRESETS", "rollout",
+    "Teacher", "TeacherContractError", "TeacherStep", "train", "TrainState", "Trajectory",
+    "validate", "validate_teacher", "winrate",
 ]

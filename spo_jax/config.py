@@ -31,7 +31,7 @@ class Config:
   # --- environment ---------------------------------------------------------------
   env: str = "inverted_pendulum"
   """Environment: a Brax registry name (ant, halfcheetah, hopper, humanoid, inverted_pendulum,
-  ...) or one of the package's own tiny environments (point_reach, balance)."""
+  ...) or one of the package's own tiny environments (point_reach, balance, matrix_game)."""
   backend: str | None = None
   """Brax physics backend (generalized, positional, spring, mjx); None keeps the env's default."""
   episode_length: int = 1000
@@ -374,6 +374,11 @@ PRESETS: dict[str, Config] = {
         env="point_reach", episode_length=32, num_envs=64, num_timesteps=200_000,
         learning_rate=3e-3, discount=0.99, num_minibatches=4, eval_every=5,
         policy_hidden_sizes=(32, 32), value_hidden_sizes=(32, 32)),
+    "matrix_game": Config(
+        env="matrix_game", teacher="matrix_game", episode_length=1, num_envs=64,
+        num_timesteps=64 * 300, learning_rate=3e-3, num_minibatches=1, update_epochs=4,
+        eval_every=25, num_eval_envs=4, normalize_observations=False, init_log_std=0.0,
+        policy_hidden_sizes=(16,), value_hidden_sizes=(16,)),
     "balance": Config(
         env="balance", episode_length=200, num_envs=64, num_timesteps=1_000_000,
         learning_rate=1e-3, discount=0.99, num_minibatches=8, eval_every=5,

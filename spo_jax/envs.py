@@ -1,5 +1,6 @@
-"""Environments: Brax's registry by name, a user's own `brax.envs.Env`, and two tiny pure-JAX
-environments that ship with the package for fast tests and examples.
+"""Environments: Brax's registry by name, a user's own `brax.envs.Env`, and tiny pure-JAX
+environments that ship with the package for fast tests and examples (`point_reach`,
+`balance`, and the one-step `matrix_game` for exact Minimax-Winner checks).
 
 Every environment follows the Brax `Env` interface: `reset(key) -> State`,
 `step(state, action) -> State`, `State(pipeline_state, obs, reward, done, metrics, info)`,
@@ -119,7 +120,52 @@ class Balance(Env):
                          metrics={"angle": theta, "position": x})
 
 
-PACKAGE_ENVS: dict[str, type[Env]] = {"point_reach": PointReach, "balance": Balance}
+class MatrixGame(Env):
+  """A one-step game for exact Minimax-Winner checks with the `matrix_game` teacher.
+
+  obs = [1.0] (constant: there is no state); the action a in [-1, 1] is binned into
+  `num_outcomes` equal bins of [-1, 1], outcome = min(floor((a + 1) / 2 * K), K - 1); the
+  step ends the episode (done = 1). reward = 0: the game has no ground truth, only the
+  teacher's payoff table, so evaluation returns are 0. Metrics: `outcome` (the bin index
+  as a float; 0 at reset). A policy's mixed strategy is the mass its action distribution
+  puts on each bin.
+  """
+
+  episode_limit = 1
+
+  def __init__(self, num_outcomes: int = 3):
+    if isinstance(num_outcomes, bool) or not isinstance(num_outcomes, int) or num_outcomes < 2:
+      raise ConfigError(f"MatrixGame(num_outcomes={num_outcomes!r}): the number of outcomes "
+                        "must be an integer >= 2")
+    self.num_outcomes = num_outcomes
+
+  @property
+  def observation_size(self) -> int:
+    return 1
+
+  @property
+  def action_size(self) -> int:
+    return 1
+
+  @property
+  def backend(self) -> str:
+    return "jax"
+
+  def reset(self, rng: jax.Array) -> State:
+    del rng
+    zero = jnp.zeros(())
+    return State(pipeline_state=None, obs=jnp.ones((1,)), reward=zero, done=zero,
+                 metrics={"outcome": zero}, info={})
+
+  def step(self, state: State, action: jax.Array) -> State:
+    a = jnp.clip(action[0], -1.0, 1.0)
+    outcome = jnp.minimum(jnp.floor((a + 1.0) * 0.5 * self.num_outcomes), self.num_outcomes - 1)
+    return state.replace(reward=jnp.zeros(()), done=jnp.ones(()),
+                         metrics={"outcome": outcome.astype(jnp.float32)})
+
+
+PACKAGE_ENVS: dict[str, type[Env]] = {"point_reach": PointReach, "balance": Balance,
+                                   "matrix_game": MatrixGame}
 
 
 def known_env_names() -> list[str]:

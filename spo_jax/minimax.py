@@ -21,26 +21,30 @@ from spo_jax.config import ConfigError
 
 def check_preference_matrix(pref, *, name: str = "preference matrix",
                             atol: float = 1e-6) -> np.ndarray:
-  """Return `pref` as a float array after checking it is a square matrix of probabilities with
-  P + P^T = 1; raise `ConfigError` naming the first offending entry otherwise."""
+  """Return `pref` as a float64 array after checking it is a square K x K matrix (K >= 2) of
+  probabilities with P + P^T = 1; raise `ConfigError` naming the first offending entry."""
   pref = np.asarray(pref, dtype=np.float64)
-  if pref.ndim != 2 or pref.shape[0] != pref.shape[1] or pref.shape[0] == 0:
-    raise ConfigError(f"{name} must be a non-empty square matrix, got shape {pref.shape}")
+  if pref.ndim != 2 or pref.shape[0] != pref.shape[1] or pref.shape[0] < 2:
+    raise ConfigError(f"{name}: must be a square K x K matrix with K >= 2, got shape "
+                      f"{pref.shape}")
   bad = ~np.isfinite(pref)
   if bad.any():
     i, j = np.argwhere(bad)[0]
-    raise ConfigError(f"{name} entry ({i}, {j}) = {pref[i, j]} is not a finite number")
+    raise ConfigError(f"{name}: entry ({i}, {j}) = {pref[i, j]} is not a finite number")
   bad = (pref < -atol) | (pref > 1 + atol)
   if bad.any():
     i, j = np.argwhere(bad)[0]
-    raise ConfigError(f"{name} entry ({i}, {j}) = {pref[i, j]:g} lies outside [0, 1]")
-  gap = np.abs(pref + pref.T - 1.0)
-  bad = gap > atol
+    raise ConfigError(f"{name}: entry ({i}, {j}) = {pref[i, j]:g} lies outside [0, 1]; "
+                      "P[i, j] is the probability that i is preferred to j")
+  bad = np.abs(pref + pref.T - 1.0) > atol
   if bad.any():
     i, j = np.argwhere(bad)[0]
+    if i == j:
+      raise ConfigError(f"{name}: diagonal entry ({i}, {i}) = {pref[i, i]:g} must be 1/2 "
+                        "(a tie with itself)")
     raise ConfigError(
-        f"{name} is not antisymmetric: P[{i}, {j}] + P[{j}, {i}] = {pref[i, j]:g} + "
-        f"{pref[j, i]:g} = {pref[i, j] + pref[j, i]:g}, must be 1 (so the diagonal is 1/2)")
+        f"{name}: entries ({i}, {j}) = {pref[i, j]:g} and ({j}, {i}) = {pref[j, i]:g} sum to "
+        f"{pref[i, j] + pref[j, i]:g}; P[i, j] + P[j, i] must be 1 (antisymmetry)")
   return pref
 
 

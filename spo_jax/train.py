@@ -157,6 +157,9 @@ def build(config: Config, env: Env | None = None, teacher: Any | None = None) ->
                               config.episode_length)
   if teacher is None:
     teacher = teachers_lib.make_teacher(config, spec)
+  check_env = getattr(teacher, "check_env", None)
+  if callable(check_env):  # teachers that can only check the env object itself (outcome count)
+    check_env(env)
   if config.reward_source != "ground_truth":
     teachers_lib.validate_teacher(teacher, obs_size=env.observation_size,
                                   action_size=env.action_size, metric_names=metric_names,

@@ -60,13 +60,13 @@ def test_random_antisymmetric_tables_satisfy_the_equilibrium_conditions(size):
 
 
 @pytest.mark.parametrize("pref, words", [
-    (np.ones((2, 3)) * 0.5, "square"),
-    (np.array([[0.5, 1.2], [-0.2, 0.5]]), "entry (0, 1) = 1.2 lies outside"),
-    (np.array([[0.5, 0.7], [0.7, 0.5]]), "P[0, 1] + P[1, 0] = 0.7 + 0.7"),
-    (np.array([[0.4, 0.5], [0.5, 0.5]]), "P[0, 0] + P[0, 0]"),
-    (np.array([[0.5, np.nan], [0.5, 0.5]]), "not a finite number"),
+    (np.ones((2, 3)) * 0.5, "square K x K matrix with K >= 2, got shape (2, 3)"),
+    (np.array([[0.5, 1.2], [-0.2, 0.5]]), "entry (0, 1) = 1.2 lies outside [0, 1]"),
+    (np.array([[0.5, 0.7], [0.7, 0.5]]), "entries (0, 1) = 0.7 and (1, 0) = 0.7 sum to 1.4"),
+    (np.array([[0.4, 0.5], [0.5, 0.6]]), "diagonal entry (0, 0) = 0.4 must be 1/2"),
+    (np.array([[0.5, np.nan], [0.5, 0.5]]), "entry (0, 1) = nan is not a finite number"),
 ])
 def test_bad_tables_name_the_offending_entry(pref, words):
-  with pytest.raises(ConfigError, match=words.replace("[", r"\[").replace("(", r"\(")
-                     .replace(")", r"\)").replace("+", r"\+")):
+  with pytest.raises(ConfigError) as error:
     check_preference_matrix(pref)
+  assert words in str(error.value)
