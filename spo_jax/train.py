@@ -15,6 +15,7 @@ no special code. `train` is the host loop around it: evaluation, logging, checkp
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 import signal
@@ -145,16 +146,14 @@ def build(config: Config, env: Env | None = None, teacher: Any | None = None) ->
   is checked on sample data shaped like this environment's steps.
   """
   validate(config)
+  user_env = env
   env = envs_lib.make_env(config.env if env is None else env, config.backend)
   envs_lib.check_env(env)
   limit = envs_lib.max_episode_length(env)
   if limit is not None and config.episode_length > limit:
     raise ConfigError(f"config field 'episode_length' = {config.episode_length} is invalid: "
                       f"this environment's episodes last at most {limit} steps")
-  metric_names = tuple(jax.eval_shape(env.reset, jax.random.PRNGKey(0)).metrics)
-  spec = teachers_lib.EnvSpec(config.env if isinstance(config.env, str) else type(env).__name__,
-                              env.observation_size, env.action_size, metric_names,
-                              config.episode_length)
+  spec = teachers_lib.env_spec(env, config.episode_length, config.env if user_env is None else "")
   if teacher is None:
     teacher = teachers_lib.make_teacher(config, spec)
   check_env = getattr(teacher, "check_env", None)
@@ -162,7 +161,7 @@ def build(config: Config, env: Env | None = None, teacher: Any | None = None) ->
     check_env(env)
   if config.reward_source != "ground_truth":
     teachers_lib.validate_teacher(teacher, obs_size=env.observation_size,
-                                  action_size=env.action_size, metric_names=metric_names,
+                                  action_size=env.action_size, metric_names=spec.metric_names,
                                   horizon=min(config.episode_length, 6))
   networks = nets.make_networks(env.observation_size, env.action_size,
                                 config.policy_hidden_sizes, config.value_hidden_sizes,
@@ -239,6 +238,28 @@ def _to_python(metrics: dict[str, Any]) -> dict[str, float | int]:
   return out
 
 
+# Config fields that may name a file whose contents shape the teacher: a resumed run must see
+# the same bytes, not just the same path.
+_FILE_FIELDS = ("teacher_labels_file", "teacher_raters", "teacher_table")
+
+
+def _file_digests(config: Config) -> dict[str, str]:
+  digests = {}
+  for field in _FILE_FIELDS:
+    path = Path(getattr(config, field) or "")
+    if str(path) and path.is_file():
+      digests[field] = hashlib.sha256(path.read_bytes()).hexdigest()
+  return digests
+
+
+def _check_same_files(saved: dict[str, str], current: dict[str, str], run_dir: Path) -> None:
+  for field in sorted(set(saved) | set(current)):
+    if saved.get(field) != current.get(field):
+      raise ConfigError(f"cannot resume '{run_dir}': the file named by '{field}' has changed "
+                        "since the checkpoint was written, so the teacher would differ; restore "
+                        "the original file or start a new --run-dir")
+
+
 class TrainingInterrupted(KeyboardInterrupt):
   """Training stopped on SIGINT/SIGTERM after saving a checkpoint at `iteration`."""
 
@@ -303,6 +324,11 @@ def train(config: Config | None = None, *, env: Env | None = None, teacher: Any 
   elif resume:
     raise ConfigError("--resume needs the --run-dir of the run to continue")
   setup = build(config, env, teacher)
+  file_digests = _file_digests(config)
+  fit_metrics = getattr(setup.teacher, "fit_metrics", None)
+  if verbose and fit_metrics:
+    print("teacher fit: " + ", ".join(f"{k} {float(v):.4g}" for k, v in fit_metrics.items()),
+          flush=True)
 
   checkpointer = None
   state = None
@@ -318,6 +344,7 @@ def train(config: Config | None = None, *, env: Env | None = None, teacher: Any 
       abstract = jax.eval_shape(init, jax.random.PRNGKey(config.seed))
       state, meta = checkpointer.restore(step, abstract)
       counters.update(meta["counters"])
+      _check_same_files(meta.get("files", {}), file_digests, run_path)
     else:
       if overwrite and run_path.exists():
         shutil.rmtree(run_path)
@@ -340,7 +367,8 @@ def train(config: Config | None = None, *, env: Env | None = None, teacher: Any 
     if checkpointer is not None:
       counters["wall_time"] = time.perf_counter() - start
       checkpointer.save(int(state.iteration), state,
-                        {"config": config.to_dict(), "counters": dict(counters)})
+                        {"config": config.to_dict(), "counters": dict(counters),
+                         "files": file_digests})
 
   def evaluate(state: TrainState) -> dict[str, Any]:
     it = int(state.iteration)

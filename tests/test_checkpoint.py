@@ -76,3 +76,15 @@ def test_refuses_foreign_or_missing_runs(tmp_path):
     spo_jax.load_policy(tmp_path)
   assert (tmp_path / "run" / "metrics.jsonl").read_text() == before
   assert not (tmp_path / "empty").exists()
+
+
+def test_resume_refuses_a_changed_teacher_file(tmp_path):
+  """Same path, different bytes: the resumed run's teacher would differ, so it is refused."""
+  table = tmp_path / "table.csv"
+  np.savetxt(table, [[0.5, 1.0, 0.0], [0.0, 0.5, 1.0], [1.0, 0.0, 0.5]], delimiter=",")
+  config = spo_jax.preset("matrix_game").replace(
+      teacher_table=str(table), num_envs=8, max_iterations=1, eval_every=1, num_eval_envs=2)
+  spo_jax.train(config, run_dir=tmp_path / "run")
+  np.savetxt(table, [[0.5, 0.9, 0.2], [0.1, 0.5, 0.7], [0.8, 0.3, 0.5]], delimiter=",")
+  with pytest.raises(ConfigError, match="teacher_table' has changed"):
+    spo_jax.train(config.replace(max_iterations=2), run_dir=tmp_path / "run", resume=True)

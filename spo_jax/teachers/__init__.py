@@ -17,24 +17,25 @@ from typing import Any
 
 from spo_jax.config import ConfigError, check_float, check_int, fail
 from spo_jax.teachers.protocol import (
-    EnvSpec,
-    Summary,
-    Teacher,
-    TeacherContractError,
-    TeacherStep,
-    random_steps,
-    summarize,
-    teacher_abstain,
-    validate_teacher,
+  EnvSpec,
+  Summary,
+  Teacher,
+  TeacherContractError,
+  TeacherStep,
+  env_spec,
+  random_steps,
+  summarize,
+  teacher_abstain,
+  validate_teacher,
 )
 from spo_jax.teachers.returns import (
-    BradleyTerry,
-    Equal,
-    Mistake,
-    Myopic,
-    Oracle,
-    Skip,
-    is_return_based,
+  BradleyTerry,
+  Equal,
+  Mistake,
+  Myopic,
+  Oracle,
+  Skip,
+  is_return_based,
 )
 
 BASE_TEACHERS = ("oracle", "bradley_terry", "intransitive", "constraint", "peak", "deadline",
@@ -47,7 +48,7 @@ _RETURN_BASED = ("oracle", "bradley_terry")
 __all__ = [
     "BASE_TEACHERS", "BradleyTerry", "EnvSpec", "Equal", "Mistake", "Myopic", "Oracle", "Skip",
     "Summary", "Teacher", "TeacherContractError", "TeacherStep", "WRAPPERS",
-    "check_teacher_config", "check_teacher_name", "is_return_based", "make_teacher",
+    "check_teacher_config", "check_teacher_name", "env_spec", "is_return_based", "make_teacher",
     "parse_teacher", "random_steps", "summarize", "teacher_abstain", "validate_teacher",
 ]
 
@@ -121,6 +122,9 @@ def check_teacher_config(cfg) -> None:
   for field in ("teacher_raters", "teacher_quantity", "teacher_table", "teacher_labels_file"):
     if not isinstance(getattr(cfg, field), str):
       fail(field, getattr(cfg, field), "must be a string")
+  if chain[-1] == "learned" and cfg.teacher_fit_steps < 1:
+    fail("teacher_fit_steps", cfg.teacher_fit_steps,
+         "the 'learned' teacher must be fit: use at least 1 step (2000 is the default)")
   if chain[-1] == "learned" and not cfg.teacher_labels_file:
     fail("teacher_labels_file", cfg.teacher_labels_file,
          "the 'learned' teacher needs a labels file (.npz with features_a, features_b, labels)")
@@ -154,12 +158,15 @@ def make_teacher(cfg, spec: EnvSpec | None = None) -> Any:
   """Build the teacher named by `cfg.teacher` with its `teacher_*` parameters.
 
   `spec` describes the environment (sizes, metric names, horizon) for teachers that read
-  them; env-dependent parameters (a metric name, an observation index) are checked here,
-  before anything is compiled.
+  them (without it, `cfg.env` is built to find out); env-dependent parameters (a metric
+  name, an observation index, the feature layout of a labels file) are checked here, before
+  anything is compiled.
   """
   chain = parse_teacher(cfg.teacher)
   if spec is None:
-    spec = EnvSpec(cfg.env, 0, 0, (), cfg.episode_length)
+    from spo_jax.envs import make_env
+
+    spec = env_spec(make_env(cfg.env, cfg.backend), cfg.episode_length, cfg.env)
   teacher = _build_base(chain[-1], cfg, spec)
   for name in reversed(chain[:-1]):
     if name == "mistake":

@@ -39,7 +39,6 @@ import numpy as np
 
 from spo_jax.config import ConfigError
 from spo_jax.minimax import check_preference_matrix, minimax_winner  # noqa: F401
-from spo_jax.teachers.nonmarkov import complete_spec
 from spo_jax.teachers.protocol import EnvSpec, Summary, Teacher, TeacherStep
 
 TABLES: dict[str, tuple[tuple[float, ...], ...]] = {
@@ -137,7 +136,6 @@ def check_table(table, value: str = "") -> np.ndarray:
 
 def build_matrix_game(cfg, spec: EnvSpec) -> PayoffTable:
   """The payoff table named by `cfg.teacher_table`, for an env that reports 'outcome'."""
-  spec = complete_spec(cfg, spec)
   if OUTCOME_METRIC not in spec.metric_names:
     metrics = ", ".join(spec.metric_names) or "none"
     raise ConfigError(

@@ -118,28 +118,6 @@ def parse_quantity(text: str, spec: EnvSpec, *, field: str = "teacher_quantity",
   raise refuse("is neither 'reward', 'action_norm', 'obs:<i>' nor a metric this env reports")
 
 
-def needs_env(text: str) -> bool:
-  """Whether checking quantity `text` needs the env's sizes or metric names."""
-  body = text.strip() if isinstance(text, str) else ""
-  body = body[len("abs:"):].strip() if body.startswith("abs:") else body
-  return body not in ("reward", "action_norm")
-
-
-def complete_spec(cfg, spec: EnvSpec) -> EnvSpec:
-  """`make_teacher(cfg)` without a spec passes one with zero sizes and no metrics; build the
-  named env to learn them, since env-dependent names must be checked before compiling."""
-  if spec.observation_size or spec.action_size or spec.metric_names:
-    return spec
-  if not isinstance(cfg.env, str):
-    return spec
-  from spo_jax.envs import make_env
-
-  env = make_env(cfg.env, getattr(cfg, "backend", None))
-  metric_names = tuple(jax.eval_shape(env.reset, jax.random.PRNGKey(0)).metrics)
-  return EnvSpec(spec.name, env.observation_size, env.action_size, metric_names,
-                 spec.episode_length)
-
-
 def prefer_larger(x: jax.Array, y: jax.Array) -> jax.Array:
   """1 if x > y, 0 if x < y, 1/2 otherwise (a tie, or a nan on either side)."""
   return 0.5 + 0.5 * ((x > y).astype(jnp.float32) - (x < y).astype(jnp.float32))
@@ -271,8 +249,6 @@ def build_nonmarkov(name: str, cfg, spec: EnvSpec) -> Teacher:
   if name not in NONMARKOV_TEACHERS:
     raise ConfigError(f"unknown non-Markovian teacher {name!r}; known: "
                       f"{', '.join(NONMARKOV_TEACHERS)}")
-  if needs_env(cfg.teacher_quantity):
-    spec = complete_spec(cfg, spec)
   quantity = parse_quantity(cfg.teacher_quantity, spec)
   threshold = float(cfg.teacher_threshold)
   if name == "constraint":

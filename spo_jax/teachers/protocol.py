@@ -50,6 +50,14 @@ class EnvSpec(NamedTuple):
   episode_length: int  # the horizon H of the run
 
 
+def env_spec(env: Any, horizon: int, name: str = "") -> EnvSpec:
+  """The `EnvSpec` of a Brax `Env`: sizes, and metric names from an abstract reset (traced,
+  not compiled or run)."""
+  metric_names = tuple(jax.eval_shape(env.reset, jax.random.PRNGKey(0)).metrics)
+  return EnvSpec(name or type(env).__name__, env.observation_size, env.action_size,
+                 metric_names, horizon)
+
+
 class TeacherContractError(ValueError):
   """A teacher breaks the protocol; the message names the rule and the offending pair."""
 

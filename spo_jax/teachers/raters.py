@@ -56,7 +56,6 @@ import jax.numpy as jnp
 from spo_jax.config import ConfigError, fail
 from spo_jax.teachers.nonmarkov import (
     Quantity,
-    complete_spec,
     parse_quantity,
     prefer_larger,
 )
@@ -164,7 +163,6 @@ def _from_preset(cfg, spec: EnvSpec) -> tuple[tuple[Quantity, ...], list[list[fl
          f"{', '.join(sorted(PRESETS))}); give a JSON file "
          '{"metrics": [names], "weights": [[K x M]]}')
   criteria = PRESETS[spec.name]
-  spec = complete_spec(cfg, spec)
   where = f" (the '{spec.name}' preset)"
   quantities = tuple(parse_quantity(c.quantity, spec, field="teacher_raters", where=where)
                      for c in criteria)
@@ -232,7 +230,6 @@ def load_raters(path: str, num_raters: int) -> tuple[list[str], list[list[float]
 def _from_file(cfg, spec: EnvSpec) -> tuple[tuple[Quantity, ...], list[list[float]]]:
   path = cfg.teacher_raters
   names, weights = load_raters(path, cfg.teacher_num_raters)
-  spec = complete_spec(cfg, spec)
   quantities = tuple(
       parse_quantity(name, spec, field="teacher_raters", where=f" (file {path}, metrics[{i}])")
       for i, name in enumerate(names))

@@ -1,0 +1,559 @@
+"""The 'learned' teacher: a neural preference model P_theta(a > b) fit to labelled pairs.
+
+Three parts, each usable on its own:
+
+1. A fixed trajectory *feature* fold (`TrajectoryFeatures`), a teacher-style summary
+   (init/update) giving F = 2 + D + A + M numbers per trajectory from its T valid steps
+   t = 0..T-1 (action a_t taken in s_t, reaching s_{t+1} with reward r_t and metrics m_t):
+
+     x = [ R = sum_t r_t,                         # return            (1)
+           T,                                     # valid steps       (1)
+           (1/T) sum_t s_{t+1},                   # mean observation  (D)
+           (1/T) sum_t |a_t|,                     # mean |action|     (A)
+           sum_t m_t^k  for each metric k ]       # metric sums       (M)
+
+   with D, A the env's observation and action sizes and M its `State.metrics` in the order
+   of `EnvSpec.metric_names` (`feature_names(spec)` spells the layout out).
+
+2. The preference network (Christiano et al. 2017 fit preferences with a Bradley-Terry
+   reward; this is the pairwise generalisation TEACHERS.md asks for): an MLP g over the
+   standardized pair z = (x - mu) / sigma,
+
+     P_theta(a > b) = sigmoid(g(z_a, z_b) - g(z_b, z_a)),
+
+   antisymmetric (P(a, b) + P(b, a) = 1) and a tie on itself (P(a, a) = 1/2) for every theta,
+   by construction. g sees both trajectories at once, so P_theta need not be transitive; the
+   Bradley-Terry reward model is the special case g(z_a, z_b) = r(z_a). mu and sigma are the
+   training pairs' feature statistics, stored beside the weights in `PreferenceModel`.
+
+3. Fitting (`fit_preference_model`): binary cross-entropy against soft ([0, 1]) or hard
+   ({0, 1}) labels, Adam, one jitted `lax.scan` over gradient steps, with a held-out split.
+
+Labels file (`teacher_labels_file`, an .npz; `load_labels` checks it):
+
+  features_a  [P, F] float   features of the first trajectory of each pair
+  features_b  [P, F] float   features of the second one
+  labels      [P]    float   P(a preferred to b) in [0, 1]: 1 = a, 0 = b, 1/2 = tie
+
+Other arrays are ignored (`scripts/make_labels.py` adds `feature_names`). Real human labels
+need only the same feature layout: fold the trajectories the rater saw through
+`TrajectoryFeatures` (or `batch_features`) and store the rater's answers as `labels`.
+`make_labels` writes such a file from a simulated teacher.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import os
+import zipfile
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import flax
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from spo_jax.config import ConfigError
+from spo_jax.networks import MLP
+from spo_jax.rollout import rollout
+from spo_jax.teachers.protocol import (
+  EnvSpec,
+  Summary,
+  Teacher,
+  TeacherStep,
+  env_spec,
+  summarize,
+  teacher_abstain,
+)
+
+LABEL_ARRAYS = ("features_a", "features_b", "labels")
+# Features whose spread in the labels file is below this are constant there (e.g. the length
+# when no episode terminates); they are centred but not scaled, so they cannot blow up.
+_MIN_STD = 1e-6
+# build_learned's fitting settings; none has a config field, so they are fixed here.
+_FIT_LEARNING_RATE = 1e-3
+_FIT_HOLDOUT = 0.2
+# Minibatches bound the cost of a step for large label files; smaller files fit full-batch.
+_FIT_BATCH_SIZE = 512
+_FIT_SALT = 0x1EA2  # folded into the seed: the fit's key differs from the run's other keys
+
+
+# -------------------------------------------------------------------------------------
+# 1. Trajectory features
+# -------------------------------------------------------------------------------------
+
+def feature_size(spec: EnvSpec) -> int:
+  """F = 2 + D + A + M: return, length, mean obs (D), mean |action| (A), metric sums (M)."""
+  return 2 + spec.observation_size + spec.action_size + len(spec.metric_names)
+
+
+def feature_names(spec: EnvSpec) -> list[str]:
+  """Names of the F features, in order, e.g. ['return', 'length', 'obs_mean[0]', ...]."""
+  return (["return", "length"]
+          + [f"obs_mean[{i}]" for i in range(spec.observation_size)]
+          + [f"abs_action_mean[{i}]" for i in range(spec.action_size)]
+          + [f"metric_sum[{name}]" for name in spec.metric_names])
+
+
+@dataclasses.dataclass(frozen=True)
+class TrajectoryFeatures:
+  """The feature fold: init/update like a teacher's summary, `vector` gives x [F].
+
+  The summary keeps running sums (means are taken in `vector`, so a trajectory stopped at
+  any step has well-defined features):
+
+    return  []   sum_t r_t            obs_sum     [D]  sum_t s_{t+1}
+    length  []   T (valid steps)      action_sum  [A]  sum_t |a_t|
+                                      metric_sum  [M]  sum_t m_t^k
+
+  The observation folded is the one *after* the action (`next_obs`), the state whose reward
+  the step reports; the first, reset observation is the same for every policy.
+  """
+
+  observation_size: int
+  action_size: int
+  metric_names: tuple[str, ...] = ()
+
+  @classmethod
+  def from_spec(cls, spec: EnvSpec) -> TrajectoryFeatures:
+    return cls(spec.observation_size, spec.action_size, tuple(spec.metric_names))
+
+  @property
+  def size(self) -> int:
+    return 2 + self.observation_size + self.action_size + len(self.metric_names)
+
+  def init(self) -> Summary:
+    return {"return": jnp.zeros(()), "length": jnp.zeros(()),
+            "obs_sum": jnp.zeros((self.observation_size,)),
+            "action_sum": jnp.zeros((self.action_size,)),
+            "metric_sum": jnp.zeros((len(self.metric_names),))}
+
+  def update(self, summary: Summary, step: TeacherStep) -> Summary:
+    if self.metric_names:
+      metrics = jnp.stack([jnp.reshape(jnp.asarray(step.metrics[name], jnp.float32), ())
+                           for name in self.metric_names])
+    else:
+      metrics = jnp.zeros((0,))
+    return {"return": summary["return"] + step.reward,
+            "length": summary["length"] + 1.0,
+            "obs_sum": summary["obs_sum"] + step.next_obs,
+            "action_sum": summary["action_sum"] + jnp.abs(step.action),
+            "metric_sum": summary["metric_sum"] + metrics}
+
+  def vector(self, summary: Summary) -> jax.Array:
+    """Summary of ONE trajectory -> x [F] (layout in the class docstring)."""
+    # max(T, 1): a trajectory with no valid step gets mean features 0, not 0/0.
+    steps = jnp.maximum(summary["length"], 1.0)
+    return jnp.concatenate([
+        jnp.stack([summary["return"], summary["length"]]),
+        summary["obs_sum"] / steps,
+        summary["action_sum"] / steps,
+        summary["metric_sum"],
+    ]).astype(jnp.float32)
+
+
+def batch_features(fold: TrajectoryFeatures, steps: TeacherStep) -> jax.Array:
+  """Features of N trajectories from their steps [H, N, ...] (masked steps skipped) -> [N, F]."""
+  return jax.vmap(fold.vector)(summarize(fold, steps))
+
+
+# -------------------------------------------------------------------------------------
+# 2. The preference network
+# -------------------------------------------------------------------------------------
+
+@flax.struct.dataclass
+class PreferenceModel:
+  """Fitted preference network with its standardization: everything `prob` needs.
+
+  params: flax parameters of g, an MLP [2F] -> [1].
+  mean, std: [F] feature statistics of the training pairs (std floored at 1 where a
+  feature is constant there).
+  """
+
+  params: Any
+  mean: jax.Array  # [F]
+  std: jax.Array  # [F]
+  hidden_sizes: tuple[int, ...] = flax.struct.field(pytree_node=False, default=(64, 64))
+  activation: str = flax.struct.field(pytree_node=False, default="tanh")
+
+  @property
+  def network(self) -> MLP:
+    return MLP(self.hidden_sizes, 1, self.activation)
+
+  def logit(self, x_a: jax.Array, x_b: jax.Array) -> jax.Array:
+    """x_a, x_b [F] raw features -> d = g(z_a, z_b) - g(z_b, z_a) [], so d(b, a) = -d(a, b)."""
+    z_a = (x_a - self.mean) / self.std
+    z_b = (x_b - self.mean) / self.std
+    both = jnp.stack([jnp.concatenate([z_a, z_b]), jnp.concatenate([z_b, z_a])])  # [2, 2F]
+    g = self.network.apply(self.params, both)[:, 0]  # [2]
+    return g[0] - g[1]
+
+  def prob(self, x_a: jax.Array, x_b: jax.Array) -> jax.Array:
+    """P_theta(a > b) = sigmoid(logit(x_a, x_b)) [] for ONE pair of feature vectors [F]."""
+    return jax.nn.sigmoid(self.logit(x_a, x_b))
+
+
+@functools.partial(jax.jit, static_argnames=("num_features", "hidden_sizes", "activation"))
+def _init_params(key: jax.Array, *, num_features: int, hidden_sizes: tuple[int, ...],
+                 activation: str) -> Any:
+  # Jitted: flax's eager init (orthogonal kernels by QR) costs seconds of op-by-op dispatch.
+  return MLP(hidden_sizes, 1, activation).init(key, jnp.zeros((1, 2 * num_features)))
+
+
+def init_preference_model(key: jax.Array, num_features: int, *,
+                          hidden_sizes: Sequence[int] = (64, 64), activation: str = "tanh",
+                          mean: jax.Array | None = None,
+                          std: jax.Array | None = None) -> PreferenceModel:
+  """A random (unfitted) model; mean 0 and std 1 unless given."""
+  params = _init_params(key, num_features=num_features, hidden_sizes=tuple(hidden_sizes),
+                        activation=activation)
+  mean = jnp.zeros((num_features,)) if mean is None else jnp.asarray(mean, jnp.float32)
+  std = jnp.ones((num_features,)) if std is None else jnp.asarray(std, jnp.float32)
+  return PreferenceModel(params, mean, std, tuple(hidden_sizes), activation)
+
+
+# -------------------------------------------------------------------------------------
+# 3. Fitting
+# -------------------------------------------------------------------------------------
+
+def _bce(model: PreferenceModel, x_a: jax.Array, x_b: jax.Array, y: jax.Array) -> jax.Array:
+  """Mean binary cross-entropy  -[y log P + (1 - y) log(1 - P)]  over pairs [B]."""
+  logits = jax.vmap(model.logit)(x_a, x_b)
+  return jnp.mean(optax.sigmoid_binary_cross_entropy(logits, y))
+
+
+@jax.jit
+def _pair_stats(model: PreferenceModel, x_a: jax.Array, x_b: jax.Array,
+                y: jax.Array) -> tuple[jax.Array, jax.Array]:
+  """Per pair [P]: the BCE, and whether P_theta and the label pick the same side,
+  (P - 1/2)(y - 1/2) > 0 (a predicted 1/2 never agrees). One compiled call for all pairs;
+  train and held-out metrics are numpy means over its rows."""
+  logits = jax.vmap(model.logit)(x_a, x_b)
+  return (optax.sigmoid_binary_cross_entropy(logits, y),
+          (jax.nn.sigmoid(logits) - 0.5) * (y - 0.5) > 0)
+
+
+def _split_metrics(loss: np.ndarray, agree: np.ndarray, y: np.ndarray,
+                   rows: np.ndarray) -> tuple[float, float]:
+  """(mean loss, accuracy) over `rows`; accuracy counts decisive pairs (label != 1/2) only
+  and is nan without any."""
+  if len(rows) == 0:
+    return float("nan"), float("nan")
+  decisive = y[rows] != 0.5
+  accuracy = float(np.mean(agree[rows][decisive])) if decisive.any() else float("nan")
+  return float(np.mean(loss[rows])), accuracy
+
+
+@functools.partial(jax.jit, static_argnames=("steps", "batch_size", "learning_rate"))
+def _fit_scan(model: PreferenceModel, x_a: jax.Array, x_b: jax.Array, y: jax.Array,
+              key: jax.Array, *, steps: int, batch_size: int,
+              learning_rate: float) -> tuple[PreferenceModel, jax.Array]:
+  """`steps` Adam steps on the BCE; minibatches of `batch_size` pairs drawn with replacement,
+  or the full batch when batch_size equals the number of pairs. Returns (model, losses [S])."""
+  optimizer = optax.adam(learning_rate)
+  num = y.shape[0]
+
+  def loss_fn(params, key):
+    if batch_size >= num:
+      return _bce(model.replace(params=params), x_a, x_b, y)
+    idx = jax.random.randint(key, (batch_size,), 0, num)
+    return _bce(model.replace(params=params), x_a[idx], x_b[idx], y[idx])
+
+  def step(carry, key):
+    params, opt_state = carry
+    loss, grads = jax.value_and_grad(loss_fn)(params, key)
+    updates, opt_state = optimizer.update(grads, opt_state, params)
+    return (optax.apply_updates(params, updates), opt_state), loss
+
+  carry = (model.params, optimizer.init(model.params))
+  (params, _), losses = jax.lax.scan(step, carry, jax.random.split(key, steps))
+  return model.replace(params=params), losses
+
+
+def fit_preference_model(features_a: Any, features_b: Any, labels: Any, *,
+                         hidden_sizes: Sequence[int] = (64, 64), steps: int,
+                         learning_rate: float = 1e-3, key: jax.Array,
+                         holdout_fraction: float = 0.2, batch_size: int | None = None,
+                         activation: str = "tanh") -> tuple[PreferenceModel, dict[str, float]]:
+  """Fit P_theta to labelled pairs by binary cross-entropy with Adam.
+
+  features_a, features_b: [P, F] raw features; labels: [P] in [0, 1] (soft or hard).
+  A random `holdout_fraction` of the pairs (floor(P * fraction)) is kept out of the fit and
+  out of the standardization statistics mean, std [F] (computed over both sides of the
+  training pairs). batch_size None means full batch. Deterministic given `key`.
+
+  Returns (model, metrics) with metrics: train_loss (BCE on all training pairs after the
+  fit), initial_loss (before it), train_accuracy, holdout_loss, holdout_accuracy (nan
+  without held-out pairs), num_train, num_holdout. Accuracy counts agreement of P > 1/2 with
+  label > 1/2 on pairs whose label is not 1/2.
+  """
+  x_a = np.asarray(features_a, np.float32)
+  x_b = np.asarray(features_b, np.float32)
+  y = np.asarray(labels, np.float32)
+  if x_a.ndim != 2 or x_a.shape != x_b.shape or y.shape != x_a.shape[:1]:
+    raise ValueError(f"need features_a, features_b [P, F] and labels [P]; got shapes "
+                     f"{x_a.shape}, {x_b.shape}, {y.shape}")
+  if not 0.0 <= holdout_fraction < 1.0:
+    raise ValueError(f"holdout_fraction = {holdout_fraction} must lie in [0, 1)")
+  num, num_features = x_a.shape
+  num_holdout = int(num * holdout_fraction)
+  if num - num_holdout < 1:
+    raise ValueError(f"no training pairs left: {num} pairs, holdout_fraction {holdout_fraction}")
+  k_split, k_init, k_fit = jax.random.split(key, 3)
+  order = np.asarray(jax.random.permutation(k_split, num))
+  train, held = order[num_holdout:], order[:num_holdout]
+
+  both = np.concatenate([x_a[train], x_b[train]])  # [2 P_train, F]
+  mean = both.mean(axis=0)
+  std = both.std(axis=0)
+  std = np.where(std > _MIN_STD, std, 1.0).astype(np.float32)
+  model = init_preference_model(k_init, num_features, hidden_sizes=hidden_sizes,
+                                activation=activation, mean=mean, std=std)
+
+  all_data = (jnp.asarray(x_a), jnp.asarray(x_b), jnp.asarray(y))
+  initial_loss, _ = _split_metrics(*jax.device_get(_pair_stats(model, *all_data)), y, train)
+  size = len(train) if batch_size is None else min(int(batch_size), len(train))
+  if steps > 0:
+    train_data = (jnp.asarray(x_a[train]), jnp.asarray(x_b[train]), jnp.asarray(y[train]))
+    model, _ = _fit_scan(model, *train_data, k_fit, steps=int(steps), batch_size=size,
+                         learning_rate=float(learning_rate))
+  loss, agree = jax.device_get(_pair_stats(model, *all_data))
+  train_loss, train_accuracy = _split_metrics(loss, agree, y, train)
+  holdout_loss, holdout_accuracy = _split_metrics(loss, agree, y, held)
+  metrics = {"initial_loss": initial_loss, "train_loss": train_loss,
+             "train_accuracy": train_accuracy, "holdout_loss": holdout_loss,
+             "holdout_accuracy": holdout_accuracy, "num_train": len(train),
+             "num_holdout": num_holdout}
+  return model, metrics
+
+
+# -------------------------------------------------------------------------------------
+# 4. The teacher
+# -------------------------------------------------------------------------------------
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class LearnedPreference(Teacher):
+  """Teacher P(a > b) = P_theta(a > b) of a fitted `PreferenceModel`; summary = the feature
+  fold. The weights are constants of whatever program compares with it.
+
+  fit_metrics: what `fit_preference_model` reported (held-out accuracy, losses), for logs.
+  """
+
+  model: PreferenceModel
+  features: TrajectoryFeatures
+  fit_metrics: dict[str, float] = dataclasses.field(default_factory=dict)
+
+  # Identity, not field, equality: comparing weight arrays with == is elementwise, and the
+  # inherited Teacher.__eq__ would call every LearnedPreference equal to every other.
+  __hash__ = object.__hash__
+
+  def __eq__(self, other: object) -> bool:
+    return self is other
+
+  def init(self) -> Summary:
+    return self.features.init()
+
+  def update(self, summary: Summary, step: TeacherStep) -> Summary:
+    return self.features.update(summary, step)
+
+  def compare(self, a: Summary, b: Summary, key: jax.Array) -> jax.Array:
+    del key
+    return self.model.prob(self.features.vector(a), self.features.vector(b))
+
+
+# -------------------------------------------------------------------------------------
+# 5. The labels file
+# -------------------------------------------------------------------------------------
+
+_FIELD = "teacher_labels_file"
+
+
+def _where(path: str) -> str:
+  return f"labels file '{path}' (config field '{_FIELD}')"
+
+
+def load_labels(path: str | os.PathLike, feature_size: int, *,
+                names: Sequence[str] | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+  """Read and check a labels file; returns features_a [P, F], features_b [P, F], labels [P]
+  as float32, or raises `ConfigError` naming the array, its shape or the first bad row.
+
+  feature_size: F expected for this environment; `names` (the feature names) make the
+  message on a mismatch spell out the expected layout.
+  """
+  path = os.fspath(path)
+  if not path:
+    raise ConfigError(f"config field '{_FIELD}' is empty: the 'learned' teacher needs a .npz "
+                      "file with features_a [P, F], features_b [P, F] and labels [P] "
+                      "(scripts/make_labels.py writes one)")
+  if not os.path.isfile(path):
+    what = "is a directory" if os.path.isdir(path) else "does not exist"
+    raise ConfigError(f"config field '{_FIELD}' = {path!r} is invalid: the file {what}; give "
+                      "the path of a .npz labels file (scripts/make_labels.py writes one)")
+  try:
+    archive = np.load(path, allow_pickle=False)
+  except (OSError, ValueError, EOFError, zipfile.BadZipFile) as error:
+    raise ConfigError(f"{_where(path)} is not a valid .npz file ({type(error).__name__}: "
+                      f"{error}); write it with numpy.savez") from error
+  if not isinstance(archive, np.lib.npyio.NpzFile):
+    raise ConfigError(f"{_where(path)} is not a valid .npz file: it holds a single .npy array; "
+                      f"write the arrays {', '.join(LABEL_ARRAYS)} with numpy.savez")
+  arrays = {}
+  with archive:
+    for field in LABEL_ARRAYS:
+      if field not in archive.files:
+        raise ConfigError(f"{_where(path)} has no array '{field}' (it holds "
+                          f"{sorted(archive.files)}); a labels file needs "
+                          f"{', '.join(LABEL_ARRAYS)}")
+      try:
+        arrays[field] = archive[field]
+      except (OSError, ValueError, zipfile.BadZipFile) as error:
+        raise ConfigError(f"{_where(path)}: array '{field}' cannot be read ({error}); it must "
+                          "be a numeric array saved with numpy.savez") from error
+  layout = ""
+  if names is not None:
+    layout = f" [{', '.join(names)}]"
+  for field in LABEL_ARRAYS:
+    value = arrays[field]
+    if not (np.issubdtype(value.dtype, np.floating) or np.issubdtype(value.dtype, np.integer)
+            or value.dtype == bool):
+      raise ConfigError(f"{_where(path)}: array '{field}' has dtype {value.dtype}; it must hold "
+                        "real numbers")
+    if field == "labels":
+      if value.ndim != 1:
+        raise ConfigError(f"{_where(path)}: array 'labels' has shape {value.shape}; expected "
+                          "(P,), one label per pair")
+    elif value.ndim != 2 or value.shape[1] != feature_size:
+      raise ConfigError(
+          f"{_where(path)}: array '{field}' has shape {value.shape}; expected (P, "
+          f"{feature_size}): F = {feature_size} features per trajectory for this "
+          f"environment{layout}")
+  num = arrays["features_a"].shape[0]
+  for field in LABEL_ARRAYS[1:]:
+    if arrays[field].shape[0] != num:
+      raise ConfigError(f"{_where(path)}: array '{field}' has {arrays[field].shape[0]} rows but "
+                        f"'features_a' has {num}; every array needs one row per pair")
+  if num == 0:
+    raise ConfigError(f"{_where(path)} holds no pairs (P = 0)")
+  out = {k: np.asarray(v, np.float32) for k, v in arrays.items()}
+  for field in LABEL_ARRAYS:
+    finite = np.isfinite(out[field]).reshape(num, -1).all(axis=1)
+    if not finite.all():
+      row = int(np.argmin(finite))
+      raise ConfigError(f"{_where(path)}: array '{field}' row {row} holds a non-finite value "
+                        f"({out[field][row]}); every entry must be a finite number")
+  labels = out["labels"]
+  outside = (labels < 0.0) | (labels > 1.0)
+  if outside.any():
+    row = int(np.argmax(outside))
+    raise ConfigError(f"{_where(path)}: array 'labels' row {row} is {labels[row]:g}; labels "
+                      "are P(a preferred to b) and must lie in [0, 1]")
+  return out["features_a"], out["features_b"], labels
+
+
+# -------------------------------------------------------------------------------------
+# 6. The factory
+# -------------------------------------------------------------------------------------
+
+def build_learned(cfg, spec: EnvSpec) -> LearnedPreference:
+  """Load `cfg.teacher_labels_file` and fit for `cfg.teacher_fit_steps` Adam steps, seeded
+  from `cfg.seed` (the same config gives the same teacher): (64, 64) tanh MLP, learning rate
+  1e-3, minibatches of 512 pairs (full batch below that), 20% of the pairs held out and
+  their accuracy reported in `teacher.fit_metrics`.
+
+  `spec` gives the feature layout."""
+  size = feature_size(spec)
+  x_a, x_b, y = load_labels(cfg.teacher_labels_file, size, names=feature_names(spec))
+  key = jax.random.fold_in(jax.random.PRNGKey(cfg.seed), _FIT_SALT)
+  model, metrics = fit_preference_model(x_a, x_b, y, steps=cfg.teacher_fit_steps,
+                                        learning_rate=_FIT_LEARNING_RATE, key=key,
+                                        holdout_fraction=_FIT_HOLDOUT,
+                                        batch_size=_FIT_BATCH_SIZE)
+  return LearnedPreference(model, TrajectoryFeatures.from_spec(spec), metrics)
+
+
+# -------------------------------------------------------------------------------------
+# 7. Making a labels file from a simulated teacher
+# -------------------------------------------------------------------------------------
+
+@dataclasses.dataclass(frozen=True)
+class _Both:
+  """Folds one trajectory through two summaries at once (features, teacher)."""
+
+  first: Any
+  second: Any
+
+  def init(self) -> Summary:
+    return self.first.init(), self.second.init()
+
+  def update(self, summary: Summary, step: TeacherStep) -> Summary:
+    return self.first.update(summary[0], step), self.second.update(summary[1], step)
+
+
+def _make_random_policy(action_size: int) -> Callable:
+  """Random actions: raw action u ~ N(0, I), env action tanh(u); log_prob = log N(u; 0, I)."""
+
+  def policy(obs: jax.Array, key: jax.Array) -> tuple[jax.Array, jax.Array]:
+    raw = jax.random.normal(key, obs.shape[:1] + (action_size,))
+    return raw, -0.5 * jnp.sum(raw**2 + jnp.log(2.0 * jnp.pi), axis=-1)
+
+  return policy
+
+
+def make_labels(env: Any, teacher: Any, num_pairs: int, horizon: int, key: jax.Array,
+                policy: Callable | None = None, *, labels: str = "soft",
+                num_trajectories: int | None = None
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+  """Labelled pairs in the labels-file format, from rollouts judged by a simulated teacher.
+
+  Rolls out `num_trajectories` episodes of at most `horizon` steps (default 2 * num_pairs,
+  paired (0, 1), (2, 3), ... so no trajectory is in two pairs; otherwise random distinct
+  pairs) with `policy` (obs [N, D], key) -> (raw_action [N, A], log_prob [N]), by default
+  random actions tanh(u), u ~ N(0, I). Features come from `TrajectoryFeatures`, labels from
+  `teacher.compare`: 'soft' keeps P(a > b), 'sampled' draws one Bernoulli(P) label.
+  Pairs the teacher abstains on are dropped, so fewer than num_pairs rows may come back.
+
+  Returns numpy features_a [P, F], features_b [P, F], labels [P] (float32).
+  """
+  if labels not in ("soft", "sampled"):
+    raise ValueError(f"labels = {labels!r} must be 'soft' or 'sampled'")
+  if num_pairs < 1 or horizon < 1:
+    raise ValueError(f"num_pairs = {num_pairs} and horizon = {horizon} must be >= 1")
+  spec = env_spec(env, horizon)
+  fold = TrajectoryFeatures.from_spec(spec)
+  policy = _make_random_policy(spec.action_size) if policy is None else policy
+  num = 2 * num_pairs if num_trajectories is None else int(num_trajectories)
+  if num < 2:
+    raise ValueError(f"num_trajectories = {num} must be >= 2 to form a pair")
+  k_rollout, k_pairs, k_compare, k_sample = jax.random.split(key, 4)
+
+  @jax.jit
+  def run(k_rollout, k_pairs, k_compare, k_sample):
+    result = rollout(env, policy, k_rollout, num, horizon, _Both(fold, teacher))
+    feature_summary, teacher_summary = result.summaries
+    x = jax.vmap(fold.vector)(feature_summary)  # [N, F]
+    if num_trajectories is None:
+      first = jnp.arange(num_pairs) * 2
+      second = first + 1
+    else:
+      k_first, k_offset = jax.random.split(k_pairs)
+      first = jax.random.randint(k_first, (num_pairs,), 0, num)
+      second = (first + jax.random.randint(k_offset, (num_pairs,), 1, num)) % num
+
+    def judge(i, j, index):
+      a = jax.tree.map(lambda s: s[i], teacher_summary)
+      b = jax.tree.map(lambda s: s[j], teacher_summary)
+      p = jnp.asarray(teacher.compare(a, b, jax.random.fold_in(k_compare, index)), jnp.float32)
+      return p, teacher_abstain(teacher, a, b)
+
+    p, abstain = jax.vmap(judge)(first, second, jnp.arange(num_pairs))
+    if labels == "sampled":
+      p = (jax.random.uniform(k_sample, p.shape) < p).astype(jnp.float32)
+    return x[first], x[second], p, abstain
+
+  x_a, x_b, y, abstain = jax.device_get(run(k_rollout, k_pairs, k_compare, k_sample))
+  keep = ~np.asarray(abstain)
+  return (np.asarray(x_a, np.float32)[keep], np.asarray(x_b, np.float32)[keep],
+          np.asarray(y, np.float32)[keep])
