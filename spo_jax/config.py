@@ -105,12 +105,19 @@ class Config:
   """reward_model: hidden layer widths of the reward MLP r(s, a)."""
   rm_ensemble_size: int = 1
   """reward_model: ensemble members (the reward is their mean)."""
-  rm_learning_rate: float = 3e-4
+  rm_learning_rate: float = 1e-3
   """reward_model: Adam learning rate of the reward network."""
   rm_train_steps: int = 50
   """reward_model: Bradley-Terry gradient steps per iteration."""
   rm_batch_size: int = 32
   """reward_model: labelled pairs per gradient step."""
+  rm_reward_normalization: Literal["scale", "standardize", "none"] = "scale"
+  """reward_model: how the learned per-step reward is rescaled for PPO: 'scale' divides by its
+  root mean square over valid steps (keeps the per-step constant, which carries the signal
+  when episode lengths differ), 'standardize' also subtracts the mean, 'none' leaves it."""
+  rm_output_penalty: float = 0.01
+  """reward_model: weight (>= 0) of the mean squared reward added to the Bradley-Terry loss; it
+  pins the constant offset that equal-length comparisons cannot determine."""
 
   # --- win rate ------------------------------------------------------------------
   labels: Literal["soft", "sampled"] = "soft"
@@ -277,6 +284,8 @@ def validate(cfg: Config) -> Config:
   check_float(cfg, "rm_learning_rate", 0.0, 1.0, low_open=True)
   check_int(cfg, "rm_train_steps", 0)
   check_int(cfg, "rm_batch_size", 1)
+  _check_choice(cfg, "rm_reward_normalization", ("scale", "standardize", "none"))
+  check_float(cfg, "rm_output_penalty", 0.0, 1e6)
   sizes = cfg.rm_hidden_sizes
   if (not isinstance(sizes, tuple) or not sizes
       or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 1 for s in sizes)):
