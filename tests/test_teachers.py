@@ -230,3 +230,77 @@ def test_user_teacher_as_a_plain_class():
   np.testing.assert_allclose(rates.winrate, [1.0, 0.0])
   assert int(rates.num_labels) == 1  # no `abstain` method: every query is answered
 
+
+
+# --- wrappers (the worked examples of docs/teachers.md) ---------------------------------
+
+def test_mistake_mixes_with_the_opposite_answer():
+  from spo_jax.teachers import Mistake
+
+  # Oracle says 1 for the better trajectory; eps = 0.2: 0.8 * 1 + 0.2 * 0 = 0.8.
+  teacher = Mistake(Oracle(), 0.2)
+  assert float(teacher.compare(ret(5.0), ret(1.0), KEY)) == pytest.approx(0.8)
+  assert float(teacher.compare(ret(1.0), ret(5.0), KEY)) == pytest.approx(0.2)
+  assert float(teacher.compare(ret(2.0), ret(2.0), KEY)) == pytest.approx(0.5)
+  validate_teacher(teacher)
+
+
+def test_myopic_weighs_recent_steps_most_and_order_matters():
+  from spo_jax.teachers import Myopic
+
+  # gamma = 0.5, rewards (1, 0, 0): R~ = 1 * 0.5^2 = 0.25; rewards (0, 0, 1): R~ = 1.
+  # Same multiset of rewards, different order: the later reward wins; the oracle ties.
+  teacher = Myopic(Oracle(), 0.5)
+  folded = summarize(teacher, steps([[1.0, 0.0], [0.0, 0.0], [0.0, 1.0]], np.ones((3, 2))))
+  np.testing.assert_allclose(folded["return"], [0.25, 1.0])
+  a = {"return": folded["return"][0]}
+  b = {"return": folded["return"][1]}
+  assert float(teacher.compare(a, b, KEY)) == 0.0
+  plain = summarize(Oracle(), steps([[1.0, 0.0], [0.0, 0.0], [0.0, 1.0]], np.ones((3, 2))))
+  np.testing.assert_allclose(plain["return"], [1.0, 1.0])
+  # Masked steps are not folded: (1, 1, [9 masked]) with gamma 0.5 gives 0.5 * 1 + 1 = 1.5.
+  masked = summarize(teacher, steps([[1.0], [1.0], [9.0]], [[1.0], [1.0], [0.0]]))
+  np.testing.assert_allclose(masked["return"], [1.5])
+
+
+def test_equal_ties_close_returns_and_skip_abstains_on_poor_pairs():
+  from spo_jax.teachers import Equal, Skip
+
+  equal = Equal(BradleyTerry(beta=1.0, scale=1.0), margin=0.5)
+  # |2.0 - 1.8| = 0.2 < 0.5: tie; |3 - 1| = 2: sigmoid(2) = 0.8808.
+  assert float(equal.compare(ret(2.0), ret(1.8), KEY)) == 0.5
+  assert float(equal.compare(ret(3.0), ret(1.0), KEY)) == pytest.approx(0.880797, abs=1e-6)
+  skip = Skip(Oracle(), threshold=3.0)
+  # max(2, 1) = 2 < 3: no label; max(5, 1) = 5: labelled, P = 1.
+  assert bool(skip.abstain(ret(2.0), ret(1.0)))
+  assert not bool(skip.abstain(ret(5.0), ret(1.0)))
+  assert float(skip.compare(ret(5.0), ret(1.0), KEY)) == 1.0
+  for teacher in (equal, skip):
+    validate_teacher(teacher)
+
+
+def test_win_rates_with_a_skipping_teacher_leave_abstentions_out():
+  from spo_jax.teachers import Skip
+
+  # Returns (5, 2, 1), threshold 3: pair (1, 2) is skipped (max 2 < 3).
+  # w_0 = (1 + 1) / 2 = 1; w_1 = P(1 > 0) = 0 over one labelled opponent; w_2 = 0 likewise.
+  rates = compute_winrates(Skip(Oracle(), 3.0), returns(5.0, 2.0, 1.0), None, KEY)
+  np.testing.assert_allclose(rates.winrate, [1.0, 0.0, 0.0])
+  assert int(rates.num_queries) == 3 and int(rates.num_labels) == 2
+
+
+def test_teacher_expressions_build_the_wrapped_teacher():
+  import spo_jax
+  from spo_jax.config import ConfigError
+  from spo_jax.teachers import EnvSpec, Mistake, Myopic, make_teacher, parse_teacher
+
+  spec = EnvSpec("balance", 4, 1, ("angle", "position"), 8)
+  assert parse_teacher("mistake(myopic(oracle))") == ["mistake", "myopic", "oracle"]
+  assert parse_teacher("skip") == ["skip", "oracle"]
+  built = make_teacher(spo_jax.Config(teacher="mistake(myopic(bradley_terry))",
+                                      teacher_epsilon=0.3, teacher_gamma=0.7), spec)
+  assert built == Mistake(Myopic(BradleyTerry(), 0.7), 0.3)
+  for bad, words in [("oracle(peak)", "wraps nothing"), ("equal(peak)", "return-based"),
+                     ("mistake(", "not a teacher expression"), ("orcale", "not a known")]:
+    with pytest.raises(ConfigError, match=words):
+      parse_teacher(bad)
