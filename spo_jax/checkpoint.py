@@ -54,6 +54,9 @@ class Checkpointer:
     return self._manager.latest_step()
 
   def save(self, step: int, state: Any, meta: dict[str, Any]) -> None:
+    """Save `state` as `step`; a step already saved (the state is the same) is kept as is."""
+    if step in self._manager.all_steps():
+      return
     args = self._ocp.args
     self._manager.save(step, args=args.Composite(state=args.StandardSave(state),
                                                  meta=args.JsonSave(meta)), force=True)
@@ -107,12 +110,14 @@ def read_run_config(run_dir: str | Path) -> Config:
   return Config.from_dict(data)
 
 
-def load_policy(path: str | Path, deterministic: bool = True, step: int | None = None):
+def load_policy(path: str | Path, deterministic: bool = True, step: int | None = None,
+                seed_index: int = 0):
   """Load a trained policy from a run directory: `policy(obs, key=None) -> action`.
 
-  Needs no code: the config saved beside the weights rebuilds the networks.
+  Needs no code: the config saved beside the weights rebuilds the networks. A run of several
+  seeds (`num_seeds`) holds one policy per seed; `seed_index` picks one.
   """
-  from spo_jax.train import build, policy_params
+  from spo_jax.train import build, over_seeds, policy_params, seed_keys
 
   ckpt_dir = find_checkpoint_dir(path)
   run_dir = ckpt_dir.parent
@@ -121,8 +126,12 @@ def load_policy(path: str | Path, deterministic: bool = True, step: int | None =
   step = checkpointer.latest_step() if step is None else step
   if step is None:
     raise ConfigError(f"'{ckpt_dir}' holds no complete checkpoint")
+  if not 0 <= seed_index < config.num_seeds:
+    raise ConfigError(f"seed_index = {seed_index} is out of range: the run trained "
+                      f"{config.num_seeds} seed(s), use 0..{config.num_seeds - 1}")
   setup = build(config)
-  abstract = jax.eval_shape(setup.fns.init, jax.random.PRNGKey(0))
-  state, _ = checkpointer.restore(step, abstract)
+  init = over_seeds(setup.fns.init, config.num_seeds)
+  state, _ = checkpointer.restore(step, jax.eval_shape(init, seed_keys(config)))
   checkpointer.close()
-  return setup.make_policy(policy_params(state), deterministic=deterministic)
+  params = jax.tree.map(lambda x: x[seed_index], policy_params(state))
+  return setup.make_policy(params, deterministic=deterministic)

@@ -98,7 +98,8 @@ def train_main(argv: list[str] | None = None) -> None:
     raise SystemExit(130) from None
   metrics = result.metrics
   wall = time.perf_counter() - start
-  print(f"\nDone. Final evaluation return {metrics['eval/episode_reward']:.1f} "
+  seeds = f" (mean of {config.num_seeds} seeds)" if config.num_seeds > 1 else ""
+  print(f"\nDone. Final evaluation return {metrics['eval/episode_reward']:.1f}{seeds} "
         f"(episode length {metrics['eval/episode_length']:.0f}) after "
         f"{metrics['step']:,d} env steps and {metrics['iteration']} iterations; "
         f"{wall:.0f} s wall time.\n"

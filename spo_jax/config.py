@@ -47,6 +47,9 @@ class Config:
   """Optional cap on training iterations; 0 means no cap (stop on num_timesteps only)."""
   seed: int = 0
   """Random seed for parameters, environments, teacher and minibatches."""
+  num_seeds: int = 1
+  """S: seeds trained together as one vmapped, compiled run (seed, seed + 1, ...,
+  seed + S - 1); metrics.jsonl gets one row per seed per evaluation."""
 
   # --- reward source and teacher -------------------------------------------------
   reward_source: Literal["spo", "ground_truth", "reward_model"] = "spo"
@@ -274,6 +277,7 @@ def validate(cfg: Config) -> Config:
   check_int(cfg, "num_timesteps", 1)
   check_int(cfg, "max_iterations", 0)
   check_int(cfg, "seed", 0, 2**31 - 1)
+  check_int(cfg, "num_seeds", 1, 4096)
 
   _check_choice(cfg, "reward_source", REWARD_SOURCES)
   teachers.check_teacher_config(cfg)

@@ -296,6 +296,30 @@ class TrainResult(NamedTuple):
   metrics: dict[str, float | int]
 
 
+def seed_keys(config: Config) -> jax.Array:
+  """[S, 2] keys of the S = num_seeds seeds: seed i of a run is `config.seed + i`, so seed i
+  of a many-seed run starts exactly like a single run with `seed = config.seed + i`."""
+  return jnp.stack([jax.random.PRNGKey(config.seed + i) for i in range(config.num_seeds)])
+
+
+def over_seeds(fn: Callable, num_seeds: int) -> Callable:
+  """`fn` over a leading seed axis: `jax.vmap` for several seeds; for one seed, index and
+  re-add the axis instead, because under `vmap` the rollout's early-exit `cond` becomes a
+  `select` and would simulate every masked step (rollout.py)."""
+  if num_seeds > 1:
+    return jax.vmap(fn)
+
+  def single(*args):
+    out = fn(*jax.tree.map(lambda x: x[0], args))
+    return jax.tree.map(lambda y: y[None], out)
+
+  return single
+
+
+def _seed(tree: Any, index: int) -> Any:
+  return jax.tree.map(lambda x: x[index], tree)
+
+
 def train(config: Config | None = None, *, env: Env | None = None, teacher: Any | None = None,
           progress_fn: Callable[[int, dict[str, Any]], None] | None = None,
           run_dir: str | Path | None = None, resume: bool = False, overwrite: bool = False,
@@ -307,6 +331,11 @@ def train(config: Config | None = None, *, env: Env | None = None, teacher: Any 
   continues the latest checkpoint exactly, `overwrite` replaces an existing run. Every check
   (config, env, teacher contract, run directory) happens before anything is compiled or
   written.
+
+  With `config.num_seeds = S > 1`, the S seeds train as one vmapped, compiled run: `params`
+  then has a leading seed axis, metrics.jsonl holds one row per seed per evaluation (field
+  `seed`), and `metrics` is the mean over seeds with the rows under `per_seed`. Training
+  stops when every seed has collected `num_timesteps` env steps (or reached `target_return`).
 
   With `handle_signals` (in the main thread), SIGINT and SIGTERM stop training after the
   iteration in flight, save a checkpoint and raise `TrainingInterrupted`; a second SIGINT
@@ -330,19 +359,27 @@ def train(config: Config | None = None, *, env: Env | None = None, teacher: Any 
     print("teacher fit: " + ", ".join(f"{k} {float(v):.4g}" for k, v in fit_metrics.items()),
           flush=True)
 
+  num_seeds = config.num_seeds
+  seeds = [config.seed + i for i in range(num_seeds)]
+  keys = seed_keys(config)
+  init = jax.jit(over_seeds(setup.fns.init, num_seeds))
+  iteration = jax.jit(over_seeds(setup.fns.iteration, num_seeds), donate_argnums=0)
+  evaluate_seeds = jax.jit(over_seeds(setup.evaluate, num_seeds))
+  # A stream of its own for evaluation, apart from every seed's training keys.
+  eval_keys = jax.vmap(lambda k: jax.random.fold_in(k, 0x5EED))(keys)
+
   checkpointer = None
   state = None
-  counters = {"env_steps": 0, "physics_steps": 0, "total_queries": 0, "total_feedback": 0,
-              "wall_time": 0.0}
-  init = jax.jit(setup.fns.init)
+  counters: dict[str, Any] = {name: [0] * num_seeds for name in (
+      "env_steps", "physics_steps", "total_queries", "total_feedback")}
+  counters["wall_time"] = 0.0
   if run_path is not None:
     if has_checkpoint:
       checkpointer = Checkpointer(run_path / "checkpoints")
       step = checkpointer.latest_step()
       if step is None:
         raise ConfigError(f"nothing to resume: '{run_path}' has no complete checkpoint")
-      abstract = jax.eval_shape(init, jax.random.PRNGKey(config.seed))
-      state, meta = checkpointer.restore(step, abstract)
+      state, meta = checkpointer.restore(step, jax.eval_shape(init, keys))
       counters.update(meta["counters"])
       _check_same_files(meta.get("files", {}), file_digests, run_path)
     else:
@@ -353,83 +390,100 @@ def train(config: Config | None = None, *, env: Env | None = None, teacher: Any 
       (run_path / "metrics.jsonl").write_text("")
       checkpointer = Checkpointer(run_path / "checkpoints")
   if state is None:
-    state = init(jax.random.PRNGKey(config.seed))
+    state = init(keys)
 
-  iteration = jax.jit(setup.fns.iteration, donate_argnums=0)
-  eval_key = jax.random.PRNGKey(config.seed + 1)
   metrics_file = open(run_path / "metrics.jsonl", "a") if run_path is not None else None  # noqa: SIM115
   last_metrics: dict[str, Any] = {}
-  window: list[dict[str, Any]] = []
+  windows: list[list[dict[str, Any]]] = [[] for _ in range(num_seeds)]
   start = time.perf_counter() - counters["wall_time"]
   compile_time = None
+
+  def current_iteration(state: TrainState) -> int:
+    return int(state.iteration[0])
 
   def save(state: TrainState) -> None:
     if checkpointer is not None:
       counters["wall_time"] = time.perf_counter() - start
-      checkpointer.save(int(state.iteration), state,
+      checkpointer.save(current_iteration(state), state,
                         {"config": config.to_dict(), "counters": dict(counters),
                          "files": file_digests})
 
   def evaluate(state: TrainState) -> dict[str, Any]:
-    it = int(state.iteration)
-    metrics = _to_python(setup.evaluate(policy_params(state), jax.random.fold_in(eval_key, it)))
-    if window:
-      for k in window[-1]:
-        metrics[k] = float(np.mean([w[k] for w in window]))
-    metrics.update({"step": counters["env_steps"], "iteration": it,
-                    "train/physics_steps_total": counters["physics_steps"],
-                    "train/total_queries": counters["total_queries"],
-                    "train/total_feedback": counters["total_feedback"],
-                    "time/elapsed_s": time.perf_counter() - start})
-    if compile_time is not None:
-      metrics["time/first_call_s"] = compile_time
-    return metrics
+    """One metrics row per seed; returns the single row, or their mean with `per_seed`."""
+    it = current_iteration(state)
+    eval_metrics = jax.device_get(evaluate_seeds(
+        policy_params(state), jax.vmap(lambda k: jax.random.fold_in(k, it))(eval_keys)))
+    rows = []
+    for i in range(num_seeds):
+      row = _to_python(_seed(eval_metrics, i))
+      if windows[i]:
+        for k in windows[i][-1]:
+          row[k] = float(np.mean([w[k] for w in windows[i]]))
+      row.update({"step": counters["env_steps"][i], "iteration": it, "seed": seeds[i],
+                  "train/physics_steps_total": counters["physics_steps"][i],
+                  "train/total_queries": counters["total_queries"][i],
+                  "train/total_feedback": counters["total_feedback"][i],
+                  "time/elapsed_s": time.perf_counter() - start})
+      if compile_time is not None:
+        row["time/first_call_s"] = compile_time
+      rows.append(row)
+    for window in windows:
+      window.clear()
+    if metrics_file is not None:
+      metrics_file.write("".join(json.dumps(row) + "\n" for row in rows))
+      metrics_file.flush()
+    if num_seeds == 1:
+      return rows[0]
+    summary = {k: float(np.mean([r[k] for r in rows])) for k in rows[0] if k != "seed"}
+    summary.update({"step": min(r["step"] for r in rows), "iteration": it, "per_seed": rows})
+    return summary
+
+  def finished(state: TrainState) -> bool:
+    it = current_iteration(state)
+    return (min(counters["env_steps"]) >= config.num_timesteps
+            or bool(config.max_iterations and it >= config.max_iterations))
+
+  def report(metrics: dict[str, Any]) -> None:
+    if verbose:
+      _print_progress(metrics, config)
+    if progress_fn is not None:
+      progress_fn(metrics["step"], metrics)
+
+  def reached_target(metrics: dict[str, Any]) -> bool:
+    if config.target_return is None:
+      return False
+    rows = metrics.get("per_seed", [metrics])
+    return all(r["eval/episode_reward"] >= config.target_return for r in rows)
 
   stop_signal = _StopSignal() if handle_signals else None
   try:
-    while True:
+    while not finished(state):
       if stop_signal is not None and stop_signal.received is not None:
         save(state)
-        raise TrainingInterrupted(stop_signal.received, int(state.iteration), run_path)
-      done_steps = counters["env_steps"] >= config.num_timesteps
-      done_iters = config.max_iterations and int(state.iteration) >= config.max_iterations
-      if done_steps or done_iters:
-        break
+        raise TrainingInterrupted(stop_signal.received, current_iteration(state), run_path)
       t0 = time.perf_counter()
       state, stacked = iteration(state)
-      stacked = jax.device_get(stacked)
+      stacked = jax.device_get(stacked)  # leaves [S, iterations_per_call]
       if compile_time is None:
         compile_time = time.perf_counter() - t0
-      for i in range(config.iterations_per_call):
-        row = {k: v[i] for k, v in stacked.items()}
-        counters["env_steps"] += int(row["train/env_steps"])
-        counters["physics_steps"] += int(row["train/physics_steps"])
-        counters["total_queries"] += int(row["train/num_queries"])
-        counters["total_feedback"] += int(row["train/num_labels"])
-        window.append(_to_python(row))
-      it = int(state.iteration)
-      is_last = counters["env_steps"] >= config.num_timesteps or (
-          config.max_iterations and it >= config.max_iterations)
-      if it % config.eval_every < config.iterations_per_call or is_last:
+      for s in range(num_seeds):
+        for i in range(config.iterations_per_call):
+          row = {k: v[s, i] for k, v in stacked.items()}
+          counters["env_steps"][s] += int(row["train/env_steps"])
+          counters["physics_steps"][s] += int(row["train/physics_steps"])
+          counters["total_queries"][s] += int(row["train/num_queries"])
+          counters["total_feedback"][s] += int(row["train/num_labels"])
+          windows[s].append(_to_python(row))
+      it = current_iteration(state)
+      if it % config.eval_every < config.iterations_per_call or finished(state):
         last_metrics = evaluate(state)
-        window.clear()
-        if metrics_file is not None:
-          metrics_file.write(json.dumps(last_metrics) + "\n")
-          metrics_file.flush()
-        if verbose:
-          _print_progress(last_metrics, config)
-        if progress_fn is not None:
-          progress_fn(last_metrics["step"], last_metrics)
-        target = config.target_return
-        if target is not None and last_metrics["eval/episode_reward"] >= target:
-          save(state)
+        report(last_metrics)
+        if reached_target(last_metrics):
           break
       if config.checkpoint_every and it % config.checkpoint_every < config.iterations_per_call:
         save(state)
-    if not last_metrics or last_metrics["iteration"] != int(state.iteration):
+    if not last_metrics or last_metrics["iteration"] != current_iteration(state):
       last_metrics = evaluate(state)
-      if metrics_file is not None:
-        metrics_file.write(json.dumps(last_metrics) + "\n")
       if progress_fn is not None:
         progress_fn(last_metrics["step"], last_metrics)
     save(state)
@@ -440,7 +494,9 @@ def train(config: Config | None = None, *, env: Env | None = None, teacher: Any 
       metrics_file.close()
     if checkpointer is not None:
       checkpointer.close()
-  return TrainResult(setup.make_policy, policy_params(state), last_metrics)
+  params = policy_params(state)
+  return TrainResult(setup.make_policy, _seed(params, 0) if num_seeds == 1 else params,
+                     last_metrics)
 
 
 def _print_progress(m: dict[str, Any], config: Config) -> None:
@@ -448,6 +504,9 @@ def _print_progress(m: dict[str, Any], config: Config) -> None:
   rate = m["step"] / max(elapsed, 1e-9)
   parts = [f"iter {m['iteration']:>4d}", f"steps {m['step']:>10,d}/{config.num_timesteps:,d}",
            f"{rate:>8,.0f} steps/s", f"eval return {m['eval/episode_reward']:8.1f}"]
+  if "per_seed" in m:
+    returns = [r["eval/episode_reward"] for r in m["per_seed"]]
+    parts[-1] += f" (mean of {len(returns)} seeds, min {min(returns):.1f})"
   if "train/episode_reward" in m:
     parts.append(f"train return {m['train/episode_reward']:8.1f}")
   if "train/winrate_std" in m:

@@ -88,3 +88,11 @@ def test_resume_refuses_a_changed_teacher_file(tmp_path):
   np.savetxt(table, [[0.5, 0.9, 0.2], [0.1, 0.5, 0.7], [0.8, 0.3, 0.5]], delimiter=",")
   with pytest.raises(ConfigError, match="teacher_table' has changed"):
     spo_jax.train(config.replace(max_iterations=2), run_dir=tmp_path / "run", resume=True)
+
+
+def test_a_run_ending_on_a_checkpoint_iteration_saves_once(tmp_path):
+  """checkpoint_every = 2 and max_iterations = 2: the periodic and the final save are the
+  same step; the second is a no-op, not an error."""
+  spo_jax.train(TINY.replace(max_iterations=2, checkpoint_every=2), run_dir=tmp_path / "run")
+  assert sorted(p.name for p in (tmp_path / "run" / "checkpoints").iterdir()
+                if p.name.isdigit()) == ["2"]

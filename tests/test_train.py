@@ -113,3 +113,30 @@ def test_contract_breaking_teacher_is_refused_before_compiling(tmp_path):
   with pytest.raises(TeacherContractError, match="antisymmetry|itself"):
     spo_jax.train(TINY, teacher=Broken(), run_dir=tmp_path / "run")
   assert not (tmp_path / "run").exists()
+
+
+def test_seeds_in_one_run_equal_single_runs(tmp_path):
+  """num_seeds = 3 trains seeds 5, 6, 7 as one vmapped run; each equals a single run with
+  that seed (within float tolerance: batched matmuls may sum in another order), and
+  metrics.jsonl holds one row per seed per evaluation."""
+  import json
+
+  config = TINY.replace(seed=5, max_iterations=2, eval_every=1, env="balance")
+  many = spo_jax.train(config.replace(num_seeds=3), run_dir=tmp_path / "many")
+  rows = [json.loads(line) for line in (tmp_path / "many" / "metrics.jsonl").read_text()
+          .splitlines()]
+  assert [(r["iteration"], r["seed"]) for r in rows] == [
+      (1, 5), (1, 6), (1, 7), (2, 5), (2, 6), (2, 7)]
+  assert len(many.metrics["per_seed"]) == 3
+  for index, seed in enumerate((5, 6, 7)):
+    single = spo_jax.train(config.replace(seed=seed))
+    for x, y in zip(jax.tree.leaves(single.params), jax.tree.leaves(many.params), strict=True):
+      np.testing.assert_allclose(x, y[index], rtol=1e-4, atol=1e-5)
+    assert single.metrics["step"] == many.metrics["per_seed"][index]["step"]
+    assert single.metrics["eval/episode_reward"] == pytest.approx(
+        many.metrics["per_seed"][index]["eval/episode_reward"], rel=1e-4)
+  policy = spo_jax.load_policy(tmp_path / "many", seed_index=2)
+  expected = many.make_policy(jax.tree.map(lambda x: x[2], many.params))(jnp.ones(4))
+  np.testing.assert_allclose(policy(jnp.ones(4)), expected, rtol=1e-6)
+  with pytest.raises(ConfigError, match="seed_index = 3"):
+    spo_jax.load_policy(tmp_path / "many", seed_index=3)
