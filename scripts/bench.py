@@ -11,7 +11,8 @@
    medians:
    - raw: a jitted `lax.scan` of `env.step` over N envs and H steps with random actions and no
      learning; every one of the N * H steps is simulated (the physical limit here);
-   - spo / ground_truth: one training iteration (rollout + rewards + PPO) on a fixed state.
+   - spo / ground_truth: one training iteration (rollout + rewards + PPO) on a fixed state;
+     spo_unguarded: the SPO iteration with `numerical_guard=False` (the guard's cost).
      The state is the policy trained in part 1 (or --warmup-iterations of SPO), so episodes
      last long, as in steady training. Reported per physics step executed (masked steps after
      termination included, as PERFORMANCE.md asks) and per valid step, with the fraction of
@@ -110,6 +111,8 @@ def main() -> None:
   init = jax.jit(spo_setup.fns.init)
   spo_iteration = jax.jit(spo_setup.fns.iteration)
   gt_iteration = jax.jit(gt_setup.fns.iteration)
+  # The numerical guard's price: the same SPO iteration without its checks.
+  unguarded_iteration = jax.jit(build(config.replace(numerical_guard=False)).fns.iteration)
   state = init(jax.random.PRNGKey(0))
   # Warm up with SPO so that episodes last as in steady training (see the docstring).
   first_spo, (state, _) = timed(spo_iteration, state)
@@ -123,9 +126,10 @@ def main() -> None:
   raw = raw_rollout_fn(spo_setup.env, num_envs, horizon)
   first_raw, _ = timed(raw, jax.random.PRNGKey(0))
   first_gt, _ = timed(gt_iteration, gt_state)
+  first_unguarded, _ = timed(unguarded_iteration, trained_state)
 
-  samples = {"raw": [], "spo": [], "ground_truth": []}
-  steps = {"spo": None, "ground_truth": None}
+  samples = {"raw": [], "spo": [], "ground_truth": [], "spo_unguarded": []}
+  steps = {"spo": None, "ground_truth": None, "spo_unguarded": None}
   for r in range(args.repeats):
     dt, _ = timed(raw, jax.random.PRNGKey(r + 1))
     samples["raw"].append(dt)
@@ -135,12 +139,16 @@ def main() -> None:
     dt, (_, m) = timed(gt_iteration, gt_state)
     samples["ground_truth"].append(dt)
     steps["ground_truth"] = m
+    dt, (_, m) = timed(unguarded_iteration, trained_state)
+    samples["spo_unguarded"].append(dt)
+    steps["spo_unguarded"] = m
 
   rows = []
   raw_rate = num_envs * horizon / statistics.median(samples["raw"])
   rows.append(("raw rollout (random actions)", first_raw, statistics.median(samples["raw"]),
                num_envs * horizon, num_envs * horizon, raw_rate))
-  for name, first in (("spo", first_spo), ("ground_truth", first_gt)):
+  for name, first in (("spo", first_spo), ("ground_truth", first_gt),
+                      ("spo_unguarded", first_unguarded)):
     med = statistics.median(samples[name])
     physics = int(steps[name]["train/physics_steps"][0])
     valid = int(steps[name]["train/env_steps"][0])
@@ -157,6 +165,10 @@ def main() -> None:
                                "samples_s": samples.get(name.split()[0], []),
                                "physics_steps": physics, "valid_steps": valid,
                                "physics_steps_per_s": rate, "valid_steps_per_s": valid / med}
+  guard = statistics.median(samples["spo"]) / statistics.median(samples["spo_unguarded"]) - 1
+  print(f"\nNumerical guard: SPO iteration {100 * guard:+.1f}% with the guard than without "
+        "(medians of alternated repeats)")
+  report["results"]["numerical_guard_overhead"] = guard
   if "time_to_target" in report["results"]:
     print(f"\nTime to eval return >= {args.target:g} (wall clock incl. compilation):\n")
     print("| reward source | wall time (s) | env steps | iterations | final eval return |")

@@ -72,7 +72,7 @@ def train_main(argv: list[str] | None = None) -> None:
   command = parse_train_args(argv)
   config, run = command.config, command.run
   from spo_jax.config import validate
-  from spo_jax.train import TrainingInterrupted, train
+  from spo_jax.train import NumericalError, TrainingInterrupted, train
 
   run_dir = None
   try:
@@ -87,6 +87,9 @@ def train_main(argv: list[str] | None = None) -> None:
                    verbose=not run.quiet)
   except ConfigError as error:
     _fail(str(error))
+  except NumericalError as error:
+    print(f"spo-train: error: {error}", file=sys.stderr)
+    raise SystemExit(3) from None
   except TrainingInterrupted as stop:
     print(f"\nspo-train: stopped by {stop.signal_name} after iteration {stop.iteration}; "
           f"checkpoint saved in {run_dir}. Continue it with the same arguments plus "

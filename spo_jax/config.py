@@ -178,6 +178,10 @@ class Config:
   """Normalize advantages to zero mean and unit variance over the valid steps of an iteration."""
 
   # --- host loop -----------------------------------------------------------------
+  numerical_guard: bool = True
+  """Stop training, naming the quantity and the iteration, when a teacher answer is not a
+  probability or rewards, losses, gradients or parameters are nan/inf; the bad state is never
+  checkpointed."""
   iterations_per_call: int = 1
   """Training iterations fused into one compiled call (fewer host round trips)."""
   eval_every: int = 5
@@ -331,6 +335,8 @@ def validate(cfg: Config) -> Config:
   if not isinstance(cfg.normalize_advantages, bool):
     fail("normalize_advantages", cfg.normalize_advantages, "must be true or false")
 
+  if not isinstance(cfg.numerical_guard, bool):
+    fail("numerical_guard", cfg.numerical_guard, "must be true or false")
   check_int(cfg, "iterations_per_call", 1)
   check_int(cfg, "eval_every", 1)
   check_int(cfg, "num_eval_envs", 1)

@@ -68,7 +68,7 @@ import optax
 
 from spo_jax import networks as nets
 from spo_jax.rollout import RolloutResult
-from spo_jax.teachers import EnvSpec, teacher_abstain
+from spo_jax.teachers import EnvSpec, invalid_answer, teacher_abstain
 
 REWARD_NORMALIZATIONS = ("scale", "standardize", "none")
 
@@ -287,7 +287,8 @@ class RewardModelSource:
   def query(self, result: RolloutResult, key: jax.Array):
     """Draw Q pairs of the batch and label them.
 
-    Returns (inputs [Q, 2, H, F], mask [Q, 2, H], label [Q] in {0, 1}, answered [Q] bool).
+    Returns (inputs [Q, 2, H, F], mask [Q, 2, H], label [Q] in {0, 1}, answered [Q] bool,
+    the number [] of answers that were not probabilities).
     """
     traj = result.trajectory
     num = traj.mask.shape[1]
@@ -311,7 +312,7 @@ class RewardModelSource:
     mask = jnp.swapaxes(traj.mask, 0, 1)
     inputs = jnp.stack([features[first], features[second]], axis=1)
     pair_mask = jnp.stack([mask[first], mask[second]], axis=1)
-    return inputs, pair_mask, label, ~abstain
+    return inputs, pair_mask, label, ~abstain, jnp.sum(invalid_answer(p) & ~abstain)
 
   def pair_returns(self, params: Any, normalizer: nets.Normalizer, inputs: jax.Array,
                    mask: jax.Array) -> tuple[jax.Array, jax.Array]:
@@ -370,7 +371,7 @@ class RewardModelSource:
     normalizer = nets.normalizer_update(state.normalizer, traj.obs, traj.mask)
     state = state._replace(normalizer=normalizer)
 
-    inputs, pair_mask, label, answered = self.query(result, k_query)
+    inputs, pair_mask, label, answered, invalid = self.query(result, k_query)
     ra, rb = self.pair_returns(state.params, normalizer, inputs, pair_mask)
     heldout = pair_accuracy(ra, rb, label, answered.astype(jnp.float32))
     state = state._replace(buffer=buffer_push(state.buffer, inputs, pair_mask, label, answered))
@@ -383,6 +384,7 @@ class RewardModelSource:
     metrics = {
         "num_queries": jnp.asarray(self.queries_per_iteration, jnp.int32),
         "num_labels": jnp.sum(answered.astype(jnp.int32)),
+        "teacher_invalid": invalid.astype(jnp.int32),
         "rm_loss": loss,
         "rm_heldout_accuracy": heldout,
         "rm_return_correlation": pearson(predicted_returns(learned.T, traj.mask.T),

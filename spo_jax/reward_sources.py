@@ -7,7 +7,9 @@ A reward source turns a rollout into per-step rewards [H, N]:
   uses_teacher: bool                                   # whether the rollout folds summaries
 
 `metrics` holds at least `num_queries` and `num_labels` (preference queries put to the
-teacher and answered in this iteration; 0 for sources that ask none). Rollout, PPO, networks
+teacher and answered in this iteration; 0 for sources that ask none) and, for sources that
+ask a teacher, `teacher_invalid` (answers that were not probabilities; the numerical guard
+stops training on them). Rollout, PPO, networks
 and evaluation are shared by all sources, so comparing two sources measures the reward
 source and nothing else. A new source (e.g. a learned reward model) adds a class here and
 an entry in `REWARD_SOURCES`.
@@ -72,6 +74,7 @@ class SelfPlayPreference:
     if self.queue_size:
       state = queue_push(state, result.summaries)
     metrics = {"num_queries": rates.num_queries, "num_labels": rates.num_labels,
+               "teacher_invalid": rates.num_invalid,
                "winrate_std": jnp.std(rates.winrate), "winrate_min": jnp.min(rates.winrate),
                "winrate_max": jnp.max(rates.winrate), "winrate_mean": jnp.mean(rates.winrate)}
     return rewards, state, metrics

@@ -26,7 +26,7 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from spo_jax.teachers import teacher_abstain
+from spo_jax.teachers import invalid_answer, teacher_abstain
 
 
 class OpponentQueue(NamedTuple):
@@ -41,6 +41,7 @@ class WinRates(NamedTuple):
   winrate: jax.Array  # [N], in [0, 1]
   num_queries: jax.Array  # [], int32: pairs put to the teacher (self-pairs not counted)
   num_labels: jax.Array  # [], int32: queries the teacher answered (did not abstain)
+  num_invalid: jax.Array  # [], int32: answers that were not probabilities (nan, inf, < 0, > 1)
 
 
 def winrate(pref: jax.Array, mask: jax.Array) -> jax.Array:
@@ -117,6 +118,7 @@ def all_pairs_winrates(teacher: Any, summaries: Any, queue: OpponentQueue | None
   eye = jnp.eye(num, dtype=bool)
   abstain = abstain | abstain.T  # a pair is labelled or not, whichever way it is asked
   upper = jnp.triu(jnp.ones((num, num), bool), 1)
+  num_invalid = jnp.sum(invalid_answer(pref) & ~abstain & ~eye)
   if labels == "sampled":
     label = (jax.random.uniform(k_label, (num, num)) < pref).astype(jnp.float32)
     label_upper = jnp.where(upper, label, 0.0)
@@ -135,6 +137,7 @@ def all_pairs_winrates(teacher: Any, summaries: Any, queue: OpponentQueue | None
     q_index = num * num + rows[:, None] * size + jnp.arange(size)[None, :]
     q_pref, q_abstain = jax.vmap(
         jax.vmap(pair, (None, 0, 0)), (0, None, 0))(summaries, queue.summaries, q_index)
+    num_invalid = num_invalid + jnp.sum(invalid_answer(q_pref) & ~q_abstain & valid[None, :])
     if labels == "sampled":
       q_pref = (jax.random.uniform(k_queue_label, q_pref.shape) < q_pref).astype(jnp.float32)
     q_mask = valid[None, :] & ~q_abstain
@@ -143,7 +146,7 @@ def all_pairs_winrates(teacher: Any, summaries: Any, queue: OpponentQueue | None
     num_queries = num_queries + num * jnp.sum(valid)
     num_labels = num_labels + jnp.sum(q_mask)
   return WinRates(winrate(pref, mask), num_queries.astype(jnp.int32),
-                  num_labels.astype(jnp.int32))
+                  num_labels.astype(jnp.int32), num_invalid.astype(jnp.int32))
 
 
 def sampled_opponent_winrates(teacher: Any, summaries: Any, queue: OpponentQueue | None,
@@ -183,13 +186,14 @@ def sampled_opponent_winrates(teacher: Any, summaries: Any, queue: OpponentQueue
   mine = jax.tree.map(lambda x: jnp.broadcast_to(x[:, None], (num, num_opponents) + x.shape[1:]),
                       summaries)
   pref, abstain = jax.vmap(jax.vmap(pair))(mine, opponents, index)
+  num_invalid = jnp.sum(invalid_answer(pref) & ~abstain & ~is_self)
   if labels == "sampled":
     pref = (jax.random.uniform(k_label, pref.shape) < pref).astype(jnp.float32)
   pref = jnp.where(is_self, 0.5, pref)
   mask = (~abstain | is_self).astype(jnp.float32)
   asked = ~is_self
   return WinRates(winrate(pref, mask), jnp.sum(asked).astype(jnp.int32),
-                  jnp.sum(asked & ~abstain).astype(jnp.int32))
+                  jnp.sum(asked & ~abstain).astype(jnp.int32), num_invalid.astype(jnp.int32))
 
 
 def compute_winrates(teacher: Any, summaries: Any, queue: OpponentQueue | None,

@@ -140,3 +140,45 @@ def test_seeds_in_one_run_equal_single_runs(tmp_path):
   np.testing.assert_allclose(policy(jnp.ones(4)), expected, rtol=1e-6)
   with pytest.raises(ConfigError, match="seed_index = 3"):
     spo_jax.load_policy(tmp_path / "many", seed_index=3)
+
+
+class LateNaN(Oracle):
+  """Passes validate_teacher (which folds 6 steps) but answers nan once a trajectory has
+  lasted 8 steps: the kind of bug only training finds."""
+
+  def update(self, summary, step):
+    return {**super().update(summary, step), "late": step.t >= 7}
+
+  def init(self):
+    return {**super().init(), "late": jnp.zeros((), bool)}
+
+  def compare(self, a, b, key):
+    return jnp.where(a["late"] | b["late"], jnp.nan, super().compare(a, b, key))
+
+
+class NaNReward(spo_jax.PointReach):
+  def step(self, state, action):
+    state = super().step(state, action)
+    return state.replace(reward=state.reward * jnp.nan)
+
+
+def test_numerical_guard_names_the_quantity_and_keeps_the_last_good_checkpoint(tmp_path):
+  from spo_jax.train import NumericalError
+
+  config = TINY.replace(max_iterations=2, checkpoint_every=1, eval_every=1)
+  spo_jax.train(config, run_dir=tmp_path / "run")
+  # nan rewards poison everything after them; the message lists them in the order they arise.
+  with pytest.raises(NumericalError, match=r"bad rewards, loss, gradients, parameters in "
+                     r"iteration 1 \(seed 0\) \(nan/inf\); training stopped and no checkpoint"):
+    spo_jax.train(config.replace(reward_source="ground_truth"), env=NaNReward(),
+                  run_dir=tmp_path / "gt")
+  with pytest.raises(NumericalError, match=r"bad teacher outputs, .* in iteration 1 .*outside"):
+    spo_jax.train(config, teacher=LateNaN())
+  # The good run's checkpoint survives a failing resume: nothing is saved past iteration 2.
+  with pytest.raises(NumericalError, match="teacher outputs.* iteration 3.*iteration 2, is kept"):
+    spo_jax.train(config.replace(max_iterations=4), teacher=LateNaN(),
+                  run_dir=tmp_path / "run", resume=True)
+  steps = sorted(int(p.name) for p in (tmp_path / "run" / "checkpoints").iterdir()
+                 if p.name.isdigit())
+  assert steps[-1] == 2
+  assert spo_jax.load_policy(tmp_path / "run")(jnp.zeros(4)).shape == (2,)

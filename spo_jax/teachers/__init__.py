@@ -23,6 +23,7 @@ from spo_jax.teachers.protocol import (
   TeacherContractError,
   TeacherStep,
   env_spec,
+  invalid_answer,
   random_steps,
   summarize,
   teacher_abstain,
@@ -48,8 +49,9 @@ _RETURN_BASED = ("oracle", "bradley_terry")
 __all__ = [
     "BASE_TEACHERS", "BradleyTerry", "EnvSpec", "Equal", "Mistake", "Myopic", "Oracle", "Skip",
     "Summary", "Teacher", "TeacherContractError", "TeacherStep", "WRAPPERS",
-    "check_teacher_config", "check_teacher_name", "env_spec", "is_return_based", "make_teacher",
-    "parse_teacher", "random_steps", "summarize", "teacher_abstain", "validate_teacher",
+    "check_teacher_config", "check_teacher_name", "env_spec", "invalid_answer",
+    "is_return_based", "make_teacher", "parse_teacher", "random_steps", "summarize",
+    "teacher_abstain", "validate_teacher",
 ]
 
 _TOKEN = re.compile(r"^\s*([a-z_]+)\s*(?:\((.*)\))?\s*$")

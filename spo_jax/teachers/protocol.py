@@ -81,6 +81,11 @@ class Teacher:
     return jnp.zeros((), bool)
 
 
+def invalid_answer(p: jax.Array) -> jax.Array:
+  """True where a teacher's answer is not a probability: nan, inf, or outside [0, 1]."""
+  return ~jnp.isfinite(p) | (p < 0.0) | (p > 1.0)
+
+
 def teacher_abstain(teacher: Any, a: Summary, b: Summary) -> jax.Array:
   """`teacher.abstain(a, b)` where defined, else False (duck-typed teachers need not have it)."""
   abstain = getattr(teacher, "abstain", None)
