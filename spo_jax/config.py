@@ -178,6 +178,10 @@ class Config:
   """Normalize advantages to zero mean and unit variance over the valid steps of an iteration."""
 
   # --- host loop -----------------------------------------------------------------
+  shard: Literal["none", "envs", "seeds"] = "none"
+  """Spread the work over all devices of `jax.devices()` on a `jax.sharding.Mesh`: 'envs' splits
+  the N environments (num_envs must be a multiple of the device count), 'seeds' splits the
+  seeds of `num_seeds` (a multiple of the device count); 'none' uses one device."""
   numerical_guard: bool = True
   """Stop training, naming the quantity and the iteration, when a teacher answer is not a
   probability or rewards, losses, gradients or parameters are nan/inf; the bad state is never
@@ -335,6 +339,10 @@ def validate(cfg: Config) -> Config:
   if not isinstance(cfg.normalize_advantages, bool):
     fail("normalize_advantages", cfg.normalize_advantages, "must be true or false")
 
+  _check_choice(cfg, "shard", ("none", "envs", "seeds"))
+  if cfg.shard == "seeds" and cfg.num_seeds < 2:
+    fail("shard", cfg.shard, "sharding seeds needs num_seeds >= 2 (a multiple of the device "
+         "count); use shard='envs' to spread one seed's environments")
   if not isinstance(cfg.numerical_guard, bool):
     fail("numerical_guard", cfg.numerical_guard, "must be true or false")
   check_int(cfg, "iterations_per_call", 1)

@@ -50,10 +50,18 @@ def _masked_select(keep: jax.Array, new: Any, old: Any) -> Any:
 
 
 def rollout(env: Env, policy_fn: PolicyFn, key: jax.Array, num_envs: int, horizon: int,
-            teacher: Any | None = None) -> RolloutResult:
-  """Run `num_envs` episodes of at most `horizon` steps from reset."""
+            teacher: Any | None = None,
+            shard_envs: Callable[[Any], Any] | None = None) -> RolloutResult:
+  """Run `num_envs` episodes of at most `horizon` steps from reset.
+
+  `shard_envs`, if given, places a pytree whose leaves lead with the env axis N (e.g. a
+  `with_sharding_constraint` over a device mesh); it is applied to the env state and the
+  summaries, and the compiler propagates the layout through the scan.
+  """
   k_reset, k_steps = jax.random.split(key)
   state = jax.vmap(env.reset)(jax.random.split(k_reset, num_envs))
+  if shard_envs is not None:
+    state = shard_envs(state)
   summaries = None
   if teacher is not None:
     summaries = jax.vmap(lambda _: teacher.init())(jnp.arange(num_envs))

@@ -81,6 +81,22 @@ def _hyperparams(config: Config) -> ppo.PPOHyperparams:
       normalize_observations=config.normalize_observations)
 
 
+def device_mesh(config: Config) -> jax.sharding.Mesh:
+  """A 1-D mesh (axis 'd') over all devices, after checking the sharded axis divides evenly.
+
+  Several hosts: call `jax.distributed.initialize()` first in every process; `jax.devices()`
+  then lists every host's devices and the same mesh spans them (docs/performance.md).
+  """
+  devices = jax.devices()
+  axis = {"envs": ("num_envs", config.num_envs), "seeds": ("num_seeds", config.num_seeds)}
+  field, size = axis[config.shard]
+  if size % len(devices):
+    raise ConfigError(
+        f"config field '{field}' = {size} cannot be split over {len(devices)} devices with "
+        f"shard='{config.shard}': use a multiple of {len(devices)}, or shard='none'")
+  return jax.sharding.Mesh(np.asarray(devices), ("d",))
+
+
 # What the numerical guard checks, in the order the quantities arise in an iteration.
 GUARDED = ("teacher_outputs", "rewards", "loss", "gradients", "parameters")
 
@@ -123,6 +139,11 @@ class NumericalError(RuntimeError):
 def _make_functions(config: Config, env: Env, teacher: Any, networks: nets.Networks,
                     spec: teachers_lib.EnvSpec) -> TrainFunctions:
   source = sources.make_reward_source(config, teacher, spec)
+  shard_envs = None
+  if config.shard == "envs":
+    sharding = jax.sharding.NamedSharding(device_mesh(config), jax.sharding.PartitionSpec("d"))
+    shard_envs = lambda tree: jax.tree.map(
+        lambda x: jax.lax.with_sharding_constraint(x, sharding) if jnp.ndim(x) else x, tree)
   optimizer = ppo.make_optimizer(config.learning_rate, config.max_grad_norm)
   hp = _hyperparams(config)
   num_envs, horizon = config.num_envs, config.episode_length
@@ -146,7 +167,8 @@ def _make_functions(config: Config, env: Env, teacher: Any, networks: nets.Netwo
       raw_action = nets.sample_raw_action(mean, log_std, key)
       return raw_action, nets.log_prob(mean, log_std, raw_action)
 
-    result = rollout(env, policy_fn, k_rollout, num_envs, horizon, rollout_teacher)
+    result = rollout(env, policy_fn, k_rollout, num_envs, horizon, rollout_teacher,
+                     shard_envs)
     traj = result.trajectory
     rewards, reward_state, reward_metrics = source.rewards(state.reward_state, result, k_reward)
     params, opt_state, ppo_metrics = ppo.ppo_update(
@@ -187,6 +209,8 @@ def build(config: Config, env: Env | None = None, teacher: Any | None = None) ->
   is checked on sample data shaped like this environment's steps.
   """
   validate(config)
+  if config.shard != "none":
+    device_mesh(config)  # the device count must divide the sharded axis: check before compiling
   user_env = env
   env = envs_lib.make_env(config.env if env is None else env, config.backend)
   envs_lib.check_env(env)
@@ -430,8 +454,17 @@ def train(config: Config | None = None, *, env: Env | None = None, teacher: Any 
       (run_path / "config.json").write_text(config.to_json())
       (run_path / "metrics.jsonl").write_text("")
       checkpointer = Checkpointer(run_path / "checkpoints")
+  if config.shard == "seeds":
+    # Every leaf of the state leads with the seed axis: split it over the devices; jit keeps
+    # the layout through the vmapped iteration.
+    seed_sharding = jax.sharding.NamedSharding(device_mesh(config),
+                                               jax.sharding.PartitionSpec("d"))
+    keys = jax.device_put(keys, seed_sharding)
+    eval_keys = jax.device_put(eval_keys, seed_sharding)
   if state is None:
     state = init(keys)
+  if config.shard == "seeds":
+    state = jax.device_put(state, seed_sharding)
 
   metrics_file = open(run_path / "metrics.jsonl", "a") if run_path is not None else None  # noqa: SIM115
   last_metrics: dict[str, Any] = {}
