@@ -220,7 +220,9 @@ def build(config: Config, env: Env | None = None, teacher: Any | None = None) ->
                       f"this environment's episodes last at most {limit} steps")
   spec = teachers_lib.env_spec(env, config.episode_length, config.env if user_env is None else "")
   if teacher is None:
-    teacher = teachers_lib.make_teacher(config, spec)
+    # PPO on the env reward asks no teacher: don't build (or fit) the configured one.
+    teacher = (teachers_lib.Oracle() if config.reward_source == "ground_truth"
+               else teachers_lib.make_teacher(config, spec))
   check_env = getattr(teacher, "check_env", None)
   if callable(check_env):  # teachers that can only check the env object itself (outcome count)
     check_env(env)
