@@ -20,7 +20,14 @@ from spo_jax.teachers import (
     make_teacher,
     validate_teacher,
 )
-from spo_jax.train import TrainState, build, make_train, train
+from spo_jax.train import (
+    NumericalError,
+    TrainingInterrupted,
+    TrainState,
+    build,
+    make_train,
+    train,
+)
 from spo_jax.winrate import compute_winrates, place_rewards, winrate
 
 __version__ = "0.1.0"
@@ -28,7 +35,7 @@ __version__ = "0.1.0"
 __all__ = [
     "Balance", "BradleyTerry", "build", "compute_winrates", "Config", "ConfigError",
     "default_config", "load_policy", "make_env", "make_teacher", "make_train", "MatrixGame",
-    "Oracle", "place_rewards", "PointReach", "PolicyParams", "preset", "PRESETS", "rollout",
-    "Teacher", "TeacherContractError", "TeacherStep", "train", "TrainState", "Trajectory",
-    "validate", "validate_teacher", "winrate",
+    "NumericalError", "Oracle", "place_rewards", "PointReach", "PolicyParams", "preset", "PRESETS",
+    "rollout", "Teacher", "TeacherContractError", "TeacherStep", "train", "TrainingInterrupted",
+    "TrainState", "Trajectory", "validate", "validate_teacher", "winrate",
 ]
