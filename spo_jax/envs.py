@@ -30,7 +30,26 @@ BRAX_BACKENDS = ("generalized", "positional", "spring", "mjx")
 BRAX_EPISODE_LIMIT = 1000
 
 
-class PointReach(Env):
+class _PureJaxEnv(Env):
+  """The package's own environments: sizes from class constants, plain-JAX 'physics'."""
+
+  _observation_size: int
+  _action_size: int
+
+  @property
+  def observation_size(self) -> int:
+    return self._observation_size
+
+  @property
+  def action_size(self) -> int:
+    return self._action_size
+
+  @property
+  def backend(self) -> str:
+    return "jax"
+
+
+class PointReach(_PureJaxEnv):
   """A point in the plane must reach a target.
 
   obs = [position (2), target (2)]; action in [-1, 1]^2 moves the point by 0.1 * action;
@@ -40,17 +59,7 @@ class PointReach(Env):
 
   episode_limit = 200
 
-  @property
-  def observation_size(self) -> int:
-    return 4
-
-  @property
-  def action_size(self) -> int:
-    return 2
-
-  @property
-  def backend(self) -> str:
-    return "jax"
+  _observation_size, _action_size = 4, 2
 
   def reset(self, rng: jax.Array) -> State:
     k_pos, k_target = jax.random.split(rng)
@@ -70,7 +79,7 @@ class PointReach(Env):
                          metrics={"distance": distance})
 
 
-class Balance(Env):
+class Balance(_PureJaxEnv):
   """Cart-pole balancing with a continuous force (the classic Barto-Sutton-Anderson dynamics).
 
   obs = [x, x_dot, theta, theta_dot]; action in [-1, 1] is a force of 10 * action newtons;
@@ -82,17 +91,7 @@ class Balance(Env):
   episode_limit = 1000
   _gravity, _cart_mass, _pole_mass, _half_length, _dt = 9.8, 1.0, 0.1, 0.5, 0.02
 
-  @property
-  def observation_size(self) -> int:
-    return 4
-
-  @property
-  def action_size(self) -> int:
-    return 1
-
-  @property
-  def backend(self) -> str:
-    return "jax"
+  _observation_size, _action_size = 4, 1
 
   def reset(self, rng: jax.Array) -> State:
     obs = jax.random.uniform(rng, (4,), minval=-0.05, maxval=0.05)
@@ -120,7 +119,7 @@ class Balance(Env):
                          metrics={"angle": theta, "position": x})
 
 
-class MatrixGame(Env):
+class MatrixGame(_PureJaxEnv):
   """A one-step game for exact Minimax-Winner checks with the `matrix_game` teacher.
 
   obs = [1.0] (constant: there is no state); the action a in [-1, 1] is binned into
@@ -139,17 +138,7 @@ class MatrixGame(Env):
                         "must be an integer >= 2")
     self.num_outcomes = num_outcomes
 
-  @property
-  def observation_size(self) -> int:
-    return 1
-
-  @property
-  def action_size(self) -> int:
-    return 1
-
-  @property
-  def backend(self) -> str:
-    return "jax"
+  _observation_size, _action_size = 1, 1
 
   def reset(self, rng: jax.Array) -> State:
     del rng
