@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 from brax.envs.base import Env
 
 from spo_jax import networks as nets
-from spo_jax.rollout import rollout
+from spo_jax.rollout import PolicyFn, rollout
+from spo_jax.teachers import teacher_abstain
 
 
 class PolicyParams(NamedTuple):
@@ -43,22 +44,35 @@ def make_policy_factory(networks: nets.Networks, normalize_observations: bool = 
   return make_policy
 
 
+def rollout_policy(networks: nets.Networks, params: PolicyParams,
+                   normalize_observations: bool = True, deterministic: bool = True):
+  """The `rollout` form of a saved policy: `policy_fn(obs, key) -> (raw_action, log_prob)`.
+
+  Deterministic: the raw action is arctanh of the clipped tanh(mean), so the rollout's tanh
+  gives back the policy's action; log_prob is 0. Stochastic: a Gaussian sample and its
+  log-probability, as in training.
+  """
+
+  def policy_fn(obs: jax.Array, key: jax.Array) -> tuple[jax.Array, jax.Array]:
+    norm_obs = nets.normalize(params.normalizer, obs, normalize_observations)
+    mean, log_std = networks.policy.apply(params.policy, norm_obs)
+    if deterministic:
+      action = jnp.tanh(mean)
+      return jnp.arctanh(jnp.clip(action, -1 + 1e-6, 1 - 1e-6)), jnp.zeros(obs.shape[:-1])
+    raw = nets.sample_raw_action(mean, log_std, key)
+    return raw, nets.log_prob(mean, log_std, raw)
+
+  return policy_fn
+
+
 def make_evaluator(env: Env, networks: nets.Networks, num_episodes: int, horizon: int,
                    normalize_observations: bool = True):
   """A jitted `evaluate(params, key) -> metrics`: `num_episodes` episodes of the
   deterministic policy from reset, at most `horizon` steps, ground-truth return."""
-  make_policy = make_policy_factory(networks, normalize_observations)
 
   @jax.jit
   def evaluate(params: PolicyParams, key: jax.Array) -> dict[str, jax.Array]:
-    policy = make_policy(params, deterministic=True)
-
-    def policy_fn(obs, key):
-      del key
-      action = policy(obs)
-      # rollout applies tanh to its raw action; arctanh of the clipped action inverts it.
-      return jnp.arctanh(jnp.clip(action, -1 + 1e-6, 1 - 1e-6)), jnp.zeros(obs.shape[:-1])
-
+    policy_fn = rollout_policy(networks, params, normalize_observations, deterministic=True)
     result = rollout(env, policy_fn, key, num_episodes, horizon)
     returns = jnp.sum(result.trajectory.reward, axis=0)
     lengths = jnp.sum(result.trajectory.mask, axis=0)
@@ -68,3 +82,39 @@ def make_evaluator(env: Env, networks: nets.Networks, num_episodes: int, horizon
             "eval/episode_length": jnp.mean(lengths)}
 
   return evaluate
+
+
+def head_to_head(env: Env, teacher: Any, policy_a: PolicyFn, policy_b: PolicyFn,
+                 key: jax.Array, num_episodes: int, horizon: int) -> dict[str, jax.Array]:
+  """The teacher's verdict between two policies: `num_episodes` episodes of each from the
+  same reset keys, every episode of A compared with every episode of B.
+
+  Returns `win_rate` = mean over labelled pairs (i, j) of P(a_i > b_j) (1/2: as good as each
+  other; the teacher's soft answer, no label sampling), its standard error over A's episodes,
+  the number of labelled pairs, and each policy's ground-truth return. Jit-compatible; the
+  policies are `rollout` policy functions (see `rollout_policy`).
+  """
+  k_rollout, k_cmp = jax.random.split(key)
+  # The same rollout key for both: episode i of A and of B start from the same reset state.
+  result_a = rollout(env, policy_a, k_rollout, num_episodes, horizon, teacher)
+  result_b = rollout(env, policy_b, k_rollout, num_episodes, horizon, teacher)
+  rows = jnp.arange(num_episodes)
+  index = rows[:, None] * num_episodes + rows[None, :]
+
+  def pair(a, b, i):
+    p = jnp.asarray(teacher.compare(a, b, jax.random.fold_in(k_cmp, i)), jnp.float32)
+    return p, teacher_abstain(teacher, a, b)
+
+  pref, abstain = jax.vmap(jax.vmap(pair, (None, 0, 0)), (0, None, 0))(
+      result_a.summaries, result_b.summaries, index)  # [N_a, N_b]
+  labelled = (~abstain).astype(jnp.float32)
+  per_episode = jnp.sum(labelled * pref, axis=1) / jnp.maximum(jnp.sum(labelled, axis=1), 1.0)
+  has_label = jnp.sum(labelled, axis=1) > 0
+  count = jnp.maximum(jnp.sum(has_label), 1)
+  win_rate = jnp.sum(labelled * pref) / jnp.maximum(jnp.sum(labelled), 1.0)
+  spread = jnp.sum(jnp.where(has_label, (per_episode - win_rate) ** 2, 0.0)) / count
+  return {"win_rate": jnp.where(jnp.sum(labelled) > 0, win_rate, 0.5),
+          "win_rate_stderr": jnp.sqrt(spread / count),
+          "num_labels": jnp.sum(labelled).astype(jnp.int32),
+          "return_a": jnp.mean(jnp.sum(result_a.trajectory.reward, axis=0)),
+          "return_b": jnp.mean(jnp.sum(result_b.trajectory.reward, axis=0))}

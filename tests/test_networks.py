@@ -100,3 +100,4 @@ def test_normalize_hand_values():
   # Before the first update the statistics are (0, 1): the identity (up to the 1e-8).
   np.testing.assert_allclose(nets.normalize(nets.normalizer_init(2), obs[:1]), obs[:1],
                              rtol=1e-6)
+
