@@ -8,14 +8,21 @@ Layout of a run directory:
      state/                    the TrainState pytree (params, optimizer, normalizer, key, ...)
      meta/                     JSON: config, host counters (env steps, queries, wall time)
 
-Orbax writes each checkpoint into a temporary directory and renames it when complete, so a
-crash mid-save leaves the previous checkpoint as the latest complete one.
+Crash safety. Orbax (0.12.8) writes step k into `checkpoints/k.orbax-checkpoint-tmp` and
+renames it to `checkpoints/k` once every file is written; a process killed mid-save leaves the
+tmp folder behind (Orbax ignores it and removes it when step k is saved again). A folder named
+`k` can still be incomplete when Orbax was killed while deleting an old step (it deletes in
+place), or after a copy or sync gone wrong, so `complete_steps` also checks that the files
+every finished checkpoint holds are there; `latest_step` is the newest complete one. A kill at
+any moment therefore leaves the last complete checkpoint loadable, and `--resume` picks it.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import os
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +35,43 @@ from spo_jax.config import Config, ConfigError
 RESUMABLE_FIELDS = frozenset({
     "num_timesteps", "max_iterations", "eval_every", "num_eval_envs", "checkpoint_every",
     "target_return"})
+
+
+# Files every finished Orbax checkpoint of ours holds (relative to checkpoints/<step>/): the
+# step metadata written first, the state's tree metadata and OCDBT manifest written last, the
+# meta item's JSON. tests/test_checkpoint.py checks the list against a real save.
+_COMPLETE_MARKERS = ("_CHECKPOINT_METADATA", "state/_METADATA", "state/manifest.ocdbt",
+                     "meta/metadata")
+
+
+def complete_steps(directory: str | Path) -> list[int]:
+  """Steps under `directory` (a checkpoints/ folder) whose checkpoint is complete, ascending.
+
+  Ignores Orbax's `<step>.orbax-checkpoint-tmp` folders (a save killed midway) and step
+  folders missing any of the files a finished save writes (a deletion or copy cut short).
+  Reads the file system only: no Orbax, nothing compiled.
+  """
+  directory = Path(directory)
+  if not directory.is_dir():
+    return []
+  steps = []
+  for entry in directory.iterdir():
+    if (entry.name.isdigit() and entry.is_dir()
+        and all((entry / marker).exists() for marker in _COMPLETE_MARKERS)):
+      steps.append(int(entry.name))
+  return sorted(steps)
+
+
+def write_text_atomic(path: str | Path, text: str) -> None:
+  """Write `text` to `path` so that a reader (or a crash) sees the old file or the new one,
+  never half of it: write a sibling temporary file, flush it to disk, rename it over `path`."""
+  path = Path(path)
+  tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+  with open(tmp, "w") as file:
+    file.write(text)
+    file.flush()
+    os.fsync(file.fileno())
+  os.replace(tmp, path)
 
 
 def _ocp():
@@ -51,12 +95,18 @@ class Checkpointer:
         item_names=("state", "meta"))
 
   def latest_step(self) -> int | None:
-    return self._manager.latest_step()
+    """The newest complete checkpoint (`complete_steps`), None when there is none."""
+    steps = complete_steps(self.directory)
+    return steps[-1] if steps else None
 
   def save(self, step: int, state: Any, meta: dict[str, Any]) -> None:
-    """Save `state` as `step`; a step already saved (the state is the same) is kept as is."""
-    if step in self._manager.all_steps():
+    """Save `state` as `step`; a step already saved (the state is the same) is kept as is,
+    an incomplete folder of that step (a deletion cut short) is replaced."""
+    if step in complete_steps(self.directory):
       return
+    if (self.directory / str(step)).exists():
+      shutil.rmtree(self.directory / str(step))
+      self._manager.reload()
     args = self._ocp.args
     self._manager.save(step, args=args.Composite(state=args.StandardSave(state),
                                                  meta=args.JsonSave(meta)), force=True)
@@ -126,6 +176,9 @@ def load_policy(path: str | Path, deterministic: bool = True, step: int | None =
   step = checkpointer.latest_step() if step is None else step
   if step is None:
     raise ConfigError(f"'{ckpt_dir}' holds no complete checkpoint")
+  if step not in complete_steps(ckpt_dir):
+    raise ConfigError(f"'{ckpt_dir}' holds no complete checkpoint of step {step}; complete "
+                      f"steps: {complete_steps(ckpt_dir)}")
   if not 0 <= seed_index < config.num_seeds:
     raise ConfigError(f"seed_index = {seed_index} is out of range: the run trained "
                       f"{config.num_seeds} seed(s), use 0..{config.num_seeds - 1}")

@@ -10,8 +10,11 @@ or written.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
+import io
 import os
+import re
 import sys
 import time
 from pathlib import Path
@@ -45,19 +48,62 @@ def _fail(message: str) -> None:
   raise SystemExit(2)
 
 
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+_BOX = "│╭╮╰╯┃┏┓┗┛"
+
+
+def one_line_parse_error(text: str) -> str:
+  """tyro's error box (title, message, a rule, the flag's help, a rule, a pointer to --help)
+  as one line: the message, then the flag's usage when tyro shows it (e.g. `--num-envs INT`).
+
+  Keeps the words tyro wrote, only re-flowed: tyro knows best what went wrong.
+  """
+  raw = [_ANSI.sub("", line).strip() for line in text.splitlines()]
+  lines = [line.strip(_BOX).strip() for line in raw if not line.startswith(("╭", "╰"))]
+  sections: list[list[str]] = [[]]
+  for line in lines:
+    if line and set(line) <= set("─━- "):
+      sections.append([])
+    elif line:
+      sections[-1].append(line)
+  message = " ".join(sections[0]) or "could not parse the command line"
+  usage = ""
+  for section in sections[1:]:
+    if section and section[0] == "Argument helptext:" and len(section) > 1:
+      usage = section[1]
+  # A union type ("{None}|FLOAT") lists each member's failure; the usage says it better.
+  message = re.sub(r"\s+", " ", message).split(" Got errors:")[0].rstrip(".")
+  return f"{message}; expected {usage} (see spo-train --help)" if usage else (
+      f"{message} (see spo-train --help)")
+
+
 def parse_train_args(argv: list[str]) -> TrainCommand:
+  """Parse `spo-train` flags into (Config, RunOptions); a parse error prints one line on
+  stderr and exits with code 2 (tyro's multi-line box is re-flowed by `one_line_parse_error`)."""
   import tyro
 
-  pre = argparse.ArgumentParser(add_help=False)
+  pre = argparse.ArgumentParser(add_help=False, exit_on_error=False)
   pre.add_argument("--env", default=None)
-  known, _ = pre.parse_known_args(argv)
+  try:
+    known, _ = pre.parse_known_args(argv)
+  except argparse.ArgumentError:
+    _fail("--env needs a value: an environment name such as inverted_pendulum, hopper or "
+          "point_reach (see spo-train --help)")
   base = default_config() if known.env is None else preset(known.env)
-  return tyro.cli(
-      TrainCommand, args=argv, default=TrainCommand(base, RunOptions()),
-      config=(tyro.conf.OmitArgPrefixes,), prog="spo-train",
-      description="Train a policy by Self-Play Preference Optimization (SPO; Swamy et al., "
-                  "ICML 2024) or a reference reward source, on a Brax environment. "
-                  "--env selects a preset; every other flag overrides it.")
+  captured = io.StringIO()
+  try:
+    with contextlib.redirect_stderr(captured):
+      return tyro.cli(
+          TrainCommand, args=argv, default=TrainCommand(base, RunOptions()),
+          config=(tyro.conf.OmitArgPrefixes,), prog="spo-train",
+          description="Train a policy by Self-Play Preference Optimization (SPO; Swamy et al., "
+                      "ICML 2024) or a reference reward source, on a Brax environment. "
+                      "--env selects a preset; every other flag overrides it.")
+  except SystemExit as stop:
+    if stop.code in (0, None):
+      sys.stderr.write(captured.getvalue())
+      raise
+    _fail(one_line_parse_error(captured.getvalue()))
 
 
 def _default_run_dir(config: Config) -> Path:

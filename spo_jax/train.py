@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
 import signal
 import threading
@@ -214,6 +215,7 @@ def build(config: Config, env: Env | None = None, teacher: Any | None = None) ->
   user_env = env
   env = envs_lib.make_env(config.env if env is None else env, config.backend)
   envs_lib.check_env(env)
+  check_memory(config, env.observation_size, env.action_size)
   limit = envs_lib.max_episode_length(env)
   if limit is not None and config.episode_length > limit:
     raise ConfigError(f"config field 'episode_length' = {config.episode_length} is invalid: "
@@ -240,6 +242,65 @@ def build(config: Config, env: Env | None = None, teacher: Any | None = None) ->
   return Setup(config, env, teacher, networks, fns, evaluate, make_policy)
 
 
+# Floats stored per step of the rollout besides the observation and the action: log-prob,
+# reward, mask, value, advantage, return, done, time feature.
+_SCALARS_PER_STEP = 8
+
+
+def iteration_bytes(config: Config, obs_size: int, action_size: int) -> dict[str, int]:
+  """Lower bound on the bytes one iteration's buffers take, by what they scale with.
+
+    rollout:     S * H * N * (obs + action + 8 scalars) * 4 bytes
+    preferences: S * N * M * 4 bytes, M = num_opponents, or N + queue_size for all pairs
+
+  XLA keeps a few more arrays alive (minibatch copies, gradients, the teacher's summaries),
+  so real use is higher; the check below only refuses what cannot fit at all.
+  """
+  s, n, h = config.num_seeds, config.num_envs, config.episode_length
+  opponents = config.num_opponents or n + config.queue_size
+  rollout_bytes = s * h * n * (obs_size + action_size + _SCALARS_PER_STEP) * 4
+  preference_bytes = 0 if config.reward_source == "ground_truth" else s * n * opponents * 4
+  return {"rollout": rollout_bytes, "preferences": preference_bytes}
+
+
+def available_memory(config: Config) -> tuple[int, str]:
+  """(bytes, where): the accelerator's memory limit (`memory_stats()['bytes_limit']`, times
+  the devices a sharded run spreads over), else the host's physical memory."""
+  devices = jax.devices()
+  stats = devices[0].memory_stats() if hasattr(devices[0], "memory_stats") else None
+  if stats and stats.get("bytes_limit"):
+    count = len(devices) if config.shard != "none" else 1
+    return int(stats["bytes_limit"]) * count, f"{count} x {devices[0].device_kind}"
+  pages = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+  return int(pages), "host RAM"
+
+
+def check_memory(config: Config, obs_size: int, action_size: int,
+                 available: tuple[int, str] | None = None) -> None:
+  """Refuse, before compiling, a run whose per-iteration buffers (`iteration_bytes`) exceed
+  the memory there is, naming the quantity to lower and by how much."""
+  need = iteration_bytes(config, obs_size, action_size)
+  total = sum(need.values())
+  limit, where = available_memory(config) if available is None else available
+  if total <= limit:
+    return
+  gib = 2.0**30
+  s, n, h = config.num_seeds, config.num_envs, config.episode_length
+  per_seed = total // s
+  if per_seed <= limit:
+    fix = f"lower num_seeds to at most {limit // per_seed} (or num_envs, episode_length)"
+  elif need["preferences"] > need["rollout"]:
+    fix = ("lower num_envs (the N x (N + queue_size) preference matrix dominates), queue_size, "
+           "or set num_opponents to compare each trajectory with k random opponents")
+  else:
+    fix = "lower num_envs or episode_length (one seed's rollout alone does not fit)"
+  raise ConfigError(
+      f"config fields num_seeds = {s}, num_envs = {n}, episode_length = {h} need at least "
+      f"{total / gib:.1f} GiB per iteration (rollout {need['rollout'] / gib:.1f} GiB, "
+      f"preferences {need['preferences'] / gib:.1f} GiB), more than the {limit / gib:.1f} GiB "
+      f"of {where}; {fix}")
+
+
 def make_train(config: Config, env: Env | None = None,
                teacher: Any | None = None) -> TrainFunctions:
   """Pure `init(key) -> TrainState` and `iteration(state) -> (state, metrics)`.
@@ -259,13 +320,16 @@ def _prepare_run_dir(run_dir: Path, config: Config, resume: bool, overwrite: boo
 
   Returns True when there is a checkpoint to resume from.
   """
-  from spo_jax.checkpoint import config_differences, read_run_config
+  from spo_jax.checkpoint import complete_steps, config_differences, read_run_config
 
   holds_run = (run_dir / "config.json").exists() or (run_dir / "checkpoints").exists()
   if resume and overwrite:
     raise ConfigError("--resume and --overwrite contradict each other; pass one of them")
   if run_dir.exists() and not run_dir.is_dir():
     raise ConfigError(f"run directory '{run_dir}' is a file; choose a directory path")
+  if resume and not run_dir.exists():
+    raise ConfigError(f"nothing to resume: run directory '{run_dir}' does not exist; check "
+                      "--run-dir, or drop --resume to start a new run there")
   if resume:
     if not holds_run:
       raise ConfigError(f"nothing to resume: '{run_dir}' holds no run (no config.json); "
@@ -277,11 +341,30 @@ def _prepare_run_dir(run_dir: Path, config: Config, resume: bool, overwrite: boo
                           for k in diffs)
       raise ConfigError(f"cannot resume '{run_dir}': its checkpoint was made with a different "
                         f"config ({details}); use the saved values or a new --run-dir")
+    if not complete_steps(run_dir / "checkpoints"):
+      raise ConfigError(f"nothing to resume: the run in '{run_dir}' stopped before its first "
+                        "checkpoint was complete; start it again with --overwrite instead of "
+                        "--resume")
     return True
   if holds_run and not overwrite:
+    if not complete_steps(run_dir / "checkpoints"):
+      raise ConfigError(f"run directory '{run_dir}' holds a run that stopped before its first "
+                        "checkpoint; pass --overwrite to start it again, or choose another "
+                        "--run-dir")
     raise ConfigError(f"run directory '{run_dir}' already holds a run; pass --resume to "
                       "continue it, --overwrite to replace it, or choose another --run-dir")
   return False
+
+
+def _replace_run_dir(run_path: Path) -> None:
+  """Delete the old run for --overwrite: rename it aside first (one atomic step), so a kill
+  during the deletion leaves a hidden `.<name>.deleting-<pid>` folder, never a half-deleted
+  run that --resume would take for a real one."""
+  if not run_path.exists():
+    return
+  aside = run_path.with_name(f".{run_path.name}.deleting-{os.getpid()}")
+  os.replace(run_path, aside)
+  shutil.rmtree(aside)
 
 
 def _check_writable(run_dir: Path) -> None:
@@ -408,7 +491,7 @@ def train(config: Config | None = None, *, env: Env | None = None, teacher: Any 
   iteration in flight, save a checkpoint and raise `TrainingInterrupted`; a second SIGINT
   interrupts at once (the last periodic checkpoint is kept).
   """
-  from spo_jax.checkpoint import Checkpointer
+  from spo_jax.checkpoint import Checkpointer, write_text_atomic
 
   config = default_config() if config is None else config
   validate(config)
@@ -443,17 +526,17 @@ def train(config: Config | None = None, *, env: Env | None = None, teacher: Any 
   if run_path is not None:
     if has_checkpoint:
       checkpointer = Checkpointer(run_path / "checkpoints")
-      step = checkpointer.latest_step()
-      if step is None:
-        raise ConfigError(f"nothing to resume: '{run_path}' has no complete checkpoint")
+      step = checkpointer.latest_step()  # complete: _prepare_run_dir checked one exists
       state, meta = checkpointer.restore(step, jax.eval_shape(init, keys))
       counters.update(meta["counters"])
       _check_same_files(meta.get("files", {}), file_digests, run_path)
     else:
-      if overwrite and run_path.exists():
-        shutil.rmtree(run_path)
+      if overwrite:
+        _replace_run_dir(run_path)
       run_path.mkdir(parents=True, exist_ok=True)
-      (run_path / "config.json").write_text(config.to_json())
+      # Atomic: a kill leaves no config.json (an empty run dir: start it again as new) or a
+      # whole one, never a truncated file that --resume cannot read.
+      write_text_atomic(run_path / "config.json", config.to_json())
       (run_path / "metrics.jsonl").write_text("")
       checkpointer = Checkpointer(run_path / "checkpoints")
   if config.shard == "seeds":
