@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
+import difflib
 import io
 import os
 import re
@@ -50,6 +51,7 @@ def _fail(message: str) -> None:
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 _BOX = "│╭╮╰╯┃┏┓┗┛"
+_TITLE = re.compile(r"^[A-Z][a-z]+( [a-z]+)*$")
 
 
 def one_line_parse_error(text: str) -> str:
@@ -66,15 +68,44 @@ def one_line_parse_error(text: str) -> str:
       sections.append([])
     elif line:
       sections[-1].append(line)
-  message = " ".join(sections[0]) or "could not parse the command line"
+  sections = [section for section in sections if section]
+  # Without a UTF-8 terminal tyro draws no box: the title ("Invalid choice") is a line of its
+  # own above a rule instead of sitting in the top border.
+  if len(sections) > 1 and len(sections[0]) == 1 and _TITLE.match(sections[0][0]):
+    sections = sections[1:]
+  if not sections:
+    return "could not parse the command line (see spo-train --help)"
+  message = " ".join(sections[0])
   usage = ""
   for section in sections[1:]:
     if section and section[0] == "Argument helptext:" and len(section) > 1:
       usage = section[1]
   # A union type ("{None}|FLOAT") lists each member's failure; the usage says it better.
   message = re.sub(r"\s+", " ", message).split(" Got errors:")[0].rstrip(".")
+  if message.startswith("Unrecognized options:"):
+    message += "; " + _unrecognized_hint(message.split(":", 1)[1])
   return f"{message}; expected {usage} (see spo-train --help)" if usage else (
       f"{message} (see spo-train --help)")
+
+
+def _flag_names() -> list[str]:
+  names = [f.name for cls in (Config, RunOptions) for f in dataclasses.fields(cls)]
+  return ["--" + name.replace("_", "-") for name in names]
+
+
+def _unrecognized_hint(tokens: str) -> str:
+  """Suggest the flag meant by a misspelt one; a stray value usually follows a switch."""
+  flags = _flag_names()
+  for token in (t.strip() for t in tokens.split(",")):
+    if token.startswith("--"):
+      name = token.split("=")[0]
+      negated = name.startswith("--no-")
+      close = difflib.get_close_matches(name.replace("--no-", "--"), flags, n=1)
+      if close:
+        return f"did you mean {close[0].replace('--', '--no-') if negated else close[0]}?"
+      return "every flag is a Config field or a run option, listed by spo-train --help"
+  return ("true/false fields are switches that take no value, such as --center-rewards / "
+          "--no-center-rewards")
 
 
 def parse_train_args(argv: list[str]) -> TrainCommand:

@@ -289,9 +289,13 @@ def check_memory(config: Config, obs_size: int, action_size: int,
   per_seed = total // s
   if per_seed <= limit:
     fix = f"lower num_seeds to at most {limit // per_seed} (or num_envs, episode_length)"
+  elif need["preferences"] > need["rollout"] and config.queue_size > n:
+    fix = (f"lower queue_size (now {config.queue_size}; the N x (N + queue_size) preference "
+           "matrix dominates), or set num_opponents to compare each trajectory with k random "
+           "opponents")
   elif need["preferences"] > need["rollout"]:
-    fix = ("lower num_envs (the N x (N + queue_size) preference matrix dominates), queue_size, "
-           "or set num_opponents to compare each trajectory with k random opponents")
+    fix = ("lower num_envs (the N x (N + queue_size) preference matrix dominates), or set "
+           "num_opponents to compare each trajectory with k random opponents")
   else:
     fix = "lower num_envs or episode_length (one seed's rollout alone does not fit)"
   raise ConfigError(

@@ -392,6 +392,13 @@ def load_labels(path: str | os.PathLike, feature_size: int, *,
     what = "is a directory" if os.path.isdir(path) else "does not exist"
     raise ConfigError(f"config field '{_FIELD}' = {path!r} is invalid: the file {what}; give "
                       "the path of a .npz labels file (scripts/make_labels.py writes one)")
+  with open(path, "rb") as file:
+    magic = file.read(4)
+  if magic not in (b"PK\x03\x04", b"PK\x05\x06", b"\x93NUM"):
+    # np.load would take anything else for a pickle and say so, which misleads.
+    raise ConfigError(f"{_where(path)} is not a valid .npz file: it is neither a zip archive "
+                      f"nor a .npy array; write the arrays {', '.join(LABEL_ARRAYS)} with "
+                      "numpy.savez, or use scripts/make_labels.py")
   try:
     archive = np.load(path, allow_pickle=False)
   except (OSError, ValueError, EOFError, zipfile.BadZipFile) as error:

@@ -109,7 +109,8 @@ def load_table(value: str) -> np.ndarray:
     raise _refuse(value, f"is neither a preset ({', '.join(TABLES)}) nor a .json, .npy or "
                   ".csv file")
   if not os.path.isfile(value):
-    raise _refuse(value, "no such file")
+    raise _refuse(value, f"no such file; give a preset ({', '.join(TABLES)}) or the path of a "
+                  ".json, .npy or .csv file holding a square matrix")
   try:
     if ext == ".json":
       with open(value) as file:
