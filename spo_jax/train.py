@@ -252,6 +252,7 @@ def iteration_bytes(config: Config, obs_size: int, action_size: int) -> dict[str
 
     rollout:     S * H * N * (obs + action + 8 scalars) * 4 bytes
     preferences: S * N * M * 4 bytes, M = num_opponents, or N + queue_size for all pairs
+                 (reward_source 'spo' only)
 
   XLA keeps a few more arrays alive (minibatch copies, gradients, the teacher's summaries),
   so real use is higher; the check below only refuses what cannot fit at all.
@@ -259,7 +260,8 @@ def iteration_bytes(config: Config, obs_size: int, action_size: int) -> dict[str
   s, n, h = config.num_seeds, config.num_envs, config.episode_length
   opponents = config.num_opponents or n + config.queue_size
   rollout_bytes = s * h * n * (obs_size + action_size + _SCALARS_PER_STEP) * 4
-  preference_bytes = 0 if config.reward_source == "ground_truth" else s * n * opponents * 4
+  # Only SPO compares every trajectory with its opponents; the reward model labels a few pairs.
+  preference_bytes = s * n * opponents * 4 if config.reward_source == "spo" else 0
   return {"rollout": rollout_bytes, "preferences": preference_bytes}
 
 
