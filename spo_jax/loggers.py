@@ -26,6 +26,7 @@ import importlib.util
 import io
 import json
 import os
+import time
 from pathlib import Path
 from typing import Any, Literal
 
@@ -189,7 +190,10 @@ class _TensorBoardSink:
       logdir = self.directory / f"seed_{seed}"
       had_events = logdir.is_dir() and any(logdir.glob("events.out.tfevents.*"))
       purge = self._purge.get(seed) if had_events else None
-      writer = SummaryWriter(logdir=str(logdir), purge_step=purge, flush_secs=30)
+      # Event file names carry whole seconds: a resume within the same second would
+      # overwrite the first file without a suffix of its own.
+      writer = SummaryWriter(logdir=str(logdir), purge_step=purge, flush_secs=30,
+                             filename_suffix=f".{time.time_ns()}")
       self._writers[seed] = writer
       if not had_events:  # enabled on resume (or events lost): write the kept history first
         for row in self._backfill.get(seed, []):
