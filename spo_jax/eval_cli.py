@@ -221,6 +221,8 @@ def run_eval(args: argparse.Namespace) -> dict[str, Any]:
                    "win_rate": float(verdict["win_rate"]),
                    "win_rate_stderr": float(verdict["win_rate_stderr"]),
                    "num_labels": int(verdict["num_labels"]),
+                   # both policies' returns on the duel's (shared) reset states
+                   "duel_return_mean": float(verdict["return_a"]),
                    "against_return_mean": float(verdict["return_b"])})
   if args.save_rollout is not None:
     result["rollout_note"] = save_rollout(setup, params, Path(args.save_rollout), k_show,
@@ -237,7 +239,8 @@ def _report(r: dict[str, Any]) -> str:
   if "win_rate" in r:
     lines.append(f"  win rate against {r['against']} (iteration {r['against_step']}): "
                  f"{r['win_rate']:.3f} ± {r['win_rate_stderr']:.3f} (teacher {r['teacher']}, "
-                 f"{r['num_labels']} labelled pairs; its return {r['against_return_mean']:.2f})")
+                 f"{r['num_labels']} labelled pairs; returns from the same reset states: "
+                 f"{r['duel_return_mean']:.2f} vs {r['against_return_mean']:.2f})")
   if "rollout_note" in r:
     lines.append(f"  {r['rollout_note']}")
   return "\n".join(lines)
