@@ -3,6 +3,7 @@
 import csv
 import io
 import json
+import shutil
 import struct
 import sys
 import types
@@ -209,26 +210,39 @@ def test_progress_bar_and_lines_render_to_a_stream_that_is_not_a_terminal():
   assert make_progress(config, "none", stream).__class__.__name__ == "_Silent"
 
 
-def test_training_writes_every_file_and_progress_fn_still_works(tmp_path):
-  """A real run: 2 seeds, 2 evaluations; progress_fn sees each; the files agree."""
+def test_training_and_resume_keep_every_file_consistent(tmp_path):
+  """A real run of 2 seeds, 3 iterations, checkpoints at 2 and 3. Losing checkpoint 3 and
+  resuming from 2 recomputes iteration 3: every file holds each (iteration, seed) once, the
+  recomputed rows equal the first ones (resume is exact), TensorBoard purges from the last
+  kept step + 1, and progress_fn is called at each evaluation."""
   from spo_jax.train import train
 
   config = preset("balance").replace(
       num_envs=4, episode_length=8, num_minibatches=1, update_epochs=1, num_eval_envs=2,
-      eval_every=1, max_iterations=2, num_seeds=2, policy_hidden_sizes=(8,),
-      value_hidden_sizes=(8,))
-  seen = []
-  train(config, run_dir=tmp_path / "run", progress_fn=lambda step, m: seen.append(step))
+      eval_every=1, max_iterations=3, checkpoint_every=2, num_seeds=2,
+      policy_hidden_sizes=(8,), value_hidden_sizes=(8,))
   run = tmp_path / "run"
-  jsonl = read_jsonl(run / "metrics.jsonl")
-  assert [(r["iteration"], r["seed"]) for r in jsonl] == [(1, 0), (1, 1), (2, 0), (2, 1)]
-  assert len(read_csv(run / "metrics.csv")) == 4
-  assert len(seen) == 2
+  seen = []
+  train(config, run_dir=run, progress_fn=lambda step, m: seen.append(m["iteration"]))
+  assert seen == [1, 2, 3]
+  first = read_jsonl(run / "metrics.jsonl")
+  shutil.rmtree(run / "checkpoints" / "3")
+  train(config, run_dir=run, resume=True, progress_fn=lambda step, m: seen.append(m["iteration"]))
+  assert seen == [1, 2, 3, 3]
+  rows = read_jsonl(run / "metrics.jsonl")
+  assert [(r["iteration"], r["seed"]) for r in rows] == [(i, s) for i in (1, 2, 3)
+                                                         for s in (0, 1)]
+  for old, new in zip(first, rows, strict=True):
+    assert new["eval/episode_reward"] == old["eval/episode_reward"]
+    assert new["step"] == old["step"]
+  assert [(int(r["iteration"]), int(r["seed"])) for r in read_csv(run / "metrics.csv")] == [
+      (r["iteration"], r["seed"]) for r in rows]
   for seed in (0, 1):
-    scalars, _ = tb_scalars(run / "tensorboard" / f"seed_{seed}")
-    rewards = [(s, v) for s, t, v in scalars if t == "eval/episode_reward"]
-    assert rewards == [(r["step"], pytest.approx(r["eval/episode_reward"]))
-                       for r in jsonl if r["seed"] == seed]
+    scalars, starts = tb_scalars(run / "tensorboard" / f"seed_{seed}")
+    kept = [r for r in rows if r["seed"] == seed]
+    assert starts == [kept[1]["step"] + 1]
+    steps = [s for s, t, _ in scalars if t == "eval/episode_reward"]
+    assert steps == [kept[0]["step"], kept[1]["step"], kept[2]["step"], kept[2]["step"]]
 
 
 def test_only_jsonl_when_csv_and_tensorboard_are_off(tmp_path):
