@@ -185,39 +185,57 @@ class _TensorBoardSink:
 
   def _writer(self, seed: int):
     if seed not in self._writers:
-      from tensorboardX import SummaryWriter
+      from tensorboardX.proto.event_pb2 import Event, SessionLog
+      from tensorboardX.writer import FileWriter
 
       logdir = self.directory / f"seed_{seed}"
       had_events = logdir.is_dir() and any(logdir.glob("events.out.tfevents.*"))
-      purge = self._purge.get(seed) if had_events else None
       # Event file names carry whole seconds: a resume within the same second would
-      # overwrite the first file without a suffix of its own.
-      writer = SummaryWriter(logdir=str(logdir), purge_step=purge, flush_secs=30,
-                             filename_suffix=f".{time.time_ns()}")
-      self._writers[seed] = writer
-      if not had_events:  # enabled on resume (or events lost): write the kept history first
+      # overwrite the first file without a suffix of its own. A deep queue: the writer
+      # thread drains it, add_summary never waits (with the default of 10 it did, ~1 ms per
+      # scalar).
+      writer = FileWriter(str(logdir), max_queue=1024, flush_secs=30,
+                          filename_suffix=f".{time.time_ns()}")
+      if had_events:
+        # What SummaryWriter(purge_step=...) writes: TensorBoard hides the events of earlier
+        # files at steps >= purge (all of them when no row of this seed was kept).
+        purge = self._purge.get(seed, 0)
+        writer.add_event(Event(step=purge, file_version="brain.Event:2"))
+        writer.add_event(Event(step=purge, session_log=SessionLog(status=SessionLog.START)))
+      else:  # enabled on resume (or events lost): write the kept history first
         for row in self._backfill.get(seed, []):
           self._add(writer, row)
+      self._writers[seed] = writer
     return self._writers[seed]
 
   @staticmethod
   def _add(writer, row: Row) -> None:
-    step = int(row["step"])
-    for k, v in row.items():
-      if k in _NOT_SCALARS or isinstance(v, bool) or not isinstance(v, int | float):
-        continue
-      writer.add_scalar(k, v, global_step=step)
+    """All scalars of a row as one event at global step = env steps."""
+    from tensorboardX.proto.summary_pb2 import Summary
+
+    values = [Summary.Value(tag=k, simple_value=float(v)) for k, v in row.items()
+              if k not in _NOT_SCALARS and not isinstance(v, bool) and isinstance(v, int | float)]
+    writer.add_summary(Summary(value=values), global_step=int(row["step"]))
 
   def write(self, rows: list[Row]) -> None:
+    writers = set()
     for row in rows:
       writer = self._writer(int(row.get("seed", 0)))
       self._add(writer, row)
+      writers.add(writer)
+    for writer in writers:
       writer.flush()
 
   def open_all(self) -> None:
-    """Create the writers of every seed already on file now, so a resumed run's purge marker
-    is written even before its first new evaluation."""
-    for seed in self._purge:
+    """Open the writer of every seed on file now (kept rows or event files), so a resumed
+    run's purge marker is written even before its first new evaluation."""
+    seeds = set(self._purge)
+    for path in self.directory.glob("seed_*"):
+      try:
+        seeds.add(int(path.name.removeprefix("seed_")))
+      except ValueError:
+        continue
+    for seed in sorted(seeds):
       self._writer(seed)
 
   def close(self) -> None:

@@ -420,6 +420,8 @@ def train(config: Config | None = None, *, env: Env | None = None, teacher: Any 
   validate(config)
   log_options = LogOptions() if log_options is None else log_options
   check_log_options(log_options)
+  if progress not in progress_lib.STYLES:
+    raise ConfigError(f"progress '{progress}' is not one of {', '.join(progress_lib.STYLES)}")
   run_path = Path(run_dir) if run_dir is not None else None
   has_checkpoint = False
   if run_path is not None:

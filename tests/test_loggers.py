@@ -110,6 +110,17 @@ def test_resume_drops_the_rows_after_the_checkpoint_everywhere(tmp_path):
   assert visible == [100, 200, 300, 400, 500, 600]
 
 
+def test_resume_before_the_first_evaluation_hides_every_earlier_event(tmp_path):
+  """A checkpoint older than the first logged row keeps no row: purge from step 0."""
+  logger = MetricsLogger(tmp_path, LogOptions(csv=False))
+  logger.log(rows_of(1))
+  logger.close()
+  MetricsLogger(tmp_path, LogOptions(csv=False), resume_iteration=0).close()
+  assert read_jsonl(tmp_path / "metrics.jsonl") == []
+  _, starts = tb_scalars(tmp_path / "tensorboard" / "seed_0")
+  assert starts == [0]
+
+
 def test_tensorboard_turned_on_at_resume_gets_the_kept_history(tmp_path):
   logger = MetricsLogger(tmp_path, LogOptions(tensorboard=False, csv=False))
   for it in (1, 2, 3):
