@@ -10,6 +10,7 @@ from spo_jax.checkpoint import load_policy
 from spo_jax.config import PRESETS, Config, ConfigError, default_config, preset, validate
 from spo_jax.envs import Balance, MatrixGame, PointReach, make_env
 from spo_jax.evaluate import PolicyParams
+from spo_jax.loggers import LogOptions
 from spo_jax.rollout import Trajectory, rollout
 from spo_jax.teachers import (
     BradleyTerry,
@@ -34,7 +35,8 @@ __version__ = "0.1.0"
 
 __all__ = [
     "Balance", "BradleyTerry", "build", "compute_winrates", "Config", "ConfigError",
-    "default_config", "load_policy", "make_env", "make_teacher", "make_train", "MatrixGame",
+    "default_config", "load_policy", "LogOptions", "make_env", "make_teacher", "make_train",
+    "MatrixGame",
     "NumericalError", "Oracle", "place_rewards", "PointReach", "PolicyParams", "preset", "PRESETS",
     "rollout", "Teacher", "TeacherContractError", "TeacherStep", "train", "TrainingInterrupted",
     "TrainState", "Trajectory", "validate", "validate_teacher", "winrate",

@@ -19,8 +19,10 @@ import re
 import sys
 import time
 from pathlib import Path
+from typing import Literal
 
 from spo_jax.config import Config, ConfigError, default_config, preset
+from spo_jax.loggers import LogOptions
 
 
 @dataclasses.dataclass(frozen=True)
@@ -36,12 +38,16 @@ class RunOptions:
   """Replace the run already in --run-dir."""
   quiet: bool = False
   """Print only the final summary."""
+  progress: Literal["auto", "bar", "lines"] = "auto"
+  """Progress display: a bar (env steps, steps/s, ETA, latest evaluation), one line per
+  evaluation, or auto = the bar on a terminal and lines otherwise (CI logs, nohup)."""
 
 
 @dataclasses.dataclass(frozen=True)
 class TrainCommand:
   config: Config
   run: RunOptions
+  log: LogOptions
 
 
 def _fail(message: str) -> None:
@@ -125,7 +131,7 @@ def parse_train_args(argv: list[str]) -> TrainCommand:
   try:
     with contextlib.redirect_stderr(captured):
       return tyro.cli(
-          TrainCommand, args=argv, default=TrainCommand(base, RunOptions()),
+          TrainCommand, args=argv, default=TrainCommand(base, RunOptions(), LogOptions()),
           config=(tyro.conf.OmitArgPrefixes,), prog="spo-train",
           description="Train a policy by Self-Play Preference Optimization (SPO; Swamy et al., "
                       "ICML 2024) or a reference reward source, on a Brax environment. "
@@ -149,11 +155,13 @@ def train_main(argv: list[str] | None = None) -> None:
   command = parse_train_args(argv)
   config, run = command.config, command.run
   from spo_jax.config import validate
+  from spo_jax.loggers import check_options
   from spo_jax.train import NumericalError, TrainingInterrupted, train
 
   run_dir = None
   try:
     validate(config)
+    check_options(command.log)
     run_dir = Path(run.run_dir) if run.run_dir else _default_run_dir(config)
     if not run.quiet:
       print(f"spo-train: {config.reward_source} on {config.env}, teacher {config.teacher}, "
@@ -161,7 +169,7 @@ def train_main(argv: list[str] | None = None) -> None:
             f"{config.num_timesteps:,d} env steps; run directory {run_dir}", flush=True)
     start = time.perf_counter()
     result = train(config, run_dir=run_dir, resume=run.resume, overwrite=run.overwrite,
-                   verbose=not run.quiet)
+                   verbose=not run.quiet, log_options=command.log, progress=run.progress)
   except ConfigError as error:
     _fail(str(error))
   except NumericalError as error:
@@ -183,7 +191,8 @@ def train_main(argv: list[str] | None = None) -> None:
         f"(episode length {metrics['eval/episode_length']:.0f}) after "
         f"{metrics['step']:,d} env steps and {metrics['iteration']} iterations; "
         f"{wall:.0f} s wall time.\n"
-        f"Results: {run_dir}/metrics.jsonl, config {run_dir}/config.json, "
+        f"Results: {run_dir}/metrics.jsonl (plot: spo-plot {run_dir}; evaluate: spo-eval "
+        f"{run_dir}), TensorBoard {run_dir}/tensorboard, config {run_dir}/config.json, "
         f"checkpoints {run_dir}/checkpoints (load with spo_jax.load_policy('{run_dir}')).",
         flush=True)
 

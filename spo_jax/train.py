@@ -16,7 +16,6 @@ no special code. `train` is the host loop around it: evaluation, logging, checkp
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import shutil
 import signal
@@ -34,10 +33,13 @@ from brax.envs.base import Env
 from spo_jax import envs as envs_lib
 from spo_jax import networks as nets
 from spo_jax import ppo
+from spo_jax import progress as progress_lib
 from spo_jax import reward_sources as sources
 from spo_jax import teachers as teachers_lib
 from spo_jax.config import Config, ConfigError, default_config, validate
 from spo_jax.evaluate import PolicyParams, make_evaluator, make_policy_factory
+from spo_jax.loggers import LogOptions, MetricsLogger
+from spo_jax.loggers import check_options as check_log_options
 from spo_jax.rollout import rollout
 
 
@@ -479,14 +481,18 @@ def _seed(tree: Any, index: int) -> Any:
 def train(config: Config | None = None, *, env: Env | None = None, teacher: Any | None = None,
           progress_fn: Callable[[int, dict[str, Any]], None] | None = None,
           run_dir: str | Path | None = None, resume: bool = False, overwrite: bool = False,
-          verbose: bool = False, handle_signals: bool = True) -> TrainResult:
+          verbose: bool = False, handle_signals: bool = True,
+          log_options: LogOptions | None = None, progress: str = "auto") -> TrainResult:
   """Train by SPO (or the configured reward source); returns (make_policy, params, metrics).
 
   progress_fn(step, metrics) is called after each evaluation with `step` = env steps so far.
-  With `run_dir`, writes config.json, metrics.jsonl and Orbax checkpoints there; `resume`
-  continues the latest checkpoint exactly, `overwrite` replaces an existing run. Every check
-  (config, env, teacher contract, run directory) happens before anything is compiled or
-  written.
+  With `run_dir`, writes config.json, the metrics (metrics.jsonl, and as `log_options` asks:
+  metrics.csv, TensorBoard, W&B; spo_jax/loggers.py) and Orbax checkpoints there; `resume`
+  continues the latest checkpoint exactly (metrics logged after it are dropped: they are
+  recomputed), `overwrite` replaces an existing run. Every check (config, env, teacher
+  contract, run directory, logging options) happens before anything is compiled or written.
+  `verbose` shows progress: `progress` = "auto" (a bar on a terminal, one line per evaluation
+  otherwise), "bar" or "lines" (spo_jax/progress.py).
 
   With `config.num_seeds = S > 1`, the S seeds train as one vmapped, compiled run: `params`
   then has a leading seed axis, metrics.jsonl holds one row per seed per evaluation (field
@@ -501,6 +507,10 @@ def train(config: Config | None = None, *, env: Env | None = None, teacher: Any 
 
   config = default_config() if config is None else config
   validate(config)
+  log_options = LogOptions() if log_options is None else log_options
+  check_log_options(log_options)
+  if progress not in progress_lib.STYLES:
+    raise ConfigError(f"progress '{progress}' is not one of {', '.join(progress_lib.STYLES)}")
   run_path = Path(run_dir) if run_dir is not None else None
   has_checkpoint = False
   if run_path is not None:
@@ -543,7 +553,6 @@ def train(config: Config | None = None, *, env: Env | None = None, teacher: Any 
       # Atomic: a kill leaves no config.json (an empty run dir: start it again as new) or a
       # whole one, never a truncated file that --resume cannot read.
       write_text_atomic(run_path / "config.json", config.to_json())
-      (run_path / "metrics.jsonl").write_text("")
       checkpointer = Checkpointer(run_path / "checkpoints")
   if config.shard == "seeds":
     # Every leaf of the state leads with the seed axis: split it over the devices; jit keeps
@@ -557,7 +566,13 @@ def train(config: Config | None = None, *, env: Env | None = None, teacher: Any 
   if config.shard == "seeds":
     state = jax.device_put(state, seed_sharding)
 
-  metrics_file = open(run_path / "metrics.jsonl", "a") if run_path is not None else None  # noqa: SIM115
+  logger = None
+  if run_path is not None:
+    # On resume, rows of iterations after the checkpoint are dropped from every file: the
+    # loop recomputes them.
+    logger = MetricsLogger(run_path, log_options, config.to_dict(), num_seeds,
+                           resume_iteration=int(state.iteration[0]) if has_checkpoint else None)
+  display = progress_lib.make_progress(config, progress if verbose else "none")
   last_metrics: dict[str, Any] = {}
   windows: list[list[dict[str, Any]]] = [[] for _ in range(num_seeds)]
   start = time.perf_counter() - counters["wall_time"]
@@ -594,9 +609,8 @@ def train(config: Config | None = None, *, env: Env | None = None, teacher: Any 
       rows.append(row)
     for window in windows:
       window.clear()
-    if metrics_file is not None:
-      metrics_file.write("".join(json.dumps(row) + "\n" for row in rows))
-      metrics_file.flush()
+    if logger is not None:
+      logger.log(rows)
     if num_seeds == 1:
       return rows[0]
     summary = {k: float(np.mean([r[k] for r in rows])) for k in rows[0] if k != "seed"}
@@ -609,8 +623,7 @@ def train(config: Config | None = None, *, env: Env | None = None, teacher: Any 
             or bool(config.max_iterations and it >= config.max_iterations))
 
   def report(metrics: dict[str, Any]) -> None:
-    if verbose:
-      _print_progress(metrics, config)
+    display.evaluation(metrics)
     if progress_fn is not None:
       progress_fn(metrics["step"], metrics)
 
@@ -621,6 +634,7 @@ def train(config: Config | None = None, *, env: Env | None = None, teacher: Any 
     return all(r["eval/episode_reward"] >= config.target_return for r in rows)
 
   stop_signal = _StopSignal() if handle_signals else None
+  display.start(min(counters["env_steps"]))
   try:
     while not finished(state):
       if stop_signal is not None and stop_signal.received is not None:
@@ -641,6 +655,7 @@ def train(config: Config | None = None, *, env: Env | None = None, teacher: Any 
           counters["total_feedback"][s] += int(row["train/num_labels"])
           windows[s].append(_to_python(row))
       it = current_iteration(state)
+      display.advance(min(counters["env_steps"]), it)
       if it % config.eval_every < config.iterations_per_call or finished(state):
         last_metrics = evaluate(state)
         report(last_metrics)
@@ -650,14 +665,16 @@ def train(config: Config | None = None, *, env: Env | None = None, teacher: Any 
         save(state)
     if not last_metrics or last_metrics["iteration"] != current_iteration(state):
       last_metrics = evaluate(state)
+      display.evaluation(last_metrics)
       if progress_fn is not None:
         progress_fn(last_metrics["step"], last_metrics)
     save(state)
   finally:
+    display.close()
     if stop_signal is not None:
       stop_signal.restore()
-    if metrics_file is not None:
-      metrics_file.close()
+    if logger is not None:
+      logger.close()
     if checkpointer is not None:
       checkpointer.close()
   params = policy_params(state)
@@ -678,19 +695,3 @@ def _check_guard(stacked: dict[str, np.ndarray], config: Config, iteration: int,
   first_iteration = iteration - config.iterations_per_call + 1
   last = checkpointer.latest_step() if checkpointer is not None else None
   raise NumericalError(bad, first_iteration + i, seeds[s], last, run_path)
-
-
-def _print_progress(m: dict[str, Any], config: Config) -> None:
-  elapsed = m["time/elapsed_s"]
-  rate = m["step"] / max(elapsed, 1e-9)
-  parts = [f"iter {m['iteration']:>4d}", f"steps {m['step']:>10,d}/{config.num_timesteps:,d}",
-           f"{rate:>8,.0f} steps/s", f"eval return {m['eval/episode_reward']:8.1f}"]
-  if "per_seed" in m:
-    returns = [r["eval/episode_reward"] for r in m["per_seed"]]
-    parts[-1] += f" (mean of {len(returns)} seeds, min {min(returns):.1f})"
-  if "train/episode_reward" in m:
-    parts.append(f"train return {m['train/episode_reward']:8.1f}")
-  if "train/winrate_std" in m:
-    parts.append(f"win-rate std {m['train/winrate_std']:.3f}")
-  parts.append(f"{elapsed:6.0f}s")
-  print(" | ".join(parts), flush=True)

@@ -1,0 +1,286 @@
+"""`spo-eval`: evaluate a saved policy, compare it with another, save an episode to watch.
+
+  spo-eval RUN_DIR [--episodes 16] [--step N] [--seed-index i] [--stochastic] [--seed 0]
+           [--against OTHER_RUN [--against-step M] [--against-seed-index j]] [--teacher EXPR]
+           [--save-rollout out.html] [--json out.json]
+
+Prints the ground-truth return (mean, std, min, max over `--episodes` episodes from reset,
+at most the run's `episode_length` steps) and the episode length (mean, std). With
+`--against`, also the teacher's win rate of this policy against the other one
+(`evaluate.head_to_head`: the same reset states for both, every episode of A compared with
+every episode of B; 1/2 = as good as each other), the teacher being the run's own (its config)
+or `--teacher EXPR` with the run's teacher parameters.
+
+`--save-rollout PATH` writes one episode: for a Brax env, Brax's HTML viewer
+(`brax.io.html.render`), which loads three.js and the viewer from unpkg.com and
+cdn.jsdelivr.net when opened, so it needs network access; for the package's pure-JAX envs
+(no physics system to draw), a JSON (or .npz) of observations, actions and rewards instead.
+Bad input exits with code 2 and one line, before anything is compiled.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import numpy as np
+
+from spo_jax.config import Config, ConfigError
+
+
+class SavedRun(NamedTuple):
+  run_dir: Path
+  config: Config
+  step: int  # the checkpoint's training iteration
+  seed_index: int
+
+
+def saved_steps(checkpoint_dir: Path) -> list[int]:
+  """The complete checkpoints' iterations (Orbax renames a checkpoint's directory to its step
+  only once it is complete, so unfinished ones never have an all-digit name)."""
+  return sorted(int(p.name) for p in checkpoint_dir.iterdir() if p.name.isdigit())
+
+
+def locate(path: str | Path, step: int | None, seed_index: int) -> SavedRun:
+  """Check a run directory (or its checkpoints/ folder), the step and the seed index; reads
+  only JSON, compiles nothing."""
+  from spo_jax.checkpoint import find_checkpoint_dir, read_run_config
+
+  checkpoint_dir = find_checkpoint_dir(path)
+  run_dir = checkpoint_dir.parent
+  config = read_run_config(run_dir)
+  steps = saved_steps(checkpoint_dir)
+  if not steps:
+    raise ConfigError(f"'{run_dir}' holds no complete checkpoint yet")
+  if step is None:
+    step = steps[-1]
+  elif step not in steps:
+    raise ConfigError(f"no checkpoint of iteration {step} in '{run_dir}'; saved: "
+                      + ", ".join(map(str, steps)))
+  if not 0 <= seed_index < config.num_seeds:
+    raise ConfigError(f"--seed-index {seed_index} is out of range: '{run_dir}' trained "
+                      f"{config.num_seeds} seed(s), use 0..{config.num_seeds - 1}")
+  return SavedRun(run_dir, config, step, seed_index)
+
+
+def restore(saved: SavedRun):
+  """(Setup, PolicyParams of the chosen seed) of a located run."""
+  import jax
+
+  from spo_jax.checkpoint import Checkpointer
+  from spo_jax.train import build, over_seeds, policy_params, seed_keys
+
+  setup = build(saved.config)
+  init = over_seeds(setup.fns.init, saved.config.num_seeds)
+  checkpointer = Checkpointer(saved.run_dir / "checkpoints")
+  try:
+    state, _ = checkpointer.restore(saved.step, jax.eval_shape(init, seed_keys(saved.config)))
+  finally:
+    checkpointer.close()
+  return setup, jax.tree.map(lambda x: x[saved.seed_index], policy_params(state))
+
+
+def evaluate_returns(setup, params, episodes: int, key, deterministic: bool = True
+                     ) -> dict[str, float]:
+  """Ground-truth return and length over `episodes` episodes from reset (jitted rollout)."""
+  import jax
+  import jax.numpy as jnp
+
+  from spo_jax.evaluate import rollout_policy
+  from spo_jax.rollout import rollout
+
+  config = setup.config
+
+  @jax.jit
+  def run(params, key):
+    policy_fn = rollout_policy(setup.networks, params, config.normalize_observations,
+                               deterministic)
+    traj = rollout(setup.env, policy_fn, key, episodes, config.episode_length).trajectory
+    return jnp.sum(traj.reward, axis=0), jnp.sum(traj.mask, axis=0)
+
+  returns, lengths = (np.asarray(x, np.float64) for x in jax.device_get(run(params, key)))
+  return {"return_mean": float(returns.mean()), "return_std": float(returns.std()),
+          "return_min": float(returns.min()), "return_max": float(returns.max()),
+          "length_mean": float(lengths.mean()), "length_std": float(lengths.std())}
+
+
+def _teacher(setup, expression: str | None):
+  """The run's teacher, or `expression` with the run's teacher parameters."""
+  from spo_jax import teachers as teachers_lib
+
+  config = setup.config
+  spec = teachers_lib.env_spec(setup.env, config.episode_length, config.env)
+  if expression is None and config.reward_source != "ground_truth":
+    return setup.teacher, config.teacher
+  name = config.teacher if expression is None else expression
+  return teachers_lib.make_teacher(config.replace(teacher=name), spec), name
+
+
+def save_rollout(setup, params, path: Path, key, deterministic: bool = True) -> str:
+  """One episode of the policy to `path`; returns a sentence saying what was written."""
+  import jax
+
+  config, env = setup.config, setup.env
+  policy = setup.make_policy(params, deterministic=deterministic)
+  reset, step, act = jax.jit(env.reset), jax.jit(env.step), jax.jit(policy)
+  k_reset, k_act = jax.random.split(key)
+  state = reset(k_reset)
+  states, observations, actions, rewards = [state.pipeline_state], [state.obs], [], []
+  for t in range(config.episode_length):
+    action = act(state.obs, jax.random.fold_in(k_act, t))
+    state = step(state, action)
+    states.append(state.pipeline_state)
+    observations.append(state.obs)
+    actions.append(action)
+    rewards.append(state.reward)
+    if float(state.done):
+      break
+  path.parent.mkdir(parents=True, exist_ok=True)
+  system = getattr(env, "sys", None)
+  if system is not None:
+    from brax.io import html
+
+    if hasattr(env, "dt"):  # one viewer frame per env step, not per physics substep
+      system = system.tree_replace({"opt.timestep": env.dt})
+    path.write_text(html.render(system, jax.device_get(states)))
+    return (f"wrote {path}: {len(actions)} steps in Brax's HTML viewer (open it in a browser "
+            "with network access: it loads three.js and the viewer from unpkg.com and "
+            "cdn.jsdelivr.net)")
+  data = {"env": config.env, "observations": np.asarray(observations).tolist(),
+          "actions": np.asarray(actions).tolist(), "rewards": np.asarray(rewards).tolist(),
+          "return": float(np.sum(rewards))}
+  if path.suffix == ".npz":
+    np.savez(path, **{k: np.asarray(v) for k, v in data.items()})
+    written = path
+  else:
+    written = path if path.suffix == ".json" else path.with_suffix(".json")
+    written.write_text(json.dumps(data))
+  return (f"wrote {written}: {len(actions)} steps of observations, actions and rewards "
+          f"({config.env} is a pure-JAX env with no physics system for Brax's HTML viewer)")
+
+
+def run_eval(args: argparse.Namespace) -> dict[str, Any]:
+  """Every check first (paths, steps, seed indices, env compatibility, teacher name), then
+  build, restore and evaluate."""
+  import jax
+
+  from spo_jax import teachers as teachers_lib
+  from spo_jax.evaluate import head_to_head, rollout_policy
+
+  if args.episodes < 1:
+    raise ConfigError(f"--episodes {args.episodes} must be at least 1")
+  saved = locate(args.run, args.step, args.seed_index)
+  other = None
+  if args.against is not None:
+    other = locate(args.against, args.against_step, args.against_seed_index)
+    if other.config.env != saved.config.env:
+      raise ConfigError(f"cannot compare: '{saved.run_dir}' trained on {saved.config.env} and "
+                        f"'{other.run_dir}' on {other.config.env}; --against needs a run of "
+                        "the same environment")
+  if args.teacher is not None:
+    teachers_lib.check_teacher_name(args.teacher)
+  if args.save_rollout is not None and Path(args.save_rollout).is_dir():
+    raise ConfigError(f"--save-rollout '{args.save_rollout}' is a directory; give a file path")
+
+  setup, params = restore(saved)
+  key = jax.random.PRNGKey(args.seed)
+  k_eval, k_duel, k_show = jax.random.split(key, 3)
+  deterministic = not args.stochastic
+  result: dict[str, Any] = {"run": str(saved.run_dir), "env": saved.config.env,
+                            "step": saved.step, "seed_index": saved.seed_index,
+                            "episodes": args.episodes, "deterministic": deterministic}
+  result.update(evaluate_returns(setup, params, args.episodes, k_eval, deterministic))
+  if other is not None:
+    other_setup, other_params = restore(other)
+    sizes = (setup.env.observation_size, setup.env.action_size)
+    other_sizes = (other_setup.env.observation_size, other_setup.env.action_size)
+    if sizes != other_sizes:
+      raise ConfigError(f"cannot compare: observation/action sizes {sizes} and {other_sizes} "
+                        "differ")
+    teacher, teacher_name = _teacher(setup, args.teacher)
+    if args.teacher is not None:
+      teachers_lib.validate_teacher(teacher, obs_size=setup.env.observation_size,
+                                    action_size=setup.env.action_size,
+                                    metric_names=teachers_lib.env_spec(
+                                        setup.env, saved.config.episode_length,
+                                        saved.config.env).metric_names,
+                                    horizon=min(saved.config.episode_length, 6))
+    policy_a = rollout_policy(setup.networks, params, saved.config.normalize_observations,
+                              deterministic)
+    policy_b = rollout_policy(other_setup.networks, other_params,
+                              other.config.normalize_observations, deterministic)
+    duel = jax.jit(lambda k: head_to_head(setup.env, teacher, policy_a, policy_b, k,
+                                          args.episodes, saved.config.episode_length))
+    verdict = jax.device_get(duel(k_duel))
+    result.update({"against": str(other.run_dir), "against_step": other.step,
+                   "against_seed_index": other.seed_index, "teacher": teacher_name,
+                   "win_rate": float(verdict["win_rate"]),
+                   "win_rate_stderr": float(verdict["win_rate_stderr"]),
+                   "num_labels": int(verdict["num_labels"]),
+                   # both policies' returns on the duel's (shared) reset states
+                   "duel_return_mean": float(verdict["return_a"]),
+                   "against_return_mean": float(verdict["return_b"])})
+  if args.save_rollout is not None:
+    result["rollout_note"] = save_rollout(setup, params, Path(args.save_rollout), k_show,
+                                          deterministic)
+  return result
+
+
+def _report(r: dict[str, Any]) -> str:
+  lines = [f"{r['run']} (iteration {r['step']}, seed index {r['seed_index']}, "
+           f"{'deterministic' if r['deterministic'] else 'stochastic'} policy, {r['env']}):",
+           f"  return {r['return_mean']:.2f} ± {r['return_std']:.2f} (min {r['return_min']:.2f}, "
+           f"max {r['return_max']:.2f}) over {r['episodes']} episodes; "
+           f"episode length {r['length_mean']:.1f} ± {r['length_std']:.1f}"]
+  if "win_rate" in r:
+    lines.append(f"  win rate against {r['against']} (iteration {r['against_step']}): "
+                 f"{r['win_rate']:.3f} ± {r['win_rate_stderr']:.3f} (teacher {r['teacher']}, "
+                 f"{r['num_labels']} labelled pairs; returns from the same reset states: "
+                 f"{r['duel_return_mean']:.2f} vs {r['against_return_mean']:.2f})")
+  if "rollout_note" in r:
+    lines.append(f"  {r['rollout_note']}")
+  return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> None:
+  os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+  parser = argparse.ArgumentParser(
+      prog="spo-eval", description="Evaluate a saved spo_jax policy: ground-truth return and "
+      "episode length; with --against, the teacher's win rate against another saved policy.")
+  parser.add_argument("run", metavar="RUN_DIR_OR_CHECKPOINT",
+                      help="a run directory written by spo-train, or its checkpoints/ folder")
+  parser.add_argument("--episodes", type=int, default=16, help="episodes (default 16)")
+  parser.add_argument("--step", type=int, default=None,
+                      help="checkpoint iteration (default: the latest)")
+  parser.add_argument("--seed-index", type=int, default=0,
+                      help="which seed of a --num-seeds run (default 0)")
+  parser.add_argument("--stochastic", action="store_true",
+                      help="sample actions instead of the deterministic tanh(mean)")
+  parser.add_argument("--seed", type=int, default=0, help="PRNG seed of the evaluation")
+  parser.add_argument("--against", default=None, metavar="OTHER_RUN",
+                      help="another run of the same env: report this policy's win rate")
+  parser.add_argument("--against-step", type=int, default=None)
+  parser.add_argument("--against-seed-index", type=int, default=0)
+  parser.add_argument("--teacher", default=None, metavar="EXPR",
+                      help="teacher for --against (default: the run's), e.g. bradley_terry")
+  parser.add_argument("--save-rollout", default=None, metavar="PATH",
+                      help="write one episode: HTML viewer (Brax envs) or JSON/.npz")
+  parser.add_argument("--json", default=None, metavar="PATH", help="write the results as JSON")
+  args = parser.parse_args(argv)
+  try:
+    result = run_eval(args)
+  except ConfigError as error:
+    print(f"spo-eval: error: {error}", file=sys.stderr)
+    raise SystemExit(2) from None
+  print(_report(result), flush=True)
+  if args.json is not None:
+    Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+  main()

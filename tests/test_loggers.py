@@ -1,0 +1,265 @@
+"""Tests for spo_jax/loggers.py and spo_jax/progress.py: what a run writes and shows."""
+
+import csv
+import io
+import json
+import shutil
+import struct
+import sys
+import types
+
+import pytest
+
+from spo_jax.config import ConfigError, preset
+from spo_jax.loggers import LogOptions, MetricsLogger, check_options, read_jsonl
+
+
+def rows_of(iteration, seeds=(0,), extra=None):
+  """One evaluation's rows: step = 100 * iteration env steps, reward = iteration + seed."""
+  return [{"eval/episode_reward": float(iteration + s), "step": 100 * iteration,
+           "iteration": iteration, "seed": s, **(extra or {})} for s in seeds]
+
+
+def read_csv(path):
+  with open(path) as f:
+    return list(csv.DictReader(f))
+
+
+def tb_scalars(directory):
+  """(step, tag, value) of every scalar and the steps of session-START events, read straight
+  from the TFRecord files (length u64, crc u32, payload, crc u32) with tensorboardX's protos."""
+  from tensorboardX.proto.event_pb2 import Event
+
+  scalars, starts = [], []
+  for path in sorted(directory.glob("events.out.tfevents.*")):
+    data = path.read_bytes()
+    offset = 0
+    while offset < len(data):
+      (length,) = struct.unpack("<Q", data[offset:offset + 8])
+      event = Event.FromString(data[offset + 12:offset + 12 + length])
+      offset += 12 + length + 4
+      if event.HasField("session_log") and event.session_log.status == 1:  # START
+        starts.append(event.step)
+      for value in event.summary.value:
+        scalars.append((event.step, value.tag, value.simple_value))
+  return scalars, starts
+
+
+def test_writes_jsonl_csv_and_one_tensorboard_run_per_seed(tmp_path):
+  logger = MetricsLogger(tmp_path, LogOptions(), num_seeds=2)
+  logger.log(rows_of(1, seeds=(0, 1)))
+  logger.log(rows_of(2, seeds=(0, 1)))
+  logger.close()
+  jsonl = read_jsonl(tmp_path / "metrics.jsonl")
+  assert [(r["iteration"], r["seed"]) for r in jsonl] == [(1, 0), (1, 1), (2, 0), (2, 1)]
+  table = read_csv(tmp_path / "metrics.csv")
+  assert list(table[0])[:3] == ["step", "iteration", "seed"]  # the columns read first
+  assert [float(r["eval/episode_reward"]) for r in table] == [1.0, 2.0, 2.0, 3.0]
+  scalars, starts = tb_scalars(tmp_path / "tensorboard" / "seed_1")
+  # seed 1: reward = iteration + 1 at x = 100 * iteration env steps; step and seed are axes,
+  # not scalars
+  assert [(s, v) for s, t, v in scalars if t == "eval/episode_reward"] == [(100, 2.0),
+                                                                          (200, 3.0)]
+  assert {t for _, t, _ in scalars} == {"eval/episode_reward", "iteration"}
+  assert starts == []
+
+
+def test_a_key_that_appears_later_widens_the_csv_header(tmp_path):
+  logger = MetricsLogger(tmp_path, LogOptions(tensorboard=False))
+  logger.log(rows_of(1))
+  logger.log(rows_of(2, extra={"train/winrate_std": 0.25}))
+  logger.log(rows_of(3))
+  logger.close()
+  table = read_csv(tmp_path / "metrics.csv")
+  assert [r["train/winrate_std"] for r in table] == ["", "0.25", ""]
+  assert [r["iteration"] for r in table] == ["1", "2", "3"]
+
+
+def test_resume_drops_the_rows_after_the_checkpoint_everywhere(tmp_path):
+  """Rows for iterations 1..5 were logged, then the process died mid-write (half a line);
+  resuming from the checkpoint of iteration 3 recomputes 4 and 5: every file must end with
+  the rows <= 3 followed by the new ones, each iteration once."""
+  logger = MetricsLogger(tmp_path, LogOptions())
+  for it in range(1, 6):
+    logger.log(rows_of(it))
+  logger.close()
+  with open(tmp_path / "metrics.jsonl", "a") as f:
+    f.write('{"eval/episode_reward": 6.0, "st')  # killed while writing iteration 6
+  with open(tmp_path / "metrics.csv", "a") as f:
+    f.write("600,6")
+
+  logger = MetricsLogger(tmp_path, LogOptions(), resume_iteration=3)
+  assert logger.num_kept == 3
+  logger.log(rows_of(3))  # a resume may evaluate the checkpoint's own iteration again
+  for it in (4, 5, 6):
+    logger.log(rows_of(it, extra={"resumed": 1}))
+  logger.close()
+
+  expected = [1, 2, 3, 4, 5, 6]
+  jsonl = read_jsonl(tmp_path / "metrics.jsonl")
+  assert [r["iteration"] for r in jsonl] == expected
+  assert [r.get("resumed", 0) for r in jsonl] == [0, 0, 0, 1, 1, 1]
+  assert [int(r["iteration"]) for r in read_csv(tmp_path / "metrics.csv")] == expected
+  scalars, starts = tb_scalars(tmp_path / "tensorboard" / "seed_0")
+  # The second writer starts with purge_step = 301 (last kept step 300, + 1): TensorBoard
+  # hides the first writer's events at steps >= 301, i.e. iterations 4 and 5.
+  assert starts == [301]
+  steps = [s for s, t, _ in scalars if t == "eval/episode_reward"]
+  assert steps == [100, 200, 300, 400, 500, 400, 500, 600]
+  visible = [s for i, s in enumerate(steps) if not (i < 5 and s >= 301)]
+  assert visible == [100, 200, 300, 400, 500, 600]
+
+
+def test_resume_before_the_first_evaluation_hides_every_earlier_event(tmp_path):
+  """A checkpoint older than the first logged row keeps no row: purge from step 0."""
+  logger = MetricsLogger(tmp_path, LogOptions(csv=False))
+  logger.log(rows_of(1))
+  logger.close()
+  MetricsLogger(tmp_path, LogOptions(csv=False), resume_iteration=0).close()
+  assert read_jsonl(tmp_path / "metrics.jsonl") == []
+  _, starts = tb_scalars(tmp_path / "tensorboard" / "seed_0")
+  assert starts == [0]
+
+
+def test_tensorboard_turned_on_at_resume_gets_the_kept_history(tmp_path):
+  logger = MetricsLogger(tmp_path, LogOptions(tensorboard=False, csv=False))
+  for it in (1, 2, 3):
+    logger.log(rows_of(it))
+  logger.close()
+  logger = MetricsLogger(tmp_path, LogOptions(), resume_iteration=2)
+  logger.log(rows_of(3))
+  logger.close()
+  scalars, starts = tb_scalars(tmp_path / "tensorboard" / "seed_0")
+  assert [s for s, t, _ in scalars if t == "eval/episode_reward"] == [100, 200, 300]
+  assert starts == []
+  assert [int(r["iteration"]) for r in read_csv(tmp_path / "metrics.csv")] == [1, 2, 3]
+
+
+def test_wandb_requested_but_not_installed_fails_before_training(monkeypatch, tmp_path, capsys):
+  import importlib.util
+
+  real = importlib.util.find_spec
+  monkeypatch.setattr(importlib.util, "find_spec",
+                      lambda name, *a: None if name == "wandb" else real(name, *a))
+  with pytest.raises(ConfigError, match="pip install wandb"):
+    check_options(LogOptions(wandb=True))
+  from spo_jax.cli import train_main
+
+  with pytest.raises(SystemExit) as exit_info:
+    train_main(["--env", "balance", "--wandb", "--run-dir", str(tmp_path / "run")])
+  err = capsys.readouterr().err
+  assert exit_info.value.code == 2
+  assert "pip install wandb" in err and len(err.strip().splitlines()) == 1
+  assert not (tmp_path / "run").exists()
+
+
+def test_wandb_logs_one_row_per_evaluation_and_continues_its_run_on_resume(monkeypatch,
+                                                                           tmp_path):
+  """A stand-in `wandb` module records the calls: x-axis `step`, W&B's step = iteration,
+  per-seed keys, and the same run id after a resume."""
+  calls = []
+
+  class Run:
+    def define_metric(self, *args, **kwargs):
+      calls.append(("define_metric", args, kwargs))
+
+    def log(self, data, step):
+      calls.append(("log", data, step))
+
+    def finish(self):
+      calls.append(("finish",))
+
+  fake = types.SimpleNamespace(
+      init=lambda **kwargs: calls.append(("init", kwargs)) or Run(),
+      util=types.SimpleNamespace(generate_id=lambda: "abc123"))
+  monkeypatch.setitem(sys.modules, "wandb", fake)
+  import importlib.util
+
+  real = importlib.util.find_spec
+  monkeypatch.setattr(importlib.util, "find_spec",
+                      lambda name, *a: object() if name == "wandb" else real(name, *a))
+  options = LogOptions(csv=False, tensorboard=False, wandb=True, wandb_mode="offline")
+  logger = MetricsLogger(tmp_path, options, {"env": "balance"}, num_seeds=2)
+  logger.log(rows_of(1, seeds=(0, 1)))
+  logger.close()
+  init = calls[0][1]
+  assert init["id"] == "abc123" and init["mode"] == "offline" and init["resume"] == "allow"
+  assert init["config"] == {"env": "balance"} and init["name"] == tmp_path.name
+  log = next(c for c in calls if c[0] == "log")
+  assert log[2] == 1  # W&B step = iteration
+  assert log[1] == {"step": 100, "seed_0/eval/episode_reward": 1.0,
+                    "seed_1/eval/episode_reward": 2.0}
+  fake.util.generate_id = lambda: "other"
+  MetricsLogger(tmp_path, options, {}, num_seeds=2, resume_iteration=1).close()
+  assert [c[1]["id"] for c in calls if c[0] == "init"] == ["abc123", "abc123"]
+
+
+def test_progress_bar_and_lines_render_to_a_stream_that_is_not_a_terminal():
+  from spo_jax.progress import BarProgress, make_progress
+
+  config = preset("balance").replace(num_timesteps=1000)
+  metrics = {"iteration": 2, "step": 400, "time/elapsed_s": 2.0, "eval/episode_reward": 12.5,
+             "train/winrate_std": 0.25, "train/total_queries": 1234,
+             "per_seed": [{"eval/episode_reward": 10.0}, {"eval/episode_reward": 15.0}]}
+  stream = io.StringIO()
+  bar = BarProgress(config, stream)
+  bar.start(0)
+  bar.advance(400, 2)
+  bar.evaluation(metrics)
+  bar.close()
+  text = " ".join(stream.getvalue().split())  # the info line wraps at the console width
+  assert "400/1,000 steps" in text and "win-rate std 0.250" in text and "queries 1,234" in text
+
+  stream = io.StringIO()  # auto: StringIO is not a TTY, so one plain line per evaluation
+  lines = make_progress(config, "auto", stream)
+  lines.start(0)
+  lines.evaluation(metrics)
+  lines.close()
+  (line,) = stream.getvalue().splitlines()
+  # 400 steps in 2 s = 200 steps/s; 2 seeds with returns 10 and 15
+  assert "400/1,000" in line and "200 steps/s" in line and "min 10.0, max 15.0" in line
+  assert make_progress(config, "none", stream).__class__.__name__ == "_Silent"
+
+
+def test_training_and_resume_keep_every_file_consistent(tmp_path):
+  """A real run of 2 seeds, 3 iterations, checkpoints at 2 and 3. Losing checkpoint 3 and
+  resuming from 2 recomputes iteration 3: every file holds each (iteration, seed) once, the
+  recomputed rows equal the first ones (resume is exact), TensorBoard purges from the last
+  kept step + 1, and progress_fn is called at each evaluation."""
+  from spo_jax.train import train
+
+  config = preset("balance").replace(
+      num_envs=4, episode_length=8, num_minibatches=1, update_epochs=1, num_eval_envs=2,
+      eval_every=1, max_iterations=3, checkpoint_every=2, num_seeds=2,
+      policy_hidden_sizes=(8,), value_hidden_sizes=(8,))
+  run = tmp_path / "run"
+  seen = []
+  train(config, run_dir=run, progress_fn=lambda step, m: seen.append(m["iteration"]))
+  assert seen == [1, 2, 3]
+  first = read_jsonl(run / "metrics.jsonl")
+  shutil.rmtree(run / "checkpoints" / "3")
+  train(config, run_dir=run, resume=True, progress_fn=lambda step, m: seen.append(m["iteration"]))
+  assert seen == [1, 2, 3, 3]
+  rows = read_jsonl(run / "metrics.jsonl")
+  assert [(r["iteration"], r["seed"]) for r in rows] == [(i, s) for i in (1, 2, 3)
+                                                         for s in (0, 1)]
+  for old, new in zip(first, rows, strict=True):
+    assert new["eval/episode_reward"] == old["eval/episode_reward"]
+    assert new["step"] == old["step"]
+  assert [(int(r["iteration"]), int(r["seed"])) for r in read_csv(run / "metrics.csv")] == [
+      (r["iteration"], r["seed"]) for r in rows]
+  for seed in (0, 1):
+    scalars, starts = tb_scalars(run / "tensorboard" / f"seed_{seed}")
+    kept = [r for r in rows if r["seed"] == seed]
+    assert starts == [kept[1]["step"] + 1]
+    steps = [s for s, t, _ in scalars if t == "eval/episode_reward"]
+    assert steps == [kept[0]["step"], kept[1]["step"], kept[2]["step"], kept[2]["step"]]
+
+
+def test_only_jsonl_when_csv_and_tensorboard_are_off(tmp_path):
+  """--no-csv --no-tensorboard leaves metrics.jsonl alone in the directory."""
+  logger = MetricsLogger(tmp_path, LogOptions(csv=False, tensorboard=False))
+  logger.log(rows_of(1))
+  logger.close()
+  assert sorted(p.name for p in tmp_path.iterdir()) == ["metrics.jsonl"]
+  assert json.loads((tmp_path / "metrics.jsonl").read_text())["iteration"] == 1
