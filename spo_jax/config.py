@@ -149,7 +149,8 @@ class Config:
   activation: Literal["tanh", "relu", "swish"] = "tanh"
   """Hidden-layer activation of both MLPs."""
   init_log_std: float = -0.5
-  """Initial log standard deviation of the (pre-tanh) Gaussian policy."""
+  """Initial log standard deviation of the (pre-tanh) Gaussian policy; unused by envs with
+  discrete actions (matrix_game), whose policy is categorical."""
   normalize_observations: bool = True
   """Normalize observations with running mean and variance of all valid steps seen so far."""
 
@@ -412,7 +413,7 @@ PRESETS: dict[str, Config] = {
         env="matrix_game", teacher="matrix_game", episode_length=1, num_envs=64,
         num_timesteps=64 * 300, learning_rate=1e-3, num_minibatches=1, update_epochs=4,
         entropy_coef=0.01, normalize_advantages=False,
-        eval_every=25, num_eval_envs=4, normalize_observations=False, init_log_std=0.0,
+        eval_every=25, num_eval_envs=4, normalize_observations=False,
         policy_hidden_sizes=(16,), value_hidden_sizes=(16,)),
     "balance": Config(
         env="balance", episode_length=200, num_envs=64, num_timesteps=1_000_000,
