@@ -35,6 +35,9 @@ def summary_parts(m: dict[str, Any]) -> list[str]:
     parts.append(f"win-rate std {m['train/winrate_std']:.3f}")
   if m.get("train/total_queries"):
     parts.append(f"queries {int(m['train/total_queries']):,d}")
+  if "eval/exploitability_average" in m:
+    parts.append(f"exploitability last {m['eval/exploitability_last']:.3f} "
+                 f"average {m['eval/exploitability_average']:.3f}")
   return parts
 
 
