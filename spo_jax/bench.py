@@ -255,7 +255,7 @@ def time_to_target(config, contenders, target: float, repeats: int, brax_steps: 
     if "brax_ppo" in runs:
       row = brax_ppo.train(config.env, config.num_envs, brax_steps,
                            episode_length=config.episode_length, target_return=target,
-                           seed=config.seed)
+                           seed=config.seed, hidden_sizes=config.policy_hidden_sizes)
       curve = row["curve"]
       # Steady rate between the first and last evaluation (compilation precedes the first).
       if len(curve) >= 3:
@@ -422,7 +422,8 @@ def print_tables(report: dict) -> None:
             f"| {row['machinery_s']:.4f} | {row['iteration_s_extrapolated']:.2f} "
             f"| {100 * row['share']:.2f}% |")
   if "seeds" in r:
-    print("\n| chunk | seeds S | vmapped call (s) | useful | valid steps/s | physics steps/s "
+    print(f"\nSeeds, N = {report['seeds_num_envs']} each, fresh policies:\n")
+    print("| chunk | seeds S | vmapped call (s) | useful | valid steps/s | physics steps/s "
           "| S sequential (s, extrapolated) | vmapped speed-up |")
     print("|---|---|---|---|---|---|---|---|")
     for row in r["seeds"]:
@@ -462,6 +463,8 @@ def build_parser() -> argparse.ArgumentParser:
   parser.add_argument("--winrate-horizon", type=int, default=1000)
   parser.add_argument("--opponents", type=int, default=16, help="k of the k-opponents rows")
   parser.add_argument("--seeds", default="1,4", help="S values ('' to skip)")
+  parser.add_argument("--seeds-num-envs", type=int, default=None,
+                      help="N of each seed in the seeds section (default: --num-envs)")
   parser.add_argument("--chunks", default="default,horizon",
                       help="rollout chunkings for the seeds section")
   parser.add_argument("--full", action="store_true",
@@ -512,8 +515,10 @@ def main(argv: list[str] | None = None) -> int:
         config, sizes, args.winrate_horizon, args.opponents, args.repeats,
         spo["median_s"] / spo["physics_steps"])
   if "spo" in contenders and seeds:
-    report["results"]["seeds"] = seeds_section(config, seeds, args.chunks.split(","),
+    seeds_config = config.replace(num_envs=args.seeds_num_envs or config.num_envs)
+    report["results"]["seeds"] = seeds_section(seeds_config, seeds, args.chunks.split(","),
                                                args.repeats)
+    report["seeds_num_envs"] = seeds_config.num_envs
   print_tables(report)
   out = Path(args.out)
   out.parent.mkdir(parents=True, exist_ok=True)
