@@ -384,12 +384,15 @@ def _fmt(x: Any, spec: str = ",.0f") -> str:
   return "–" if x is None else format(x, spec)
 
 
-def print_tables(report: dict) -> None:
-  r = report["results"]
-  head = (f"{report['env']}, N={report['num_envs']}, H={report['horizon']}, "
-          f"{report['machine']['cpu']} ({report['machine']['cores']} cores), "
-          f"jax {report['machine']['jax']}, medians of {report['repeats']} alternated repeats")
-  print(f"\n{head}\n")
+def print_tables(report: dict, sections: tuple[str, ...] | None = None) -> None:
+  """Markdown tables of the finished sections (all, or `sections`), as each one ends, so
+  that a long run interrupted late still shows what it measured."""
+  r = {k: v for k, v in report["results"].items() if sections is None or k in sections}
+  if sections is None or "throughput" in sections:
+    head = (f"{report['env']}, N={report['num_envs']}, H={report['horizon']}, "
+            f"{report['machine']['cpu']} ({report['machine']['cores']} cores), "
+            f"jax {report['machine']['jax']}, medians of {report['repeats']} alternated repeats")
+    print(f"\n{head}\n")
   if "throughput" in r:
     print("| contender | compile (s) | steady call (s) | physics steps | useful | "
           "physics steps/s | valid steps/s | vs raw |")
@@ -502,27 +505,38 @@ def main(argv: list[str] | None = None) -> int:
                             "target": args.target, "machine": machine(),
                             "command": " ".join(["spo-bench", *(argv or sys.argv[1:])]),
                             "results": {}}
+  out = Path(args.out)
+  out.parent.mkdir(parents=True, exist_ok=True)
+
+  def save() -> None:  # after every section: a run stopped late keeps what it measured
+    out.write_text(json.dumps(report, indent=2, default=float))
+
   learners = [c for c in contenders if c in ("raw", *LEARNERS)]
   if learners:
     report["results"]["throughput"] = throughput(config, learners, args.repeats,
                                                  args.warmup_iterations, not args.no_breakdown)
+    print_tables(report, ("throughput",))
+    save()
   if not args.skip_time_to_target and ({"spo", "brax_ppo"} & set(contenders)):
     report["results"]["time_to_target"] = time_to_target(
         config, contenders, args.target, args.target_repeats, args.brax_timesteps)
+    print_tables(report, ("time_to_target",))
+    save()
   if "spo" in contenders and sizes:
     spo = report["results"]["throughput"]["spo"]
     report["results"]["winrate_share"] = winrate_share(
         config, sizes, args.winrate_horizon, args.opponents, args.repeats,
         spo["median_s"] / spo["physics_steps"])
+    print_tables(report, ("winrate_share",))
+    save()
   if "spo" in contenders and seeds:
     seeds_config = config.replace(num_envs=args.seeds_num_envs or config.num_envs)
     report["results"]["seeds"] = seeds_section(seeds_config, seeds, args.chunks.split(","),
                                                args.repeats)
     report["seeds_num_envs"] = seeds_config.num_envs
-  print_tables(report)
-  out = Path(args.out)
-  out.parent.mkdir(parents=True, exist_ok=True)
-  out.write_text(json.dumps(report, indent=2, default=float))
+    print_tables(report, ("seeds",))
+    save()
+  save()
   print(f"\nJSON: {out}")
   return 0
 
