@@ -359,7 +359,10 @@ def seeds_section(config, seeds: list[int], chunks: list[str], repeats: int) -> 
         fn = jax.jit(over_seeds(setup.fns.iteration, s)).lower(state).compile()
         _, (_, m) = timed(fn, state)
         m = jax.device_get(m)
-        physics = config.num_envs * int(np.max(m["train/loop_steps"])) * s
+        # One seed: the per-step cond skips inside the last chunk, physics_steps is exact.
+        # Vmapped seeds run in step to the longest loop of any seed.
+        physics = (int(np.sum(m["train/physics_steps"])) if s == 1 else
+                   config.num_envs * int(np.max(m["train/loop_steps"])) * s)
         calls[(chunk_name, s)] = (fn, state, int(np.sum(m["train/env_steps"])), physics)
   finally:
     rollout_lib.DEFAULT_CHUNK = default_chunk
