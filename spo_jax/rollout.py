@@ -1,13 +1,19 @@
-"""Rollout: N episodes from reset, fixed horizon H, one `lax.scan`, teacher folded inside.
+"""Rollout: N episodes from reset, fixed horizon H, teacher folded inside the time loop.
 
 Step t of environment i is *valid* (mask 1) while the episode has not terminated before it;
 the step on which the environment reports `done` is the last valid one. Later steps carry
 mask 0 and zero reward, never reach the teacher, and are ignored by the loss.
 
-Once every environment of the batch has terminated, the remaining scan steps skip the
-physics and the policy (`lax.cond`), so early in training, when episodes last tens of steps,
-an iteration costs tens of physics steps rather than H. (Under `vmap` over seeds the cond
-becomes a select and this saving is lost; results are the same either way.)
+The time loop is a `lax.while_loop` over chunks of `chunk` steps (each chunk a `lax.scan`
+writing its slice of the [H, N, ...] buffers) that stops once every episode has ended. Inside
+a chunk a `lax.cond` skips the physics after the last episode ended, so a single run costs
+exactly (longest episode) x N physics steps. Under `vmap` over seeds the cond becomes a select
+and the while loop runs until every seed's episodes have ended: each seed then simulates
+max over seeds of (longest episode, rounded up to whole chunks) steps, not H. Why chunks and
+not single steps: under `vmap` with a batched stop condition JAX selects every carried value
+on every trip, the [H, N, ...] buffers included, which would cost O(H) per step; one trip per
+chunk divides that by `chunk` (docs/performance.md measures it). Results are identical
+whatever the chunk: steps after the end are zeros either way.
 """
 
 from __future__ import annotations
@@ -42,7 +48,12 @@ class Trajectory(NamedTuple):
 class RolloutResult(NamedTuple):
   trajectory: Trajectory
   summaries: Any  # teacher summaries, leaves [N, ...] (None without a teacher)
-  physics_steps: jax.Array  # [], int32: env.step calls executed x N (masked ones included)
+  physics_steps: jax.Array  # [], int32: N x steps up to the longest episode (masked included)
+  loop_steps: jax.Array  # [], int32: time steps the loop ran (whole chunks, at most H)
+
+
+# Steps per trip of the time loop (see the module docstring); measured in docs/performance.md.
+DEFAULT_CHUNK = 16
 
 
 def _masked_select(keep: jax.Array, new: Any, old: Any) -> Any:
@@ -54,8 +65,15 @@ def _masked_select(keep: jax.Array, new: Any, old: Any) -> Any:
 
 def rollout(env: Env, policy_fn: PolicyFn, key: jax.Array, num_envs: int, horizon: int,
             teacher: Any | None = None,
-            shard_envs: Callable[[Any], Any] | None = None) -> RolloutResult:
+            shard_envs: Callable[[Any], Any] | None = None,
+            chunk: int | None = None) -> RolloutResult:
   """Run `num_envs` episodes of at most `horizon` steps from reset.
+
+  `chunk`: steps per trip of the time loop (None: the module's `DEFAULT_CHUNK`, read at
+  trace time so a benchmark can compare chunkings; `chunk = horizon` is one `scan` over H
+  with the skip inside, the layout before the while loop). Physics actually executed:
+  `physics_steps` for a single run; under `vmap` over seeds, N x (max over seeds of
+  `loop_steps`) for every seed, since the batched loop runs in step.
 
   `shard_envs`, if given, places a pytree whose leaves lead with the env axis N (e.g. a
   `with_sharding_constraint` over a device mesh); it is applied to the env state and the
@@ -102,9 +120,31 @@ def rollout(env: Env, policy_fn: PolicyFn, key: jax.Array, num_envs: int, horizo
 
   def body(carry, inputs):
     t, key = inputs
-    return jax.lax.cond(jnp.any(carry[2] > 0), live_step, dead_step, carry, t, key)
+    live = jnp.any(carry[2] > 0) & (t < horizon)
+    return jax.lax.cond(live, live_step, dead_step, carry, t, key)
+
+  chunk = max(1, min(DEFAULT_CHUNK if chunk is None else chunk, horizon))
+  num_chunks = -(-horizon // chunk)
+  keys = jax.random.split(k_steps, horizon)  # key of step t, whatever the chunking
+  template = jax.eval_shape(lambda c: dead_step(c, 0, keys[0])[1], (state, summaries, alive, 0))
+  buffers = jax.tree.map(lambda x: jnp.zeros((num_chunks * chunk,) + x.shape, x.dtype),
+                         template)
+
+  def run_chunk(loop):
+    c, carry, buffers = loop
+    t = c * chunk + jnp.arange(chunk)
+    carry, out = jax.lax.scan(body, carry, (t, keys[jnp.minimum(t, horizon - 1)]))
+    buffers = jax.tree.map(
+        lambda b, o: jax.lax.dynamic_update_slice_in_dim(b, o, c * chunk, 0), buffers, out)
+    return c + 1, carry, buffers
+
+  def running(loop):
+    c, carry, _ = loop
+    return (c < num_chunks) & jnp.any(carry[2] > 0)
 
   carry = (state, summaries, alive, jnp.zeros((), jnp.int32))
-  inputs = (jnp.arange(horizon), jax.random.split(k_steps, horizon))
-  (_, summaries, _, steps), trajectory = jax.lax.scan(body, carry, inputs)
-  return RolloutResult(trajectory, summaries, steps)
+  loop = (jnp.zeros((), jnp.int32), carry, buffers)
+  chunks, (_, summaries, _, steps), buffers = jax.lax.while_loop(running, run_chunk, loop)
+  trajectory = jax.tree.map(lambda b: b[:horizon], buffers)
+  loop_steps = jnp.minimum(chunks * chunk, horizon)
+  return RolloutResult(trajectory, summaries, steps, loop_steps)

@@ -196,6 +196,7 @@ def _make_functions(config: Config, env: Env, teacher: Any, networks: nets.Netwo
         "train/episode_length": jnp.mean(lengths),
         "train/env_steps": jnp.sum(lengths).astype(jnp.int32),
         "train/physics_steps": result.physics_steps,
+        "train/loop_steps": result.loop_steps,
         "train/reward_mean": jnp.sum(rewards) / num_envs,
     }
     metrics.update({f"train/{k}": v for k, v in reward_metrics.items()})
@@ -505,8 +506,8 @@ def seed_keys(config: Config) -> jax.Array:
 
 def over_seeds(fn: Callable, num_seeds: int) -> Callable:
   """`fn` over a leading seed axis: `jax.vmap` for several seeds; for one seed, index and
-  re-add the axis instead, because under `vmap` the rollout's early-exit `cond` becomes a
-  `select` and would simulate every masked step (rollout.py)."""
+  re-add the axis instead, because under `vmap` the rollout's early-exit `cond` inside a chunk
+  becomes a `select` and would simulate up to a chunk of masked steps (rollout.py)."""
   if num_seeds > 1:
     return jax.vmap(fn)
 
@@ -696,11 +697,16 @@ def train(config: Config | None = None, *, env: Env | None = None, teacher: Any 
       if compile_time is None:
         compile_time = time.perf_counter() - t0
       _check_guard(stacked, config, current_iteration(state), seeds, checkpointer, run_path)
+      # Vmapped seeds run their rollout loops in step: each simulates the longest one.
+      executed = stacked["train/physics_steps"]
+      if num_seeds > 1:
+        executed = np.broadcast_to(config.num_envs * stacked["train/loop_steps"].max(axis=0),
+                                   executed.shape)
       for s in range(num_seeds):
         for i in range(config.iterations_per_call):
           row = {k: v[s, i] for k, v in stacked.items()}
           counters["env_steps"][s] += int(row["train/env_steps"])
-          counters["physics_steps"][s] += int(row["train/physics_steps"])
+          counters["physics_steps"][s] += int(executed[s, i])
           counters["total_queries"][s] += int(row["train/num_queries"])
           counters["total_feedback"][s] += int(row["train/num_labels"])
           windows[s].append(_to_python(row))

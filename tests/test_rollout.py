@@ -121,3 +121,46 @@ def test_point_reach_steps_line_up():
     # reward[t] is paid after the action: -||pos_{t+1} - target||.
     distance = np.linalg.norm(obs[1:, :2] - obs[1:, 2:], axis=-1)
     np.testing.assert_allclose(traj.reward[:length - 1, i], -distance, rtol=1e-5)
+
+
+def test_chunking_changes_nothing_but_the_loop_count():
+  """The time loop runs in chunks of `chunk` steps; whatever the chunk (1, one that does not
+  divide H, the whole horizon) the rollout is the same, bit for bit."""
+  num_envs, horizon = 8, 100
+
+  def go(chunk):
+    fn = jax.jit(lambda key: rollout(Balance(), random_forces, key, num_envs, horizon,
+                                     Recorder(), chunk=chunk))
+    return jax.tree.map(np.asarray, fn(jax.random.PRNGKey(1)))
+
+  reference = go(1)
+  longest = int(reference.trajectory.mask.sum(axis=0).max())
+  assert reference.loop_steps == longest  # chunk 1: the loop stops right after the last end
+  for chunk in (7, 16, horizon):
+    result = go(chunk)
+    for x, y in zip(jax.tree.leaves(reference[:3]), jax.tree.leaves(result[:3]), strict=True):
+      np.testing.assert_array_equal(x, y)
+    # Whole chunks: the longest episode rounded up to a multiple of the chunk.
+    assert result.loop_steps == min(-(-longest // chunk) * chunk, horizon)
+
+
+def test_vmapped_seeds_simulate_only_up_to_the_longest_episode():
+  """Under vmap over seeds the loop runs until the last episode of any seed ends: every seed
+  simulates N x (max over seeds of the longest episode) steps, not N x H, and each seed's
+  rollout equals its own single run."""
+  num_envs, horizon, seeds = 8, 100, 4
+  keys = jax.random.split(jax.random.PRNGKey(7), seeds)
+  single = jax.jit(lambda key: rollout(Balance(), random_forces, key, num_envs, horizon,
+                                       Recorder(), chunk=1))
+  many = jax.tree.map(np.asarray, jax.jit(jax.vmap(single))(keys))
+  lengths = many.trajectory.mask.sum(axis=1)  # [S, N]
+  # Random forces end every episode early, at different times in different seeds.
+  assert lengths.max() < horizon and len(set(lengths.max(axis=1))) > 1
+  # Per seed the loop counts its own longest episode; the batched loop runs their maximum.
+  np.testing.assert_array_equal(many.loop_steps, lengths.max(axis=1))
+  assert num_envs * many.loop_steps.max() == num_envs * lengths.max()
+  np.testing.assert_array_equal(many.physics_steps, num_envs * lengths.max(axis=1))
+  for s in range(seeds):
+    one = jax.tree.map(np.asarray, single(keys[s]))
+    for x, y in zip(jax.tree.leaves(one), jax.tree.leaves(many), strict=True):
+      np.testing.assert_allclose(x, y[s], rtol=1e-6, atol=1e-6)

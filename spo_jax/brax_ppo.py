@@ -1,0 +1,74 @@
+"""Brax's own PPO trainer (`brax.training.agents.ppo.train`) on current JAX, as a reference.
+
+Brax 0.14.2 calls `jax.device_put_replicated`, which JAX has removed (its `pmap` now runs on
+`shard_map` and takes arrays placed with a `NamedSharding`). `install_shim()` puts back an
+equivalent: the value stacked along a new leading device axis and split over a 1-D mesh of
+the given devices. Nothing else in Brax's PPO path needs patching on jax 0.10.2 (checked by
+running it; `brax.training.pmap.bcast_local_devices` calls the same function).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+
+def _device_put_replicated(value: Any, devices: list) -> Any:
+  """`value` copied onto each of `devices`: leaves [D, ...] split over a 1-D mesh, the layout
+  `jax.pmap` takes for an input mapped over D devices."""
+  mesh = jax.sharding.Mesh(np.asarray(devices), ("i",))
+  sharding = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("i"))
+  return jax.tree.map(
+      lambda x: jax.device_put(jnp.stack([jnp.asarray(x)] * len(devices)), sharding), value)
+
+
+def install_shim() -> None:
+  """Give `jax` back `device_put_replicated` if this JAX lacks it (idempotent)."""
+  if not hasattr(jax, "device_put_replicated"):
+    jax.device_put_replicated = _device_put_replicated
+
+
+def train(env_name: str, num_envs: int, num_timesteps: int, *, episode_length: int = 1000,
+          target_return: float | None = None, seed: int = 0, num_evals: int = 20,
+          hidden_sizes: tuple[int, ...] = (64, 64), **ppo_kwargs: Any) -> dict:
+  """Run Brax PPO on `env_name` with `num_envs` parallel envs.
+
+  Returns wall time (compilation included), env steps and the evaluation curve
+  [(step, return, seconds since start)]; `wall_to_target_s` is the time of the first
+  evaluation with return >= `target_return` (None if never), as a user would see it.
+  Brax counts `num_timesteps` env steps of its auto-reset rollouts; every one is useful.
+  """
+  install_shim()
+  from brax import envs
+  from brax.training.agents.ppo import networks as ppo_networks
+  from brax.training.agents.ppo import train as ppo
+
+  env = envs.get_environment(env_name)
+  curve: list[tuple[int, float, float]] = []
+  start = time.perf_counter()
+
+  def progress(step, metrics):
+    curve.append((int(step), float(metrics["eval/episode_reward"]), time.perf_counter() - start))
+
+  # Brax's published PPO settings for inverted_pendulum (its training notebook), except the
+  # number of envs, which is the benchmark's N; batch_size = N keeps
+  # batch_size x num_minibatches a multiple of num_envs, as Brax requires.
+  kwargs = dict(num_timesteps=num_timesteps, num_evals=num_evals, reward_scaling=10.0,
+                episode_length=episode_length, normalize_observations=True, action_repeat=1,
+                unroll_length=5, num_minibatches=32, num_updates_per_batch=4,
+                discounting=0.97, learning_rate=3e-4, entropy_cost=1e-2, num_envs=num_envs,
+                batch_size=num_envs, seed=seed)
+  kwargs.update(ppo_kwargs)
+  network_factory = lambda *a, **k: ppo_networks.make_ppo_networks(
+      *a, **k, policy_hidden_layer_sizes=hidden_sizes, value_hidden_layer_sizes=hidden_sizes)
+  ppo.train(environment=env, progress_fn=progress, network_factory=network_factory, **kwargs)
+  wall = time.perf_counter() - start
+  reached = [t for _, r, t in curve if target_return is not None and r >= target_return]
+  return {"wall_s": wall, "env_steps": curve[-1][0] if curve else 0, "curve": curve,
+          "wall_to_target_s": reached[0] if reached else None,
+          "steps_to_target": next((s for s, r, _ in curve
+                                   if target_return is not None and r >= target_return), None)}

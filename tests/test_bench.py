@@ -1,0 +1,60 @@
+"""Tests for spo_jax/bench.py: the benchmark command runs end to end on a tiny env and its
+numbers are consistent; bad arguments are refused before anything is compiled."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from spo_jax.bench import CONTENDERS, BenchError, main, parse_contenders
+
+
+def test_unknown_contender_is_refused_with_the_valid_list(tmp_path):
+  out = tmp_path / "bench.json"
+  proc = subprocess.run([sys.executable, "-m", "spo_jax.bench", "--contenders", "raw,ppo2",
+                         "--out", str(out)], capture_output=True, text=True, timeout=300)
+  assert proc.returncode == 2
+  assert "ppo2" in proc.stderr and ",".join(CONTENDERS) in proc.stderr
+  assert len(proc.stderr.strip().splitlines()) == 1
+  assert not out.exists()
+
+
+@pytest.mark.parametrize("text", ["", "spo,,", "raw, SPO"])
+def test_contender_lists(text):
+  if text == "spo,,":
+    assert parse_contenders(text) == ("spo",)
+  else:
+    with pytest.raises(BenchError, match="valid: raw,spo"):
+      parse_contenders(text)
+
+
+def test_tiny_bench_runs_and_counts_consistently(tmp_path, capsys):
+  out = tmp_path / "bench.json"
+  argv = ["--env", "balance", "--num-envs", "8", "--episode-length", "20", "--repeats", "1",
+          "--contenders", "raw,spo", "--skip-time-to-target", "--winrate-sizes", "8",
+          "--winrate-horizon", "10", "--opponents", "2", "--seeds", "2",
+          "--chunks", "default", "--no-breakdown", "--out", str(out)]
+  assert main(argv) == 0
+  report = json.loads(out.read_text())
+  r = report["results"]
+  # The raw rollout simulates all N x H steps, every one useful.
+  assert r["throughput"]["raw"]["physics_steps"] == 8 * 20
+  assert r["throughput"]["raw"]["vs_raw"] == pytest.approx(1.0)
+  spo = r["throughput"]["spo"]
+  # A fresh policy topples the pole early: physics stops at the longest episode.
+  assert 0 < spo["valid_steps"] <= spo["physics_steps"] <= 8 * 20
+  assert spo["useful_fraction"] == pytest.approx(spo["valid_steps"] / spo["physics_steps"])
+  # Win-rate share: all pairs and k = 2 opponents at N = 8.
+  assert [row["opponents"] for row in r["winrate_share"]] == ["all pairs", 2]
+  assert all(row["share"] > 0 for row in r["winrate_share"])
+  # Seeds: S = 1 is added (sequential runs are extrapolated from it). Two seeds simulate
+  # in step up to the longer one's longest episode: at least the valid steps, at most N x H
+  # each (tests/test_rollout.py checks the exact count).
+  rows = {(row["chunk"], row["seeds"]): row for row in r["seeds"]}
+  assert set(rows) == {("default", 1), ("default", 2)}
+  assert rows[("default", 2)]["valid_steps"] <= rows[("default", 2)]["physics_steps"] <= 2 * 8 * 20
+  assert rows[("default", 2)]["sequential_s_extrapolated"] == pytest.approx(
+      2 * rows[("default", 1)]["median_s"])
+  printed = capsys.readouterr().out
+  assert "| contender |" in printed and "| spo |" in printed
