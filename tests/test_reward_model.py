@@ -131,7 +131,8 @@ def test_abstained_pairs_are_not_stored_or_counted():
   traj = Trajectory(obs=obs, raw_action=jnp.zeros((horizon, num, 2)),
                     log_prob=jnp.zeros((horizon, num)), reward=reward, mask=mask,
                     done=jnp.zeros((horizon, num)))
-  result = RolloutResult(traj, {"return": index}, jnp.zeros((), jnp.int32))
+  result = RolloutResult(traj, {"return": index}, jnp.zeros((), jnp.int32),
+                         jnp.zeros((), jnp.int32))
   source = RewardModelSource(SkipLow(), observation_size=4, action_size=2, horizon=horizon,
                              queries_per_iteration=queries, buffer_size=64, hidden_sizes=(8,),
                              train_steps=2, batch_size=4)

@@ -128,7 +128,7 @@ def _fake_rollout(summaries, mask):
   zeros = jnp.zeros(mask.shape)
   traj = Trajectory(obs=zeros[..., None], raw_action=zeros[..., None], log_prob=zeros,
                     reward=zeros, mask=mask, done=zeros)
-  return RolloutResult(traj, summaries, jnp.zeros((), jnp.int32))
+  return RolloutResult(traj, summaries, jnp.zeros((), jnp.int32), jnp.zeros((), jnp.int32))
 
 
 # Returns [3, 1, 2, 0], self excluded:
