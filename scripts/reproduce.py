@@ -340,12 +340,39 @@ def check_arguments(args: argparse.Namespace) -> list[Run]:
   return runs
 
 
+def memoize_env_spec() -> None:
+  """Make `spo_jax.teachers.env_spec` remember its answer per (env name, horizon, sizes).
+
+  It traces the env's reset to read the metric names: for a Brax env that takes 10-20 s on
+  a quiet 2-core CPU (over a minute on a busy one), and `spo_jax.train`, the checks and
+  every reload of a run would each pay it again for the same environment.
+  """
+  from spo_jax import teachers
+
+  original = teachers.env_spec
+  if getattr(original, "memoized", False):
+    return
+  cache: dict[tuple, Any] = {}
+
+  def env_spec(env: Any, horizon: int, name: str = ""):
+    if not name:  # a user's env object: no name to key it by
+      return original(env, horizon, name)
+    key = (name, horizon, type(env).__name__, env.observation_size, env.action_size)
+    if key not in cache:
+      cache[key] = original(env, horizon, name)
+    return cache[key]
+
+  env_spec.memoized = True
+  teachers.env_spec = env_spec
+
+
 def _validate_runs(runs: list[Run]) -> None:
   """`validate` every config and build every teacher against its env (no compilation)."""
   from spo_jax import teachers as teachers_lib
   from spo_jax.config import validate
   from spo_jax.envs import make_env
 
+  memoize_env_spec()
   envs: dict[str, Any] = {}
   for run in runs:
     config = validate(run.config)
@@ -464,13 +491,11 @@ def _make_measure(setup, episodes: int):
   import jax
   import jax.numpy as jnp
 
-  from spo_jax import teachers as teachers_lib
   from spo_jax.evaluate import rollout_policy
   from spo_jax.rollout import rollout
 
   config = setup.config
-  spec = teachers_lib.env_spec(setup.env, config.episode_length, config.env)
-  teacher = teachers_lib.make_teacher(config, spec)
+  teacher = setup.teacher  # the configured teacher (`build` makes it for spo and rm runs)
 
   def one_seed(params, key):
     policy = rollout_policy(setup.networks, params, config.normalize_observations, True)
@@ -539,7 +564,9 @@ def execute(runs: list[Run], out: Path, force: bool, episodes: int,
     final: dict[str, Any] = {"config": json.loads(run.config.to_json()), "train_s": train_s}
     last = _last_rows(run_dir)
     final["seeds"] = [r["seed"] for r in last]
-    final["measures"] = {"final_eval_return": [r["eval/episode_reward"] for r in last]}
+    final["measures"] = {}
+    if run.config.env != "matrix_game":  # the game has no env reward: its return is always 0
+      final["measures"]["final_eval_return"] = [r["eval/episode_reward"] for r in last]
     for name in ("eval/exploitability_last", "eval/exploitability_average"):
       if last and name in last[0]:
         final["measures"][name.split("/")[1]] = [r[name] for r in last]
@@ -560,7 +587,6 @@ def head_to_head_q1(runs: list[Run], out: Path, force: bool, episodes: int,
   OUT/q1/head_to_head.json, recomputed when either run is newer."""
   import jax
 
-  from spo_jax import teachers as teachers_lib
   from spo_jax.evaluate import head_to_head, rollout_policy
 
   by_method = {r.method: r for r in runs if r.question == "q1" and r.setting == "control"}
@@ -575,8 +601,7 @@ def head_to_head_q1(runs: list[Run], out: Path, force: bool, episodes: int,
   setup_a, params_a = _restore_params(dirs["spo"])
   setup_b, params_b = _restore_params(dirs["rm"])
   config = setup_a.config
-  spec = teachers_lib.env_spec(setup_a.env, config.episode_length, config.env)
-  teacher = teachers_lib.make_teacher(config, spec)
+  teacher = setup_a.teacher  # the intransitive raters both runs were trained with
 
   def one_seed(pa, pb, key):
     policy_a = rollout_policy(setup_a.networks, pa, config.normalize_observations, True)
