@@ -149,7 +149,8 @@ class Config:
   activation: Literal["tanh", "relu", "swish"] = "tanh"
   """Hidden-layer activation of both MLPs."""
   init_log_std: float = -0.5
-  """Initial log standard deviation of the (pre-tanh) Gaussian policy."""
+  """Initial log standard deviation of the (pre-tanh) Gaussian policy; unused by envs with
+  discrete actions (matrix_game), whose policy is categorical."""
   normalize_observations: bool = True
   """Normalize observations with running mean and variance of all valid steps seen so far."""
 
@@ -401,10 +402,18 @@ PRESETS: dict[str, Config] = {
         env="point_reach", episode_length=32, num_envs=64, num_timesteps=200_000,
         learning_rate=3e-3, discount=0.99, num_minibatches=4, eval_every=5,
         policy_hidden_sizes=(32, 32), value_hidden_sizes=(32, 32)),
+    # One-step game: SPO's guarantee is for the time-averaged policy (policy_average.py).
+    # A small step (learning_rate 1e-3), raw rather than normalized advantages (the step
+    # shrinks with the win-rate signal) and an entropy bonus keep the iterates off the
+    # simplex's vertices, where all N trajectories show one outcome, every win rate is 1/2
+    # and learning stops; with learning_rate 3e-3, normalized advantages and no entropy
+    # bonus the iterates collapse and the average drifts to exploitability ~0.15-0.19
+    # instead of ~0.01 (docs/teachers.md, matrix game).
     "matrix_game": Config(
         env="matrix_game", teacher="matrix_game", episode_length=1, num_envs=64,
-        num_timesteps=64 * 300, learning_rate=3e-3, num_minibatches=1, update_epochs=4,
-        eval_every=25, num_eval_envs=4, normalize_observations=False, init_log_std=0.0,
+        num_timesteps=64 * 300, learning_rate=1e-3, num_minibatches=1, update_epochs=4,
+        entropy_coef=0.01, normalize_advantages=False,
+        eval_every=25, num_eval_envs=4, normalize_observations=False,
         policy_hidden_sizes=(16,), value_hidden_sizes=(16,)),
     "balance": Config(
         env="balance", episode_length=200, num_envs=64, num_timesteps=1_000_000,

@@ -4,8 +4,11 @@ environments that ship with the package for fast tests and examples (`point_reac
 
 Every environment follows the Brax `Env` interface: `reset(key) -> State`,
 `step(state, action) -> State`, `State(pipeline_state, obs, reward, done, metrics, info)`,
-actions in [-1, 1]^action_size. Episodes are not auto-reset: the rollout runs each
-environment for one episode from reset and masks the steps after termination itself.
+actions in [-1, 1]^action_size. An env with discrete actions says so with the class
+attribute `discrete_actions = True`: it then receives a one-hot float vector [action_size]
+(one entry per action), and the policy is categorical (networks.py). Episodes are not
+auto-reset: the rollout runs each environment for one episode from reset and masks the steps
+after termination itself.
 """
 
 from __future__ import annotations
@@ -120,17 +123,19 @@ class Balance(_PureJaxEnv):
 
 
 class MatrixGame(_PureJaxEnv):
-  """A one-step game for exact Minimax-Winner checks with the `matrix_game` teacher.
+  """A one-step game with K discrete actions, for exact Minimax-Winner checks with the
+  `matrix_game` teacher.
 
-  obs = [1.0] (constant: there is no state); the action a in [-1, 1] is binned into
-  `num_outcomes` equal bins of [-1, 1], outcome = min(floor((a + 1) / 2 * K), K - 1); the
-  step ends the episode (done = 1). reward = 0: the game has no ground truth, only the
-  teacher's payoff table, so evaluation returns are 0. Metrics: `outcome` (the bin index
-  as a float; 0 at reset). A policy's mixed strategy is the mass its action distribution
-  puts on each bin.
+  obs = [1.0] (constant: there is no state); the action is one-hot [K] (`discrete_actions`:
+  the policy is categorical over the K outcomes), outcome = argmax(action); the step ends the
+  episode (done = 1). reward = 0: the game has no ground truth, only the teacher's payoff
+  table, so evaluation returns are 0. Metrics: `outcome` (the action's index as a float; 0 at
+  reset). A policy's mixed strategy is its action probabilities at the one observation.
+  Training builds it with K = the payoff table's size (`train.build`).
   """
 
   episode_limit = 1
+  discrete_actions = True
 
   def __init__(self, num_outcomes: int = 3):
     if isinstance(num_outcomes, bool) or not isinstance(num_outcomes, int) or num_outcomes < 2:
@@ -138,7 +143,11 @@ class MatrixGame(_PureJaxEnv):
                         "must be an integer >= 2")
     self.num_outcomes = num_outcomes
 
-  _observation_size, _action_size = 1, 1
+  _observation_size = 1
+
+  @property
+  def action_size(self) -> int:
+    return self.num_outcomes
 
   def reset(self, rng: jax.Array) -> State:
     del rng
@@ -147,8 +156,7 @@ class MatrixGame(_PureJaxEnv):
                  metrics={"outcome": zero}, info={})
 
   def step(self, state: State, action: jax.Array) -> State:
-    a = jnp.clip(action[0], -1.0, 1.0)
-    outcome = jnp.minimum(jnp.floor((a + 1.0) * 0.5 * self.num_outcomes), self.num_outcomes - 1)
+    outcome = jnp.argmax(action[:self.num_outcomes])
     return state.replace(reward=jnp.zeros(()), done=jnp.ones(()),
                          metrics={"outcome": outcome.astype(jnp.float32)})
 
@@ -178,15 +186,17 @@ def max_episode_length(name_or_env: str | Env) -> int | None:
   return getattr(name_or_env, "episode_limit", None)
 
 
-def make_env(env: str | Env, backend: str | None = None) -> Env:
-  """Build an environment from a name, or pass a user's `Env` instance through."""
+def make_env(env: str | Env, backend: str | None = None, **kwargs) -> Env:
+  """Build an environment from a name, or pass a user's `Env` instance through.
+
+  `kwargs` go to a package env's constructor (e.g. `num_outcomes` of `matrix_game`)."""
   if isinstance(env, Env):
     return env
   if not isinstance(env, str) or not hasattr(env, "lower"):
     raise ConfigError(f"env must be a name or a brax Env instance, got {type(env).__name__}")
   check_env_name(env)
   if env in PACKAGE_ENVS:
-    return PACKAGE_ENVS[env]()
+    return PACKAGE_ENVS[env](**kwargs)
   os.environ.setdefault("MUJOCO_GL", "egl")
   with quiet_imports():
     from brax import envs as brax_envs

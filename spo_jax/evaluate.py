@@ -24,20 +24,23 @@ class PolicyParams(NamedTuple):
 def make_policy_factory(networks: nets.Networks, normalize_observations: bool = True):
   """Returns `make_policy(params, deterministic=True) -> policy(obs, key=None) -> action`.
 
-  obs [..., D] -> action [..., A] in [-1, 1]: tanh of the mean (deterministic) or of a
-  Gaussian sample (stochastic, needs `key`). The Brax-style factory of `train`'s result.
+  obs [..., D] -> env action [..., A]. Continuous: in [-1, 1], tanh of the mean
+  (deterministic) or of a Gaussian sample (stochastic, needs `key`). Discrete: one-hot [K],
+  of the most likely action (argmax of the logits) or of a sample. The Brax-style factory of
+  `train`'s result.
   """
+  dist_fns = networks.distribution
 
   def make_policy(params: PolicyParams, deterministic: bool = True
                   ) -> Callable[[jax.Array, jax.Array | None], jax.Array]:
     def policy(obs: jax.Array, key: jax.Array | None = None) -> jax.Array:
       norm_obs = nets.normalize(params.normalizer, obs, normalize_observations)
-      mean, log_std = networks.policy.apply(params.policy, norm_obs)
+      dist = networks.policy.apply(params.policy, norm_obs)
       if deterministic:
-        return jnp.tanh(mean)
+        return dist_fns.mode_action(dist)
       if key is None:
         raise ValueError("a stochastic policy needs a PRNG key: policy(obs, key)")
-      return jnp.tanh(nets.sample_raw_action(mean, log_std, key))
+      return dist_fns.to_env_action(dist_fns.sample(dist, key))
 
     return policy
 
@@ -48,19 +51,19 @@ def rollout_policy(networks: nets.Networks, params: PolicyParams,
                    normalize_observations: bool = True, deterministic: bool = True):
   """The `rollout` form of a saved policy: `policy_fn(obs, key) -> (raw_action, log_prob)`.
 
-  Deterministic: the raw action is arctanh of the clipped tanh(mean), so the rollout's tanh
-  gives back the policy's action; log_prob is 0. Stochastic: a Gaussian sample and its
-  log-probability, as in training.
+  Deterministic: the distribution's mode with log_prob 0 (continuous: arctanh of the clipped
+  tanh(mean), so the rollout's tanh gives back the policy's action; discrete: the one-hot
+  argmax). Stochastic: a sample and its log-probability, as in training.
   """
+  dist_fns = networks.distribution
 
   def policy_fn(obs: jax.Array, key: jax.Array) -> tuple[jax.Array, jax.Array]:
     norm_obs = nets.normalize(params.normalizer, obs, normalize_observations)
-    mean, log_std = networks.policy.apply(params.policy, norm_obs)
+    dist = networks.policy.apply(params.policy, norm_obs)
     if deterministic:
-      action = jnp.tanh(mean)
-      return jnp.arctanh(jnp.clip(action, -1 + 1e-6, 1 - 1e-6)), jnp.zeros(obs.shape[:-1])
-    raw = nets.sample_raw_action(mean, log_std, key)
-    return raw, nets.log_prob(mean, log_std, raw)
+      return dist_fns.mode(dist), jnp.zeros(obs.shape[:-1])
+    raw = dist_fns.sample(dist, key)
+    return raw, dist_fns.log_prob(dist, raw)
 
   return policy_fn
 

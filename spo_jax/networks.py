@@ -1,9 +1,22 @@
-"""Actor-critic networks, the tanh-squashed Gaussian policy, and observation normalization.
+"""Actor-critic networks, the policies' action distributions, and observation normalization.
 
-Policy: a = tanh(u), u ~ N(mu(s), diag(exp(log_std))^2), mu an MLP of the normalized
-observation and log_std a learned, state-independent vector. log pi(a|s) is computed on the
-pre-tanh sample u with the change-of-variables term  - sum log(1 - tanh(u)^2)  (Haarnoja et
-al. 2018, App. C), so PPO's ratios are exact for the bounded action.
+Two action distributions, chosen from the environment (`action_distribution(env)`):
+
+- Continuous actions (every Brax env): a = tanh(u), u ~ N(mu(s), diag(exp(log_std))^2), mu an
+  MLP of the normalized observation and log_std a learned, state-independent vector.
+  log pi(a|s) is computed on the pre-tanh sample u with the change-of-variables term
+  - sum log(1 - tanh(u)^2)  (Haarnoja et al. 2018, App. C), so PPO's ratios are exact for the
+  bounded action.
+- Discrete actions (an env with `discrete_actions = True`, e.g. `matrix_game`): a categorical
+  distribution over K = action_size actions, logits an MLP of the normalized observation.
+  The sampled action is stored and sent to the env as a one-hot vector [K] of floats, so the
+  Brax `Env` API, the trajectory layout and PPO's batches keep float arrays of width A = K.
+
+Both are reached through one interface, `ActionDistribution`: the policy network's output
+`dist` (the distribution's parameters), `sample(dist, key) -> raw`, `log_prob(dist, raw)`,
+`entropy(dist, raw)`, `mode(dist) -> raw`, `mode_action(dist) -> env action`,
+`to_env_action(raw) -> env action`. "raw" is what the trajectory stores: the pre-tanh u, or
+the one-hot action.
 
 Value: an MLP of [normalized observation, t / H]. The time feature makes the finite-horizon
 return Markov: with episodes cut at H and no bootstrapping past H (see ppo.py), a critic
@@ -55,6 +68,19 @@ class PolicyNetwork(nn.Module):
     return mean, log_std
 
 
+class CategoricalPolicyNetwork(nn.Module):
+  """obs [..., obs_size] -> logits [..., K]; near-uniform at initialisation (output scale
+  0.01, like the Gaussian mean), so early iterations explore every action."""
+
+  num_actions: int
+  hidden_sizes: Sequence[int]
+  activation: str = "tanh"
+
+  @nn.compact
+  def __call__(self, obs: jax.Array) -> jax.Array:
+    return MLP(self.hidden_sizes, self.num_actions, self.activation, 0.01)(obs)
+
+
 class ValueNetwork(nn.Module):
   """[obs, t/H] [..., obs_size + 1] -> value [...]."""
 
@@ -74,19 +100,24 @@ class Params(NamedTuple):
 class Networks(NamedTuple):
   """The factory's bundle: modules plus the arguments that rebuild them."""
 
-  policy: PolicyNetwork
+  policy: nn.Module  # PolicyNetwork, or CategoricalPolicyNetwork for discrete actions
   value: ValueNetwork
   observation_size: int
   action_size: int
+  distribution: ActionDistribution  # TANH_GAUSSIAN or CATEGORICAL
 
 
 def make_networks(observation_size: int, action_size: int, policy_hidden_sizes=(64, 64),
                   value_hidden_sizes=(64, 64), activation: str = "tanh",
-                  init_log_std: float = -0.5) -> Networks:
-  return Networks(
-      PolicyNetwork(action_size, tuple(policy_hidden_sizes), activation, init_log_std),
-      ValueNetwork(tuple(value_hidden_sizes), activation),
-      observation_size, action_size)
+                  init_log_std: float = -0.5, discrete: bool = False) -> Networks:
+  """Actor and critic; `discrete` gives a categorical policy over `action_size` actions
+  (`init_log_std` is then unused), otherwise the tanh-Gaussian."""
+  if discrete:
+    policy = CategoricalPolicyNetwork(action_size, tuple(policy_hidden_sizes), activation)
+  else:
+    policy = PolicyNetwork(action_size, tuple(policy_hidden_sizes), activation, init_log_std)
+  return Networks(policy, ValueNetwork(tuple(value_hidden_sizes), activation),
+                  observation_size, action_size, CATEGORICAL if discrete else TANH_GAUSSIAN)
 
 
 def init_params(networks: Networks, key: jax.Array) -> Params:
@@ -129,6 +160,121 @@ def entropy(log_std: jax.Array, raw_action: jax.Array) -> jax.Array:
   log_det = jnp.sum(2.0 * (jnp.log(2.0) - raw_action - jax.nn.softplus(-2.0 * raw_action)),
                     axis=-1)
   return gaussian + log_det
+
+
+# --- categorical -------------------------------------------------------------------------
+
+def categorical_log_prob(logits: jax.Array, one_hot: jax.Array) -> jax.Array:
+  """log pi(a | s) = sum_k onehot_k log_softmax(logits)_k: logits, one_hot [..., K] -> [...].
+
+  An all-zero row (a masked slot) gives 0."""
+  return jnp.sum(one_hot * jax.nn.log_softmax(logits, axis=-1), axis=-1)
+
+
+def categorical_entropy(logits: jax.Array) -> jax.Array:
+  """Exact entropy - sum_k p_k log p_k, p = softmax(logits): [..., K] -> [...]."""
+  log_p = jax.nn.log_softmax(logits, axis=-1)
+  return -jnp.sum(jnp.exp(log_p) * log_p, axis=-1)
+
+
+# --- action distributions ------------------------------------------------------------------
+
+class ActionDistribution:
+  """How a policy network's output `dist` becomes actions (see the module docstring)."""
+
+  discrete: bool = False
+
+  def sample(self, dist: Any, key: jax.Array) -> jax.Array:
+    raise NotImplementedError
+
+  def log_prob(self, dist: Any, raw_action: jax.Array) -> jax.Array:
+    raise NotImplementedError
+
+  def entropy(self, dist: Any, raw_action: jax.Array) -> jax.Array:
+    raise NotImplementedError
+
+  def mode(self, dist: Any) -> jax.Array:
+    raise NotImplementedError
+
+  def mode_action(self, dist: Any) -> jax.Array:
+    raise NotImplementedError
+
+  def to_env_action(self, raw_action: jax.Array) -> jax.Array:
+    raise NotImplementedError
+
+
+class TanhGaussian(ActionDistribution):
+  """dist = (mean [..., A], log_std [A]); raw = pre-tanh u; env action tanh(u)."""
+
+  def sample(self, dist, key):
+    return sample_raw_action(*dist, key)
+
+  def log_prob(self, dist, raw_action):
+    return log_prob(*dist, raw_action)
+
+  def entropy(self, dist, raw_action):
+    return entropy(dist[1], raw_action)
+
+  def mode(self, dist):
+    # tanh(mean), taken back through arctanh with the action kept off +-1: where tanh
+    # saturates in float32 the raw action stays finite.
+    return jnp.arctanh(jnp.clip(jnp.tanh(dist[0]), -1 + 1e-6, 1 - 1e-6))
+
+  def mode_action(self, dist):
+    return jnp.tanh(dist[0])
+
+  def to_env_action(self, raw_action):
+    return jnp.tanh(raw_action)
+
+  def __repr__(self) -> str:
+    return "TanhGaussian()"
+
+
+class Categorical(ActionDistribution):
+  """dist = logits [..., K]; raw = the one-hot action [..., K] (float32), also the env action."""
+
+  discrete = True
+
+  def sample(self, dist, key):
+    index = jax.random.categorical(key, dist, axis=-1)
+    return jax.nn.one_hot(index, dist.shape[-1], dtype=jnp.float32)
+
+  def log_prob(self, dist, raw_action):
+    return categorical_log_prob(dist, raw_action)
+
+  def entropy(self, dist, raw_action):
+    del raw_action  # exact, no sample needed
+    return categorical_entropy(dist)
+
+  def mode(self, dist):
+    return jax.nn.one_hot(jnp.argmax(dist, axis=-1), dist.shape[-1], dtype=jnp.float32)
+
+  def mode_action(self, dist):
+    return self.mode(dist)
+
+  def to_env_action(self, raw_action):
+    return raw_action
+
+  def probs(self, dist: jax.Array) -> jax.Array:
+    """The action probabilities softmax(logits) [..., K]."""
+    return jax.nn.softmax(dist, axis=-1)
+
+  def __repr__(self) -> str:
+    return "Categorical()"
+
+
+TANH_GAUSSIAN = TanhGaussian()
+CATEGORICAL = Categorical()
+
+
+def has_discrete_actions(env: Any) -> bool:
+  """True for an env that declares `discrete_actions = True` (it takes one-hot actions [K])."""
+  return bool(getattr(env, "discrete_actions", False))
+
+
+def action_distribution(env: Any) -> ActionDistribution:
+  """The action distribution for `env`: categorical for discrete actions, else tanh-Gaussian."""
+  return CATEGORICAL if has_discrete_actions(env) else TANH_GAUSSIAN
 
 
 # --- observation normalization -----------------------------------------------------------

@@ -67,7 +67,7 @@ def compute_gae(rewards: jax.Array, values: jax.Array, mask: jax.Array, discount
 class Batch(NamedTuple):
   obs: jax.Array  # [B, D] normalized observation
   time: jax.Array  # [B] step index t
-  raw_action: jax.Array  # [B, A]
+  raw_action: jax.Array  # [B, A] pre-tanh action, or one-hot action (discrete)
   log_prob: jax.Array  # [B]
   advantage: jax.Array  # [B]
   target: jax.Array  # [B] value target
@@ -81,8 +81,8 @@ def _masked_mean(x: jax.Array, mask: jax.Array) -> jax.Array:
 def ppo_loss(params: nets.Params, networks: nets.Networks, batch: Batch, horizon: int,
              hp: PPOHyperparams) -> tuple[jax.Array, dict[str, jax.Array]]:
   """Clipped surrogate + value_coef * value loss - entropy_coef * entropy, masked means."""
-  mean, log_std = networks.policy.apply(params.policy, batch.obs)
-  new_log_prob = nets.log_prob(mean, log_std, batch.raw_action)
+  dist = networks.policy.apply(params.policy, batch.obs)
+  new_log_prob = networks.distribution.log_prob(dist, batch.raw_action)
   log_ratio = jnp.where(batch.mask > 0, new_log_prob - batch.log_prob, 0.0)
   ratio = jnp.exp(log_ratio)
   clipped = jnp.clip(ratio, 1.0 - hp.clip_epsilon, 1.0 + hp.clip_epsilon)
@@ -90,7 +90,7 @@ def ppo_loss(params: nets.Params, networks: nets.Networks, batch: Batch, horizon
                               batch.mask)
   value = networks.value.apply(params.value, nets.value_input(batch.obs, batch.time, horizon))
   value_loss = 0.5 * _masked_mean((value - batch.target) ** 2, batch.mask)
-  entropy = _masked_mean(nets.entropy(log_std, batch.raw_action), batch.mask)
+  entropy = _masked_mean(networks.distribution.entropy(dist, batch.raw_action), batch.mask)
   loss = policy_loss + hp.value_coef * value_loss - hp.entropy_coef * entropy
   approx_kl = _masked_mean((ratio - 1.0) - log_ratio, batch.mask)
   clip_fraction = _masked_mean((jnp.abs(ratio - 1.0) > hp.clip_epsilon).astype(jnp.float32),

@@ -24,7 +24,8 @@ evaluation as SPO; only the reward source differs. Each iteration, inside one ji
 Choices (and why):
 - Reward input: (normalized observation, env action a = tanh(raw_action)). The bounded env
   action is what the environment and the teacher see; the pre-tanh action is unbounded and
-  carries policy noise the preference cannot depend on.
+  carries policy noise the preference cannot depend on. Discrete actions (`discrete_actions`,
+  e.g. matrix_game) enter as the one-hot action [K], which is what the env receives.
 - Observation normalization: the reward model keeps its OWN running mean/variance of raw
   observations (`nets.Normalizer`, updated with every batch), independent of the policy's
   normalizer and of `config.normalize_observations`. The buffer stores RAW observations and
@@ -227,6 +228,7 @@ class RewardModelSource:
   batch_size: int = 32
   reward_normalization: str = "scale"
   output_penalty: float = 0.01
+  discrete_actions: bool = False  # raw actions are one-hot env actions, not pre-tanh
   uses_teacher = True
 
   def __post_init__(self):
@@ -246,9 +248,14 @@ class RewardModelSource:
                batch_size=config.rm_batch_size,
                # Not Config fields (yet): the module's defaults unless a config carries them.
                reward_normalization=config.rm_reward_normalization,
-               output_penalty=config.rm_output_penalty)
+               output_penalty=config.rm_output_penalty,
+               discrete_actions=spec.discrete_actions)
 
   # --- pieces ------------------------------------------------------------------------
+
+  def env_action(self, raw_action: jax.Array) -> jax.Array:
+    """The action the env received: tanh(u), or the one-hot action itself (discrete)."""
+    return raw_action if self.discrete_actions else jnp.tanh(raw_action)
 
   @property
   def feature_size(self) -> int:
@@ -307,7 +314,7 @@ class RewardModelSource:
     p, abstain = jax.vmap(ask)(first, second, jnp.arange(q))
     label = (jax.random.uniform(k_label, (q,)) < p).astype(jnp.float32)
     # Time-major [H, N, .] -> trajectory-major [N, H, .], then gather both sides of each pair.
-    features = jnp.concatenate([traj.obs, jnp.tanh(traj.raw_action)], axis=-1)
+    features = jnp.concatenate([traj.obs, self.env_action(traj.raw_action)], axis=-1)
     features = jnp.swapaxes(features, 0, 1)
     mask = jnp.swapaxes(traj.mask, 0, 1)
     inputs = jnp.stack([features[first], features[second]], axis=1)
@@ -377,7 +384,7 @@ class RewardModelSource:
     state = state._replace(buffer=buffer_push(state.buffer, inputs, pair_mask, label, answered))
     state, loss = self.fit(state, k_fit)
 
-    features = jnp.concatenate([traj.obs, jnp.tanh(traj.raw_action)], axis=-1)
+    features = jnp.concatenate([traj.obs, self.env_action(traj.raw_action)], axis=-1)
     learned = self.ensemble_rewards(state.params, state.normalizer, features)  # [H, N]
     learned = jnp.where(traj.mask > 0, learned, 0.0)
     rewards = normalize_rewards(learned, traj.mask, self.reward_normalization)

@@ -19,9 +19,12 @@ import jax
 import jax.numpy as jnp
 from brax.envs.base import Env
 
+from spo_jax.networks import action_distribution
 from spo_jax.teachers import TeacherStep
 
-# (obs [N, D], key) -> (raw_action [N, A], log_prob [N]); the env action is tanh(raw_action).
+# (obs [N, D], key) -> (raw_action [N, A], log_prob [N]); the env action is
+# `action_distribution(env).to_env_action(raw_action)`: tanh(raw_action) for continuous
+# actions, the one-hot raw action itself for discrete ones (networks.py).
 PolicyFn = Callable[[jax.Array, jax.Array], tuple[jax.Array, jax.Array]]
 
 
@@ -29,7 +32,7 @@ class Trajectory(NamedTuple):
   """One iteration's experience, time-major."""
 
   obs: jax.Array  # [H, N, D] raw observation at step t
-  raw_action: jax.Array  # [H, N, A] pre-tanh action
+  raw_action: jax.Array  # [H, N, A] pre-tanh action (one-hot action for discrete envs)
   log_prob: jax.Array  # [H, N] behaviour log-probability
   reward: jax.Array  # [H, N] environment reward, 0 on masked steps
   mask: jax.Array  # [H, N] 1.0 on valid steps
@@ -67,19 +70,21 @@ def rollout(env: Env, policy_fn: PolicyFn, key: jax.Array, num_envs: int, horizo
     summaries = jax.vmap(lambda _: teacher.init())(jnp.arange(num_envs))
   alive = jnp.ones((num_envs,), jnp.float32)
   action_size = env.action_size
+  to_env_action = action_distribution(env).to_env_action
 
   def live_step(carry, t, key):
     state, summaries, alive, steps = carry
     obs = state.obs
     raw_action, log_prob = policy_fn(obs, key)
-    next_state = jax.vmap(env.step)(state, jnp.tanh(raw_action))
+    action = to_env_action(raw_action)
+    next_state = jax.vmap(env.step)(state, action)
     valid = alive > 0
     # `where`, not multiplication: physics after termination may hold inf/nan, and
     # nan * 0 = nan would leak into the loss and its gradients.
     reward = jnp.where(valid, next_state.reward, 0.0)
     done = jnp.where(valid, jnp.minimum(next_state.done, 1.0), 0.0)
     if teacher is not None:
-      step = TeacherStep(obs=obs, next_obs=next_state.obs, action=jnp.tanh(raw_action),
+      step = TeacherStep(obs=obs, next_obs=next_state.obs, action=action,
                          reward=next_state.reward, metrics=next_state.metrics, mask=alive,
                          t=jnp.full((num_envs,), t, jnp.int32))
       summaries = _masked_select(alive > 0, jax.vmap(teacher.update)(summaries, step), summaries)

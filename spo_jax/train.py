@@ -32,6 +32,7 @@ from brax.envs.base import Env
 
 from spo_jax import envs as envs_lib
 from spo_jax import networks as nets
+from spo_jax import policy_average as averaging
 from spo_jax import ppo
 from spo_jax import reward_sources as sources
 from spo_jax import teachers as teachers_lib
@@ -49,6 +50,9 @@ class TrainState(NamedTuple):
   reward_state: Any  # the reward source's state (the opponent queue for SPO)
   key: jax.Array  # [2], uint32
   iteration: jax.Array  # [], int32: iterations completed
+  # One-step games with discrete actions (policy_average.py): [K] float32, the uniform mean
+  # of the action probabilities of the policies after iterations 1..iteration; () otherwise.
+  policy_average: Any
 
 
 class TrainFunctions(NamedTuple):
@@ -66,6 +70,10 @@ class Setup(NamedTuple):
   fns: TrainFunctions
   evaluate: Callable[[PolicyParams, jax.Array], dict[str, jax.Array]]
   make_policy: Callable
+  # One-step discrete games: the game (observation, payoff table, exact Minimax Winner) and
+  # `game_metrics(state) -> eval/ metrics` of the last and the averaged policy; else None.
+  game: averaging.OneStepGame | None = None
+  game_metrics: Callable[[TrainState], dict[str, jax.Array]] | None = None
 
 
 def policy_params(state: TrainState) -> PolicyParams:
@@ -137,7 +145,8 @@ class NumericalError(RuntimeError):
 
 
 def _make_functions(config: Config, env: Env, teacher: Any, networks: nets.Networks,
-                    spec: teachers_lib.EnvSpec) -> TrainFunctions:
+                    spec: teachers_lib.EnvSpec,
+                    game: averaging.OneStepGame | None = None) -> TrainFunctions:
   source = sources.make_reward_source(config, teacher, spec)
   shard_envs = None
   if config.shard == "envs":
@@ -156,16 +165,17 @@ def _make_functions(config: Config, env: Env, teacher: Any, networks: nets.Netwo
     return TrainState(params=params, opt_state=optimizer.init(params),
                       normalizer=nets.normalizer_init(networks.observation_size),
                       reward_state=source.init(k_reward, summary_template), key=k_state,
-                      iteration=jnp.zeros((), jnp.int32))
+                      iteration=jnp.zeros((), jnp.int32),
+                      policy_average=() if game is None else jnp.zeros((game.num_actions,)))
 
   def one_iteration(state: TrainState, _) -> tuple[TrainState, dict[str, jax.Array]]:
     key, k_rollout, k_reward, k_ppo = jax.random.split(state.key, 4)
 
     def policy_fn(obs, key):
       norm_obs = nets.normalize(state.normalizer, obs, config.normalize_observations)
-      mean, log_std = networks.policy.apply(state.params.policy, norm_obs)
-      raw_action = nets.sample_raw_action(mean, log_std, key)
-      return raw_action, nets.log_prob(mean, log_std, raw_action)
+      dist = networks.policy.apply(state.params.policy, norm_obs)
+      raw_action = networks.distribution.sample(dist, key)
+      return raw_action, networks.distribution.log_prob(dist, raw_action)
 
     result = rollout(env, policy_fn, k_rollout, num_envs, horizon, rollout_teacher,
                      shard_envs)
@@ -189,8 +199,13 @@ def _make_functions(config: Config, env: Env, teacher: Any, networks: nets.Netwo
     metrics.update({f"ppo/{k}": v for k, v in ppo_metrics.items()})
     if config.numerical_guard:
       metrics.update(_guard_flags(reward_metrics, rewards, ppo_metrics, params))
+    policy_average = state.policy_average
+    if game is not None:
+      probs = averaging.policy_probs(networks, params.policy, normalizer, game,
+                                     config.normalize_observations)
+      policy_average = averaging.running_average(policy_average, probs, state.iteration + 1)
     new_state = TrainState(params, opt_state, normalizer, reward_state, key,
-                           state.iteration + 1)
+                           state.iteration + 1, policy_average)
     return new_state, metrics
 
   def iteration(state: TrainState) -> tuple[TrainState, dict[str, jax.Array]]:
@@ -212,7 +227,8 @@ def build(config: Config, env: Env | None = None, teacher: Any | None = None) ->
   if config.shard != "none":
     device_mesh(config)  # the device count must divide the sharded axis: check before compiling
   user_env = env
-  env = envs_lib.make_env(config.env if env is None else env, config.backend)
+  env = envs_lib.make_env(config.env if env is None else env, config.backend,
+                          **({} if user_env is not None else _package_env_kwargs(config, teacher)))
   envs_lib.check_env(env)
   limit = envs_lib.max_episode_length(env)
   if limit is not None and config.episode_length > limit:
@@ -232,12 +248,39 @@ def build(config: Config, env: Env | None = None, teacher: Any | None = None) ->
                                   horizon=min(config.episode_length, 6))
   networks = nets.make_networks(env.observation_size, env.action_size,
                                 config.policy_hidden_sizes, config.value_hidden_sizes,
-                                config.activation, config.init_log_std)
-  fns = _make_functions(config, env, teacher, networks, spec)
+                                config.activation, config.init_log_std,
+                                discrete=nets.has_discrete_actions(env))
+  game = averaging.one_step_game(env, teacher, config.episode_length)
+  fns = _make_functions(config, env, teacher, networks, spec, game)
   evaluate = make_evaluator(env, networks, config.num_eval_envs, config.episode_length,
                             config.normalize_observations)
   make_policy = make_policy_factory(networks, config.normalize_observations)
-  return Setup(config, env, teacher, networks, fns, evaluate, make_policy)
+  game_metrics = None
+  if game is not None:
+    def game_metrics(state: TrainState) -> dict[str, jax.Array]:
+      last = averaging.policy_probs(networks, state.params.policy, state.normalizer, game,
+                                    config.normalize_observations)
+      # Before the first iteration the average holds no iterate yet: it is the initial policy.
+      average = jnp.where(state.iteration > 0, state.policy_average, last)
+      return averaging.game_metrics(game, last, average)
+  return Setup(config, env, teacher, networks, fns, evaluate, make_policy, game, game_metrics)
+
+
+def _package_env_kwargs(config: Config, teacher: Any | None) -> dict[str, Any]:
+  """Constructor arguments of the package env named by `config.env`: `matrix_game` gets as
+  many actions as the payoff table has outcomes (the teacher's, or `teacher_table`'s)."""
+  if config.env != "matrix_game":
+    return {}
+  if teacher is not None:
+    size = getattr(teacher, "num_outcomes", None)
+    return {} if size is None else {"num_outcomes": int(size)}
+  if (config.reward_source == "ground_truth"
+      or teachers_lib.parse_teacher(config.teacher)[-1] != "matrix_game"):
+    return {}
+  from spo_jax.teachers.matrix_game import check_table, load_table
+
+  return {"num_outcomes": len(check_table(load_table(config.teacher_table),
+                                          config.teacher_table))}
 
 
 def make_train(config: Config, env: Env | None = None,
@@ -432,6 +475,11 @@ def train(config: Config | None = None, *, env: Env | None = None, teacher: Any 
   init = jax.jit(over_seeds(setup.fns.init, num_seeds))
   iteration = jax.jit(over_seeds(setup.fns.iteration, num_seeds), donate_argnums=0)
   evaluate_seeds = jax.jit(over_seeds(setup.evaluate, num_seeds))
+  game_seeds = (None if setup.game_metrics is None
+                else jax.jit(over_seeds(setup.game_metrics, num_seeds)))
+  if verbose and setup.game is not None and setup.game.minimax_winner is not None:
+    print("matrix game: exact Minimax Winner "
+          + ", ".join(f"{p:.4f}" for p in setup.game.minimax_winner), flush=True)
   # A stream of its own for evaluation, apart from every seed's training keys.
   eval_keys = jax.vmap(lambda k: jax.random.fold_in(k, 0x5EED))(keys)
 
@@ -489,6 +537,8 @@ def train(config: Config | None = None, *, env: Env | None = None, teacher: Any 
     it = current_iteration(state)
     eval_metrics = jax.device_get(evaluate_seeds(
         policy_params(state), jax.vmap(lambda k: jax.random.fold_in(k, it))(eval_keys)))
+    if game_seeds is not None:
+      eval_metrics.update(jax.device_get(game_seeds(state)))
     rows = []
     for i in range(num_seeds):
       row = _to_python(_seed(eval_metrics, i))
@@ -603,5 +653,8 @@ def _print_progress(m: dict[str, Any], config: Config) -> None:
     parts.append(f"train return {m['train/episode_reward']:8.1f}")
   if "train/winrate_std" in m:
     parts.append(f"win-rate std {m['train/winrate_std']:.3f}")
+  if "eval/exploitability_average" in m:
+    parts.append(f"exploitability last {m['eval/exploitability_last']:.3f} "
+                 f"average {m['eval/exploitability_average']:.3f}")
   parts.append(f"{elapsed:6.0f}s")
   print(" | ".join(parts), flush=True)

@@ -399,14 +399,15 @@ def test_table_file_accepted_and_other_refusals(tmp_path):
     spo_jax.make_teacher(config, GAME).check_env(MatrixGame(num_outcomes=4))
 
 
-def test_matrix_game_env_bins_the_action():
+def test_matrix_game_env_reads_the_one_hot_action():
   env = PACKAGE_ENVS["matrix_game"]()
   state = env.reset(KEY)
   assert float(state.metrics["outcome"]) == 0.0 and state.obs.tolist() == [1.0]
-  # Bins of [-1, 1] for K = 3: [-1, -1/3), [-1/3, 1/3), [1/3, 1]; a = 1 falls in the last.
-  actions = jnp.asarray([-1.0, -0.34, -0.33, 0.33, 0.34, 1.0])[:, None]
+  # Discrete actions: the env receives a one-hot vector [K = 3]; the outcome is its index.
+  assert env.discrete_actions and env.action_size == 3
+  actions = jnp.eye(3)[jnp.asarray([0, 2, 1, 2])]
   after = jax.jit(jax.vmap(env.step, (None, 0)))(state, actions)
-  np.testing.assert_array_equal(after.metrics["outcome"], [0, 0, 1, 1, 2, 2])
+  np.testing.assert_array_equal(after.metrics["outcome"], [0, 2, 1, 2])
   np.testing.assert_array_equal(after.done, 1.0)
   np.testing.assert_array_equal(after.reward, 0.0)
   assert set(after.metrics) == set(state.metrics)

@@ -48,6 +48,7 @@ class EnvSpec(NamedTuple):
   action_size: int
   metric_names: tuple[str, ...]  # keys of the env's State.metrics
   episode_length: int  # the horizon H of the run
+  discrete_actions: bool = False  # actions are one-hot vectors [action_size] (matrix_game)
 
 
 def env_spec(env: Any, horizon: int, name: str = "") -> EnvSpec:
@@ -55,7 +56,7 @@ def env_spec(env: Any, horizon: int, name: str = "") -> EnvSpec:
   not compiled or run)."""
   metric_names = tuple(jax.eval_shape(env.reset, jax.random.PRNGKey(0)).metrics)
   return EnvSpec(name or type(env).__name__, env.observation_size, env.action_size,
-                 metric_names, horizon)
+                 metric_names, horizon, bool(getattr(env, "discrete_actions", False)))
 
 
 class TeacherContractError(ValueError):
