@@ -567,8 +567,10 @@ def execute(runs: list[Run], out: Path, force: bool, episodes: int,
     final["measures"] = {}
     if run.config.env != "matrix_game":  # the game has no env reward: its return is always 0
       final["measures"]["final_eval_return"] = [r["eval/episode_reward"] for r in last]
-    for name in ("eval/exploitability_last", "eval/exploitability_average"):
-      if last and name in last[0]:
+    # Matrix game (categorical policy): exploitability and action probabilities of the last
+    # iterate and of the time-averaged policy at the last evaluation.
+    for name in sorted(last[0] if last else []):
+      if name.startswith(("eval/exploitability_", "eval/prob_")):
         final["measures"][name.split("/")[1]] = [r[name] for r in last]
     if run.measure:
       final["measures"].update(_measure(run, run_dir, episodes))
@@ -783,6 +785,8 @@ MEASURE_LABELS = {
     "satisfied": "constraint satisfied (fraction of episodes)",
     "reached": "level reached in time (fraction)", "steps_to_reach": "steps to reach",
     "peak": "peak", "variance": "variance", "win_rate_vs_rm": "raters' win rate vs RM",
+    "mw_distance_last": "L1 distance to the MW, last iterate",
+    "mw_distance_average": "L1 distance to the MW, averaged policy",
 }
 
 
@@ -806,13 +810,20 @@ def _isnan(value) -> bool:
   return value is None or (isinstance(value, float) and math.isnan(value))
 
 
+def _measure_label(measure: str) -> str:
+  for prefix, which in (("prob_average_", "averaged policy"), ("prob_last_", "last iterate")):
+    if measure.startswith(prefix):
+      return f"P(outcome {measure[len(prefix):]}), {which}"
+  return MEASURE_LABELS.get(measure, measure.replace("_", " "))
+
+
 def markdown_table(rows: list[dict[str, Any]]) -> str:
   if not rows:
     return "_no finished runs_\n"
   lines = ["| setting | method | measure | IQM | 95% CI | seeds |", "|---|---|---|---|---|---|"]
   for r in rows:
     setting = r["setting"] if r["level"] is None else f"{r['setting']} {r['level']:g}"
-    measure = MEASURE_LABELS.get(r["measure"], r["measure"].replace("_", " "))
+    measure = _measure_label(r["measure"])
     lines.append(f"| {setting} | {METHOD_LABELS.get(r['method'], r['method'])} | {measure} | "
                  f"{r['iqm']:.3f} | [{r['lower']:.3f}, {r['upper']:.3f}] | {r['seeds']} |")
   return "\n".join(lines) + "\n"
@@ -901,6 +912,33 @@ def figures(question: str, results, stats: list[dict[str, Any]], out: Path,
       ax.set_title(f"matrix game '{table}': distance from the Minimax Winner")
       ax.legend(fontsize=8)
       save(fig, "q1_exploitability.png")
+    probs = sorted({r["measure"] for r in stats if r["measure"].startswith("prob_average_")})
+    if probs:
+      fig, ax = plt.subplots(figsize=(6, 4))
+      outcomes = [m.rsplit("_", 1)[1] for m in probs]
+      series = [("SPO, averaged", "spo", "prob_average_", "tab:blue", None),
+                ("SPO, last iterate", "spo", "prob_last_", "tab:blue", "//"),
+                ("RM, last iterate", "rm", "prob_last_", "tab:orange", "//")]
+      width = 0.8 / (len(series) + 1)
+      for j, (label, method, prefix, color, hatch) in enumerate(series):
+        rows = [next((r for r in stats if r["method"] == method and r["setting"] ==
+                      "matrix_game" and r["measure"] == prefix + k), None) for k in outcomes]
+        if any(r is None for r in rows):
+          continue
+        ax.bar(np.arange(len(outcomes)) + j * width, [r["iqm"] for r in rows], width,
+               yerr=[[r["iqm"] - r["lower"] for r in rows], [r["upper"] - r["iqm"] for r in rows]],
+               capsize=2, color=color, hatch=hatch, alpha=0.9 if hatch is None else 0.5,
+               label=label)
+      winner = _minimax_winner(table)
+      if winner is not None and len(winner) == len(outcomes):
+        ax.bar(np.arange(len(outcomes)) + len(series) * width, winner, width, color="black",
+               label="exact Minimax Winner")
+      ax.set_xticks(np.arange(len(outcomes)) + width * len(series) / 2,
+                    [f"outcome {k}" for k in outcomes])
+      ax.set_ylabel("probability (IQM over seeds, 95% CI)")
+      ax.set_title("final mixed strategies")
+      ax.legend(fontsize=8)
+      save(fig, "q1_strategies.png")
     control = [r for r in stats if r["setting"] == "control"]
     raters = sorted({r["measure"] for r in control if r["measure"].startswith("rater_")})
     h2h = [r for r in stats if r["setting"] == "head_to_head"]
@@ -976,6 +1014,18 @@ def figures(question: str, results, stats: list[dict[str, Any]], out: Path,
   return paths
 
 
+def _minimax_winner(table: str) -> np.ndarray | None:
+  """The exact MW of the payoff table (a preset or a file), or None if it cannot be read."""
+  from spo_jax.config import ConfigError
+  from spo_jax.minimax import minimax_winner
+  from spo_jax.teachers.matrix_game import load_table
+
+  try:
+    return minimax_winner(load_table(table))
+  except (ConfigError, OSError, ValueError):
+    return None
+
+
 # -------------------------------------------------------------------------------------
 # Reports
 # -------------------------------------------------------------------------------------
@@ -996,7 +1046,7 @@ def _cpu_count() -> int:
 
 def question_block(question: str, command: str, stats: list[dict[str, Any]],
                    figure_paths: list[Path], seconds: float | None, seeds: int,
-                   figure_prefix: str = "") -> str:
+                   figure_prefix: str = "", table: str | None = None) -> str:
   lines = [f"### {TITLES[question]}", "", f"Command: `{command}`", "",
            f"Machine: {machine()}. Seeds: {seeds} per run (IQM across seeds; 95% CIs by "
            f"{ci_method()}). With so few seeds the intervals are wide: read overlaps as "
@@ -1004,6 +1054,12 @@ def question_block(question: str, command: str, stats: list[dict[str, Any]],
   if seconds is not None:
     lines[-1] += f" Wall time of the runs (this invocation): {seconds / 60:.1f} min."
   lines.append("")
+  if question == "q1" and table is not None:
+    winner = _minimax_winner(table)
+    if winner is not None:
+      lines.append(f"Matrix game table `{table}`: exact Minimax Winner (linear program, "
+                   f"`spo_jax.minimax`) = ({', '.join(f'{p:.3f}' for p in winner)}).")
+      lines.append("")
   for path in figure_paths:
     lines.append(f"![{path.stem}]({figure_prefix}{path.name})")
   lines += ["", markdown_table(stats)]
@@ -1125,9 +1181,11 @@ def main(argv: list[str] | None = None) -> int:
     q_seconds = sum(seconds.get(f"{question}/{r.name}", 0.0) for r in qruns) or None
     blocks[question] = question_block(question, command, stats, paths, q_seconds,
                                       qruns[0].config.num_seeds,
-                                      figure_prefix=f"{args.docs.name}/" if args.docs else "")
+                                      figure_prefix=f"{args.docs.name}/" if args.docs else "",
+                                      table=args.table)
     summary.append(question_block(question, command, stats, paths, q_seconds,
-                                  qruns[0].config.num_seeds, figure_prefix=f"{question}/"))
+                                  qruns[0].config.num_seeds, figure_prefix=f"{question}/",
+                                  table=args.table))
   (out / "summary.md").write_text("\n".join(summary))
   print("\n".join(summary))
   if args.docs is not None:
