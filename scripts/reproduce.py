@@ -189,7 +189,7 @@ PLANS = {
                      q2_envs=("inverted_pendulum",), q3_env="inverted_pendulum",
                      q4_env="inverted_pendulum", betas=(0.3, 1.0, 3.0),
                      epsilons=(0.0, 0.1, 0.2, 0.3), q4_teachers=("constraint", "deadline"),
-                     matrix_iterations=300, final_episodes=32, default_seeds=5),
+                     matrix_iterations=600, final_episodes=32, default_seeds=5),
     "gpu": ScalePlan(envs=GPU_ENVS, control_env="hopper",
                      q2_envs=("ant", "halfcheetah", "hopper", "walker2d", "humanoid"),
                      q3_env="halfcheetah", q4_env="hopper", betas=(0.3, 1.0, 3.0),

@@ -67,6 +67,20 @@ def test_bootstrap_interval_is_the_percentile_interval_of_resampled_runs():
   assert (lower, upper) == (1.0, 3.0)
 
 
+def test_numpy_bootstrap_agrees_with_rliable_where_rliable_works():
+  """Where rliable's own bootstrap runs (it needs an `arch` that works with the installed
+  pandas), the script uses it; the NumPy fallback must give the same interval up to
+  resampling noise."""
+  library, how = reproduce._rliable_library()
+  if library is None:
+    pytest.skip(how)
+  scores = np.random.default_rng(3).normal(size=(10, 1))
+  _, ci = library.get_interval_estimates({"x": scores}, lambda x: np.array([reproduce.iqm(x)]),
+                                         reps=4000)
+  ours = reproduce.stratified_bootstrap(scores, reproduce._batch_iqm, reps=4000)
+  np.testing.assert_allclose(ours[:, 0], ci["x"][:, 0], atol=0.1)
+
+
 def test_curve_iqm_interpolates_onto_the_range_every_seed_covers():
   # Seed 0 is evaluated at x = 0, 10, 20 and seed 1 at x = 5, 15, 25: the common range is
   # [5, 20]. y = x for every seed, so the IQM curve is the grid itself.
