@@ -92,6 +92,35 @@ def test_curve_iqm_interpolates_onto_the_range_every_seed_covers():
   np.testing.assert_allclose(upper, grid)
 
 
+def test_teacher_properties_read_each_teachers_summary():
+  """Per-episode measures from hand-made summaries of 3 episodes."""
+  import jax.numpy as jnp
+
+  from spo_jax.teachers import nonmarkov
+  from spo_jax.teachers.raters import MajorityOfRaters
+
+  returns = jnp.array([10.0, 20.0, 30.0])
+  q = nonmarkov.Quantity("reward")
+  constraint = reproduce.teacher_properties(
+      nonmarkov.Constraint(q, 0.5), {"violated": jnp.array([True, False, False]),
+                                     "return": returns}, returns)
+  np.testing.assert_allclose(constraint["satisfied"], [0, 1, 1])
+  np.testing.assert_allclose(constraint["return"], returns)
+  # Deadline 5: episode 0 reached the level after 3 steps, episode 1 never (-> 5 + 1 = 6).
+  never = nonmarkov._NEVER
+  deadline = reproduce.teacher_properties(
+      nonmarkov.Deadline(q, 0.0, 5), {"steps": jnp.array([9, 9, 1]),
+                                      "reached": jnp.array([3, never, 1])}, returns)
+  np.testing.assert_allclose(deadline["reached"], [1, 0, 1])
+  np.testing.assert_allclose(deadline["steps_to_reach"], [3, 6, 1])
+  # Two raters over two criteria: U = W S, S = (1, 2), (3, 0), (0, 0).
+  raters = MajorityOfRaters((q, q), ((1.0, 0.0), (0.5, 2.0)))
+  sums = jnp.array([[1.0, 2.0], [3.0, 0.0], [0.0, 0.0]])
+  props = reproduce.teacher_properties(raters, {"sums": sums}, returns)
+  np.testing.assert_allclose(props["rater_0"], [1.0, 3.0, 0.0])
+  np.testing.assert_allclose(props["rater_1"], [4.5, 1.5, 0.0])
+
+
 def _synthetic_finals(rng) -> pd.DataFrame:
   rows = []
 
