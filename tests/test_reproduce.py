@@ -201,14 +201,18 @@ def test_every_gpu_config_is_valid_and_within_the_promised_budget():
 
 
 def test_dry_run_validates_and_prints_the_plan_without_running(tmp_path):
+  """The tiny plan (package envs: no Brax reset to trace); `--scale gpu --dry-run` does
+  the same for the locomotion envs, at 10-20 s per env."""
   out_dir = tmp_path / "out"
-  out = run_script("--question", "q1", "--scale", "gpu", "--dry-run", "--out", str(out_dir))
+  out = run_script("--question", "all", "--tiny", "--dry-run", "--out", str(out_dir))
   assert out.returncode == 0, out.stderr
   lines = out.stdout.splitlines()
-  assert any(line.startswith("q1/control-rm") and "hopper" in line and "200,000,000" in line
-             for line in lines), out.stdout  # 20M env steps per seed x 10 seeds
-  assert any(line.startswith("q1/matrix-spo") for line in lines)
-  assert "4 runs" in lines[-1] and "every config validated" in lines[-1]
+  # q1: 2 matrix + 2 control; q2: 3; q3: (1 beta + 2 epsilons) x 2; q4: 2 teachers x 2:
+  # 4 + 3 + 6 + 4 = 17.
+  assert "17 runs" in lines[-1] and "every config validated" in lines[-1], out.stdout
+  row = next(line for line in lines if line.startswith("q4/deadline-rm"))
+  # 3 seeds x at most min(200 steps, 3 iterations x 6 envs x 12 steps = 216) = 600 steps.
+  assert row.split()[1:3] == ["point_reach", "reward_model"] and row.endswith(" 600")
   assert not out_dir.exists()
 
 
