@@ -679,9 +679,10 @@ def _rliable_library() -> tuple[Any, str]:
   """rliable.library if its bootstrap works here, else (None, why).
 
   rliable 1.2.0 bootstraps with `arch`; arch 7.x cannot be imported with pandas 3 and arch 8
-  renamed the `random_state` argument rliable passes, so on a current stack it fails. The
-  NumPy fallback below is the same estimator (runs resampled with replacement within each
-  task, percentile interval).
+  renamed the `random_state` argument rliable passes. The `reproduce`/`test` extras pin
+  arch < 8 and pandas < 3 so rliable works; with other versions installed by hand, the NumPy
+  fallback below is the same estimator (runs resampled with replacement within each task,
+  percentile interval) and every table names which one produced it.
   """
   if not _RLIABLE_LIBRARY:
     try:
