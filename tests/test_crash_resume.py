@@ -10,6 +10,7 @@ A JAX persistent compilation cache shared by the processes keeps the test short;
 then runs the same compiled executables, and the final comparison is bitwise.
 """
 
+import json
 import os
 import random
 import shutil
@@ -216,3 +217,15 @@ def test_sigkill_at_random_moments_then_resume_equals_uninterrupted(tmp_path, tr
   assert meta_a == meta_b  # config, env steps, queries, labels, file digests
   for a, b in zip(jax.tree.leaves(state_a), jax.tree.leaves(state_b), strict=True):
     np.testing.assert_array_equal(a, b)
+  # The metrics file survives the kills too: every evaluation logged once (rows after the
+  # resumed checkpoint were dropped, a half-written line included), with the uninterrupted
+  # run's values; only the wall-clock fields differ.
+  rows_a, rows_b = (_metric_rows(d / "metrics.jsonl") for d in (tmp_path / "whole", run_dir))
+  assert [(r["iteration"], r["seed"]) for r in rows_b] == [
+      (r["iteration"], r["seed"]) for r in rows_a]
+  assert rows_a == rows_b
+
+
+def _metric_rows(path):
+  rows = [json.loads(line) for line in path.read_text().splitlines()]
+  return [{k: v for k, v in row.items() if not k.startswith("time/")} for row in rows]
