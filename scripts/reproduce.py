@@ -340,39 +340,12 @@ def check_arguments(args: argparse.Namespace) -> list[Run]:
   return runs
 
 
-def memoize_env_spec() -> None:
-  """Make `spo_jax.teachers.env_spec` remember its answer per (env name, horizon, sizes).
-
-  It traces the env's reset to read the metric names: for a Brax env that takes 10-20 s on
-  a quiet 2-core CPU (over a minute on a busy one), and `spo_jax.train`, the checks and
-  every reload of a run would each pay it again for the same environment.
-  """
-  from spo_jax import teachers
-
-  original = teachers.env_spec
-  if getattr(original, "memoized", False):
-    return
-  cache: dict[tuple, Any] = {}
-
-  def env_spec(env: Any, horizon: int, name: str = ""):
-    if not name:  # a user's env object: no name to key it by
-      return original(env, horizon, name)
-    key = (name, horizon, type(env).__name__, env.observation_size, env.action_size)
-    if key not in cache:
-      cache[key] = original(env, horizon, name)
-    return cache[key]
-
-  env_spec.memoized = True
-  teachers.env_spec = env_spec
-
-
 def _validate_runs(runs: list[Run]) -> None:
   """`validate` every config and build every teacher against its env (no compilation)."""
   from spo_jax import teachers as teachers_lib
   from spo_jax.config import validate
   from spo_jax.envs import make_env
 
-  memoize_env_spec()
   envs: dict[str, Any] = {}
   for run in runs:
     config = validate(run.config)

@@ -51,10 +51,21 @@ class EnvSpec(NamedTuple):
   discrete_actions: bool = False  # actions are one-hot vectors [action_size] (matrix_game)
 
 
+# Metric names of registry envs, by (name, class, sizes): tracing a Brax env's reset takes
+# 10-20 s on a 2-core CPU, and training, the checks and every reload would pay it again.
+_METRIC_NAMES: dict[tuple, tuple[str, ...]] = {}
+
+
 def env_spec(env: Any, horizon: int, name: str = "") -> EnvSpec:
   """The `EnvSpec` of a Brax `Env`: sizes, and metric names from an abstract reset (traced,
-  not compiled or run)."""
-  metric_names = tuple(jax.eval_shape(env.reset, jax.random.PRNGKey(0)).metrics)
+  not compiled or run; remembered per registry `name`, a user's env without one is traced
+  each time)."""
+  key = (name, type(env).__name__, env.observation_size, env.action_size)
+  metric_names = _METRIC_NAMES.get(key) if name else None
+  if metric_names is None:
+    metric_names = tuple(jax.eval_shape(env.reset, jax.random.PRNGKey(0)).metrics)
+    if name:
+      _METRIC_NAMES[key] = metric_names
   return EnvSpec(name or type(env).__name__, env.observation_size, env.action_size,
                  metric_names, horizon, bool(getattr(env, "discrete_actions", False)))
 
