@@ -196,14 +196,14 @@ def run_eval(args: argparse.Namespace) -> dict[str, Any]:
   result.update(evaluate_returns(setup, params, args.episodes, k_eval, deterministic))
   if other is not None:
     other_setup, other_params = restore(other)
-    sizes = (setup.env.observation_size, setup.env.action_size)
-    other_sizes = (other_setup.env.observation_size, other_setup.env.action_size)
+    sizes = (setup.networks.observation_size, setup.env.action_size)
+    other_sizes = (other_setup.networks.observation_size, other_setup.env.action_size)
     if sizes != other_sizes:
       raise ConfigError(f"cannot compare: observation/action sizes {sizes} and {other_sizes} "
                         "differ")
     teacher, teacher_name = _teacher(setup, args.teacher)
     if args.teacher is not None:
-      teachers_lib.validate_teacher(teacher, obs_size=setup.env.observation_size,
+      teachers_lib.validate_teacher(teacher, obs_size=setup.networks.observation_size,
                                     action_size=setup.env.action_size,
                                     metric_names=teachers_lib.env_spec(
                                         setup.env, saved.config.episode_length,

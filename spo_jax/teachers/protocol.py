@@ -60,13 +60,16 @@ def env_spec(env: Any, horizon: int, name: str = "") -> EnvSpec:
   """The `EnvSpec` of a Brax `Env`: sizes, and metric names from an abstract reset (traced,
   not compiled or run; remembered per registry `name`, a user's env without one is traced
   each time)."""
-  key = (name, type(env).__name__, env.observation_size, env.action_size)
+  from spo_jax.envs import observation_size
+
+  obs_size = observation_size(env)
+  key = (name, type(env).__name__, obs_size, env.action_size)
   metric_names = _METRIC_NAMES.get(key) if name else None
   if metric_names is None:
     metric_names = tuple(jax.eval_shape(env.reset, jax.random.PRNGKey(0)).metrics)
     if name:
       _METRIC_NAMES[key] = metric_names
-  return EnvSpec(name or type(env).__name__, env.observation_size, env.action_size,
+  return EnvSpec(name or type(env).__name__, obs_size, env.action_size,
                  metric_names, horizon, bool(getattr(env, "discrete_actions", False)))
 
 

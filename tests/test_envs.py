@@ -1,0 +1,63 @@
+"""Tests for spo_jax/envs.py: the interface check and observation sizes read without a run."""
+
+import jax
+import pytest
+
+from spo_jax import envs
+from spo_jax.config import ConfigError
+
+
+def test_check_env_does_not_evaluate_properties():
+  """A property is looked up, not called: Brax's `observation_size` would run a reset."""
+
+  class LazyEnv:
+    def reset(self, key):
+      raise AssertionError("reset must not run")
+
+    def step(self, state, action):
+      raise AssertionError("step must not run")
+
+    @property
+    def observation_size(self):
+      raise AssertionError("observation_size must not be evaluated")
+
+    action_size = 1
+
+  envs.check_env(LazyEnv())
+
+
+def test_check_env_names_the_missing_method():
+  class NoStep:
+    def reset(self, key):
+      return None
+
+    observation_size, action_size = 2, 1
+
+  with pytest.raises(ConfigError, match="has no 'step'"):
+    envs.check_env(NoStep())
+
+
+def test_package_envs_report_their_constants():
+  # PointReach: position and target (2 + 2); Balance: cart position and velocity, pole angle
+  # and angular velocity (4).
+  assert envs.observation_size(envs.make_env("point_reach")) == 4
+  assert envs.observation_size(envs.make_env("balance")) == 4
+
+
+def test_brax_observation_size_comes_from_an_abstract_reset():
+  """inverted_pendulum observes qpos (cart, pole) and qvel (cart, pole): 4 numbers. The size
+  is read from a traced reset: the key `reset` receives is abstract, never a concrete array
+  (Brax's own property runs reset eagerly, ~9 s on a 2-core CPU)."""
+  env = envs.make_env("inverted_pendulum")
+  seen = []
+  real_reset = env.reset
+
+  def spy(key):
+    seen.append(isinstance(key, jax.core.Tracer))
+    return real_reset(key)
+
+  env.reset = spy
+  assert envs.observation_size(env) == 4
+  assert seen == [True]
+  assert envs.observation_size(env) == 4  # remembered: no second trace
+  assert seen == [True]
