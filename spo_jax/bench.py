@@ -6,13 +6,15 @@
 
 One process, one env, one N and H. Sections (each skipped when its contenders are not asked):
 
-1. Throughput (`raw`, `spo`, `ground_truth`, `reward_model`): one jitted call each, alternated
+1. Throughput (`raw`, `spo`, `ground_truth`, `reward_model`, and on request `spo_full_update`:
+   SPO with `num_microbatches = 1`, PPO over every slot): one jitted call each, alternated
    for --repeats rounds, medians reported. `raw` is a `lax.scan` of `env.step` over N envs
    and H steps with random actions (the physical limit: all N x H steps simulated). The
    learning contenders run one training iteration (rollout + rewards + PPO) on the same state:
    --warmup-iterations of SPO from init (0: a fresh policy, short episodes early in training;
    more: long episodes as in steady training). "physics steps" counts every `env.step`
-   executed, masked steps after termination included; "useful" is valid / physics steps.
+   executed, masked steps after termination included; "useful" is valid / physics steps;
+   "PPO work" the share of a full pass over all N x H slots that the PPO update ran.
    Compilation of the first iteration is timed apart (ahead-of-time `lower().compile()`).
 2. Breakdown of the SPO iteration (with `spo`): rollout, win rates + reward placement, PPO
    update, each jitted alone on the same data.
@@ -48,8 +50,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-CONTENDERS = ("raw", "spo", "ground_truth", "reward_model", "brax_ppo")
-LEARNERS = ("spo", "ground_truth", "reward_model")
+CONTENDERS = ("raw", "spo", "ground_truth", "reward_model", "brax_ppo", "spo_full_update")
+# Run when --contenders is not given; `spo_full_update` (SPO with num_microbatches = 1: every
+# PPO minibatch over all its slots, masked ones included) is asked for by name.
+DEFAULT_CONTENDERS = CONTENDERS[:5]
+LEARNERS = ("spo", "ground_truth", "reward_model", "spo_full_update")
 
 
 class BenchError(ValueError):
@@ -146,7 +151,12 @@ def throughput(config, contenders, repeats: int, warmup: int, breakdown: bool) -
       fn = raw_rollout_fn(spo_setup.env, config.num_envs, config.episode_length)
       arg = jax.random.PRNGKey(1)
     else:
-      setup = spo_setup if name == "spo" else build(config.replace(reward_source=name))
+      if name == "spo":
+        setup = spo_setup
+      elif name == "spo_full_update":
+        setup = build(config.replace(reward_source="spo", num_microbatches=1))
+      else:
+        setup = build(config.replace(reward_source=name))
       arg = setup.fns.init(jax.random.PRNGKey(config.seed))._replace(
           params=state.params, opt_state=state.opt_state, normalizer=state.normalizer)
       if name == "spo":
@@ -161,7 +171,8 @@ def throughput(config, contenders, repeats: int, warmup: int, breakdown: bool) -
     if name != "raw":
       m = jax.device_get(out[1])
       results[name].update(physics_steps=int(m["train/physics_steps"][0]),
-                           valid_steps=int(m["train/env_steps"][0]))
+                           valid_steps=int(m["train/env_steps"][0]),
+                           ppo_work=float(m["ppo/work_fraction"].ravel()[0]))
     else:
       n = config.num_envs * config.episode_length
       results[name].update(physics_steps=n, valid_steps=n)
@@ -399,14 +410,15 @@ def print_tables(report: dict, sections: tuple[str, ...] | None = None) -> None:
             f"jax {report['machine']['jax']}, medians of {report['repeats']} alternated repeats")
     print(f"\n{head}\n")
   if "throughput" in r:
-    print("| contender | compile (s) | steady call (s) | physics steps | useful | "
-          "physics steps/s | valid steps/s | vs raw |")
-    print("|---|---|---|---|---|---|---|---|")
+    print("| contender | compile (s) | steady call (s) | physics steps | useful | PPO work "
+          "| physics steps/s | valid steps/s | vs raw |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for name, t in r["throughput"].items():
       if name == "spo_breakdown":
         continue
       print(f"| {name} | {t['compile_s']:.1f} | {t['median_s']:.3f} | {t['physics_steps']:,d} "
-            f"| {t['useful_fraction']:.2f} | {t['physics_steps_per_s']:,.0f} "
+            f"| {t['useful_fraction']:.2f} | {_fmt(t.get('ppo_work'), '.2f')} "
+            f"| {t['physics_steps_per_s']:,.0f} "
             f"| {t['valid_steps_per_s']:,.0f} | {_fmt(t['vs_raw'], '.2f')}x |")
     if "spo_breakdown" in r["throughput"]:
       parts = r["throughput"]["spo_breakdown"]
@@ -454,7 +466,7 @@ def build_parser() -> argparse.ArgumentParser:
   parser.add_argument("--num-envs", type=int, default=64, help="N (default 64)")
   parser.add_argument("--episode-length", type=int, default=None,
                       help="H (default: the preset's)")
-  parser.add_argument("--contenders", default=",".join(CONTENDERS),
+  parser.add_argument("--contenders", default=",".join(DEFAULT_CONTENDERS),
                       help=f"comma-separated subset of {','.join(CONTENDERS)}")
   parser.add_argument("--repeats", type=int, default=3)
   parser.add_argument("--warmup-iterations", type=int, default=0,

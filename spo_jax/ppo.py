@@ -27,6 +27,7 @@ class PPOHyperparams(NamedTuple):
   update_epochs: int
   num_minibatches: int
   normalize_observations: bool
+  num_microbatches: int = 1
 
 
 def episode_ends(mask: jax.Array) -> jax.Array:
@@ -74,33 +75,78 @@ class Batch(NamedTuple):
   mask: jax.Array  # [B]
 
 
-def _masked_mean(x: jax.Array, mask: jax.Array) -> jax.Array:
-  return jnp.sum(jnp.where(mask > 0, x, 0.0)) / jnp.maximum(jnp.sum(mask), 1.0)
+def _masked_mean(x: jax.Array, mask: jax.Array, count: jax.Array | None = None) -> jax.Array:
+  """sum(x over mask > 0) / count, count = the number of valid entries unless given (a
+  microbatch divides by its whole minibatch's count, so that the pieces' sums add up)."""
+  count = jnp.sum(mask) if count is None else count
+  return jnp.sum(jnp.where(mask > 0, x, 0.0)) / jnp.maximum(count, 1.0)
 
 
 def ppo_loss(params: nets.Params, networks: nets.Networks, batch: Batch, horizon: int,
-             hp: PPOHyperparams) -> tuple[jax.Array, dict[str, jax.Array]]:
-  """Clipped surrogate + value_coef * value loss - entropy_coef * entropy, masked means."""
+             hp: PPOHyperparams, count: jax.Array | None = None
+             ) -> tuple[jax.Array, dict[str, jax.Array]]:
+  """Clipped surrogate + value_coef * value loss - entropy_coef * entropy, masked means.
+
+  Means are sums over the valid entries of `batch` divided by `count` (default: their number).
+  With `count` = the valid slots of a whole minibatch, the losses, metrics and gradients of its
+  microbatches add up to those of the minibatch in one piece.
+  """
   dist = networks.policy.apply(params.policy, batch.obs)
   new_log_prob = networks.distribution.log_prob(dist, batch.raw_action)
   log_ratio = jnp.where(batch.mask > 0, new_log_prob - batch.log_prob, 0.0)
   ratio = jnp.exp(log_ratio)
   clipped = jnp.clip(ratio, 1.0 - hp.clip_epsilon, 1.0 + hp.clip_epsilon)
   policy_loss = -_masked_mean(jnp.minimum(ratio * batch.advantage, clipped * batch.advantage),
-                              batch.mask)
+                              batch.mask, count)
   value = networks.value.apply(params.value, nets.value_input(batch.obs, batch.time, horizon))
-  value_loss = 0.5 * _masked_mean((value - batch.target) ** 2, batch.mask)
-  entropy = _masked_mean(networks.distribution.entropy(dist, batch.raw_action), batch.mask)
+  value_loss = 0.5 * _masked_mean((value - batch.target) ** 2, batch.mask, count)
+  entropy = _masked_mean(networks.distribution.entropy(dist, batch.raw_action), batch.mask,
+                         count)
   loss = policy_loss + hp.value_coef * value_loss - hp.entropy_coef * entropy
-  approx_kl = _masked_mean((ratio - 1.0) - log_ratio, batch.mask)
+  approx_kl = _masked_mean((ratio - 1.0) - log_ratio, batch.mask, count)
   clip_fraction = _masked_mean((jnp.abs(ratio - 1.0) > hp.clip_epsilon).astype(jnp.float32),
-                               batch.mask)
+                               batch.mask, count)
   return loss, {"policy_loss": policy_loss, "value_loss": value_loss, "entropy": entropy,
                 "approx_kl": approx_kl, "clip_fraction": clip_fraction}
 
 
 def make_optimizer(learning_rate: float, max_grad_norm: float) -> optax.GradientTransformation:
   return optax.chain(optax.clip_by_global_norm(max_grad_norm), optax.adam(learning_rate))
+
+
+def valid_first_order(key: jax.Array, valid: jax.Array) -> jax.Array:
+  """[B] int32: a permutation of the B slots with the valid ones first, in uniformly random
+  order, then the masked ones (ties between random floats have probability ~0)."""
+  return jnp.argsort(jnp.where(valid, jax.random.uniform(key, valid.shape), 2.0)).astype(
+      jnp.int32)
+
+
+def _pieces(count: jax.Array, piece: int) -> jax.Array:
+  """Pieces of `piece` slots needed to hold `count` slots: ceil(count / piece)."""
+  return (count + piece - 1) // piece
+
+
+def map_valid(fn, data: Any, order: jax.Array, count: jax.Array, piece: int) -> jax.Array:
+  """fn over the first `count` slots of `order`, `piece` slots at a time; zeros elsewhere.
+
+  data: pytree of [B, ...] arrays; fn: that pytree with leaves [piece, ...] -> [piece]. Runs
+  ceil(count / piece) pieces in a `while_loop`, so the cost follows the valid slots, not B.
+  """
+  size = order.shape[0]
+
+  def body(loop):
+    i, out = loop
+    position = i * piece + jnp.arange(piece)
+    inside = position < count
+    slot = order[jnp.minimum(position, size - 1)]
+    values = fn(jax.tree.map(lambda x: x[slot], data))
+    # Positions past `count` write nowhere (index `size` is out of bounds and dropped).
+    return i + 1, out.at[jnp.where(inside, slot, size)].set(values, mode="drop")
+
+  out = jnp.zeros((size,), jnp.float32)
+  _, out = jax.lax.while_loop(lambda loop: loop[0] < _pieces(count, piece), body,
+                              (jnp.zeros((), jnp.int32), out))
+  return out
 
 
 def ppo_update(params: nets.Params, opt_state: Any, optimizer: optax.GradientTransformation,
@@ -110,10 +156,18 @@ def ppo_update(params: nets.Params, opt_state: Any, optimizer: optax.GradientTra
                ) -> tuple[nets.Params, Any, dict[str, jax.Array]]:
   """One PPO update on an iteration's data (all arrays time-major [H, N, ...]).
 
-  Values are computed here with the pre-update critic in one batched call; then
-  `update_epochs` passes of `num_minibatches` shuffled minibatches over the H * N slots.
+  Work proportional to the valid steps V, not to the B = H * N slots: each epoch orders the
+  slots valid-first at random and splits the V valid ones into `num_minibatches` minibatches
+  of ceil(V / M) slots (M gradient steps per epoch, whatever V). A minibatch runs as
+  microbatches of p = B / (M * num_microbatches) slots, only as many as it needs, in a
+  `while_loop`, and their gradients add up to the minibatch's (each divides its sums by the
+  minibatch's count): early in training, when episodes end after tens of steps, an update
+  costs about V / B of a pass over all slots (in steps of 1 / num_microbatches). The critic's
+  values before the update are computed the same way, on the valid slots only. Under `vmap`
+  over seeds the loops run as many pieces as the seed that needs most.
   """
   horizon, num_envs = mask.shape
+  size = horizon * num_envs
   # Masked slots carry no data; zero them so that nan there cannot reach a gradient
   # (the gradient of `where` is 0 * d(branch), and 0 * nan = nan).
   valid = mask > 0
@@ -123,36 +177,70 @@ def ppo_update(params: nets.Params, opt_state: Any, optimizer: optax.GradientTra
   rewards = jnp.where(valid, rewards, 0.0)
   norm_obs = nets.normalize(normalizer, obs, hp.normalize_observations)
   time = jnp.broadcast_to(jnp.arange(horizon)[:, None], (horizon, num_envs))
-  values = networks.value.apply(params.value, nets.value_input(norm_obs, time, horizon))
+  flat_obs, flat_time = norm_obs.reshape(size, -1), time.reshape(size)
+  flat_valid = valid.reshape(size)
+  num_valid = jnp.sum(flat_valid.astype(jnp.int32))
+  num_micro = max(1, hp.num_microbatches)
+  piece = -(-size // (hp.num_minibatches * num_micro))  # slots per microbatch
+
+  # Values with the pre-update critic, valid slots only (in time order, pieces of M * p).
+  value_fn = lambda d: networks.value.apply(params.value, nets.value_input(*d, horizon))
+  in_time_order = jnp.argsort(~flat_valid, stable=True).astype(jnp.int32)
+  values = map_valid(value_fn, (flat_obs, flat_time), in_time_order, num_valid,
+                     piece * hp.num_minibatches).reshape(horizon, num_envs)
   advantages, targets = compute_gae(rewards, values, mask, hp.discount, hp.gae_lambda)
   if hp.normalize_advantages:
     adv_mean = _masked_mean(advantages, mask)
     adv_std = jnp.sqrt(_masked_mean((advantages - adv_mean) ** 2, mask))
     advantages = jnp.where(mask > 0, (advantages - adv_mean) / (adv_std + 1e-8), 0.0)
 
-  size = horizon * num_envs
-  flat = Batch(norm_obs.reshape(size, -1), time.reshape(size), raw_action.reshape(size, -1),
-               log_prob.reshape(size), advantages.reshape(size), targets.reshape(size),
-               mask.reshape(size))
-  grad_fn = jax.value_and_grad(ppo_loss, has_aux=True)
+  flat = Batch(flat_obs, flat_time, raw_action.reshape(size, -1), log_prob.reshape(size),
+               advantages.reshape(size), targets.reshape(size), mask.reshape(size))
+  grad_fn = jax.grad(ppo_loss, has_aux=True)
+  per_minibatch = _pieces(num_valid, hp.num_minibatches)  # ceil(V / M) valid slots each
+  zero_aux = {k: jnp.zeros(()) for k in
+              ("policy_loss", "value_loss", "entropy", "approx_kl", "clip_fraction")}
 
-  def minibatch_step(carry, minibatch):
-    params, opt_state = carry
-    (_, aux), grads = grad_fn(params, networks, minibatch, horizon, hp)
+  def minibatch_step(carry, j):
+    params, opt_state, order = carry
+    start = j * per_minibatch
+    count = jnp.clip(num_valid - start, 0, per_minibatch)
+
+    def micro_step(loop):
+      i, grads, aux = loop
+      position = start + i * piece + jnp.arange(piece)
+      inside = position < start + count
+      slots = order[jnp.minimum(position, size - 1)]
+      batch = jax.tree.map(lambda x: x[slots], flat)._replace(
+          mask=inside.astype(jnp.float32))
+      micro_grads, micro_aux = grad_fn(params, networks, batch, horizon, hp,
+                                       count.astype(jnp.float32))
+      return (i + 1, jax.tree.map(jnp.add, grads, micro_grads),
+              jax.tree.map(jnp.add, aux, micro_aux))
+
+    zeros = jax.tree.map(jnp.zeros_like, params)
+    num_pieces, grads, aux = jax.lax.while_loop(
+        lambda loop: loop[0] < _pieces(count, piece), micro_step,
+        (jnp.zeros((), jnp.int32), zeros, zero_aux))
     updates, opt_state = optimizer.update(grads, opt_state, params)
     params = optax.apply_updates(params, updates)
-    aux["grad_norm"] = jnp.sqrt(sum(jnp.sum(g**2) for g in jax.tree.leaves(grads)))
-    return (params, opt_state), aux
+    aux = dict(aux, grad_norm=jnp.sqrt(sum(jnp.sum(g**2) for g in jax.tree.leaves(grads))),
+               pieces=num_pieces.astype(jnp.float32))
+    return (params, opt_state, order), aux
 
   def epoch_step(carry, epoch_key):
-    perm = jax.random.permutation(epoch_key, size)
-    shuffled = jax.tree.map(
-        lambda x: x[perm].reshape((hp.num_minibatches, -1) + x.shape[1:]), flat)
-    return jax.lax.scan(minibatch_step, carry, shuffled)
+    params, opt_state = carry
+    order = valid_first_order(epoch_key, flat_valid)
+    (params, opt_state, _), aux = jax.lax.scan(minibatch_step, (params, opt_state, order),
+                                               jnp.arange(hp.num_minibatches))
+    return (params, opt_state), aux
 
   (params, opt_state), aux = jax.lax.scan(
       epoch_step, (params, opt_state), jax.random.split(key, hp.update_epochs))
+  pieces = aux.pop("pieces")
   metrics = jax.tree.map(jnp.mean, aux)
+  # Share of a full pass over all B slots that the update ran (1.0 when every slot is valid).
+  metrics["work_fraction"] = jnp.mean(pieces) / num_micro
   metrics["value_mean"] = _masked_mean(values, mask)
   metrics["advantage_std"] = jnp.sqrt(_masked_mean(advantages**2, mask))
   return params, opt_state, metrics

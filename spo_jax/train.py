@@ -89,7 +89,8 @@ def _hyperparams(config: Config) -> ppo.PPOHyperparams:
       value_coef=config.value_coef, entropy_coef=config.entropy_coef,
       normalize_advantages=config.normalize_advantages, update_epochs=config.update_epochs,
       num_minibatches=config.num_minibatches,
-      normalize_observations=config.normalize_observations)
+      normalize_observations=config.normalize_observations,
+      num_microbatches=config.num_microbatches)
 
 
 def device_mesh(config: Config) -> jax.sharding.Mesh:
@@ -234,7 +235,8 @@ def build(config: Config, env: Env | None = None, teacher: Any | None = None) ->
   env = envs_lib.make_env(config.env if env is None else env, config.backend,
                           **({} if user_env is not None else _package_env_kwargs(config, teacher)))
   envs_lib.check_env(env)
-  check_memory(config, env.observation_size, env.action_size)
+  obs_size = envs_lib.observation_size(env)
+  check_memory(config, obs_size, env.action_size)
   limit = envs_lib.max_episode_length(env)
   if limit is not None and config.episode_length > limit:
     raise ConfigError(f"config field 'episode_length' = {config.episode_length} is invalid: "
@@ -248,10 +250,10 @@ def build(config: Config, env: Env | None = None, teacher: Any | None = None) ->
   if callable(check_env):  # teachers that can only check the env object itself (outcome count)
     check_env(env)
   if config.reward_source != "ground_truth":
-    teachers_lib.validate_teacher(teacher, obs_size=env.observation_size,
+    teachers_lib.validate_teacher(teacher, obs_size=obs_size,
                                   action_size=env.action_size, metric_names=spec.metric_names,
                                   horizon=min(config.episode_length, 6))
-  networks = nets.make_networks(env.observation_size, env.action_size,
+  networks = nets.make_networks(obs_size, env.action_size,
                                 config.policy_hidden_sizes, config.value_hidden_sizes,
                                 config.activation, config.init_log_std,
                                 discrete=nets.has_discrete_actions(env))

@@ -5,6 +5,7 @@ import json
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from spo_jax.bench import CONTENDERS, BenchError, main, parse_contenders
@@ -32,8 +33,8 @@ def test_contender_lists(text):
 def test_tiny_bench_runs_and_counts_consistently(tmp_path, capsys):
   out = tmp_path / "bench.json"
   argv = ["--env", "balance", "--num-envs", "8", "--episode-length", "20", "--repeats", "1",
-          "--contenders", "raw,spo", "--skip-time-to-target", "--winrate-sizes", "8",
-          "--winrate-horizon", "10", "--opponents", "2", "--seeds", "2",
+          "--contenders", "raw,spo,spo_full_update", "--skip-time-to-target",
+          "--winrate-sizes", "8", "--winrate-horizon", "10", "--opponents", "2", "--seeds", "2",
           "--chunks", "default", "--no-breakdown", "--out", str(out)]
   assert main(argv) == 0
   report = json.loads(out.read_text())
@@ -45,6 +46,16 @@ def test_tiny_bench_runs_and_counts_consistently(tmp_path, capsys):
   # A fresh policy topples the pole early: physics stops at the longest episode.
   assert 0 < spo["valid_steps"] <= spo["physics_steps"] <= 8 * 20
   assert spo["useful_fraction"] == pytest.approx(spo["valid_steps"] / spo["physics_steps"])
+  # PPO work: balance preset, M = 8 minibatches of 8 pieces; a piece holds
+  # ceil(8 * 20 / 64) = 3 slots. Minibatch j takes min(per, V - j * per) of the V valid steps,
+  # per = ceil(V / 8), and runs ceil(that / 3) of its 8 pieces.
+  valid = spo["valid_steps"]
+  per = -(-valid // 8)
+  pieces = [-(-max(0, min(per, valid - j * per)) // 3) for j in range(8)]
+  assert spo["ppo_work"] == pytest.approx(np.mean(pieces) / 8)
+  # The same iteration with every minibatch in one piece: the full pass, same data.
+  full = r["throughput"]["spo_full_update"]
+  assert full["ppo_work"] == 1.0 and full["valid_steps"] == valid
   # Win-rate share: all pairs and k = 2 opponents at N = 8.
   assert [row["opponents"] for row in r["winrate_share"]] == ["all pairs", 2]
   assert all(row["share"] > 0 for row in r["winrate_share"])

@@ -3,10 +3,19 @@
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 
 from spo_jax import networks as nets
-from spo_jax.ppo import PPOHyperparams, compute_gae, episode_ends, make_optimizer, ppo_update
+from spo_jax.ppo import (
+    Batch,
+    PPOHyperparams,
+    compute_gae,
+    episode_ends,
+    make_optimizer,
+    ppo_loss,
+    ppo_update,
+)
 
 KEY = jax.random.PRNGKey(0)
 _gae = jax.jit(compute_gae)
@@ -141,3 +150,95 @@ def test_ppo_update_ignores_masked_steps():
   jax.tree.map(np.testing.assert_array_equal, params_a, params_b)
   jax.tree.map(np.testing.assert_array_equal, metrics_a, metrics_b)
   assert all(np.isfinite(float(v)) for v in metrics_a.values())
+
+
+# --- The update's cost follows the valid steps -------------------------------------------
+
+def _update_setup(lengths, horizon, seed=0):
+  """Networks, optimizer and data for a PPO update on episodes of the given lengths."""
+  obs_size, action_size = 3, 2
+  mask = jnp.asarray(_prefix_mask(lengths, horizon))
+  networks = nets.make_networks(obs_size, action_size, (8,), (8,))
+  params = nets.init_params(networks, KEY)
+  optimizer = make_optimizer(3e-3, 0.5)
+  normalizer = nets.normalizer_init(obs_size)
+  rng = np.random.default_rng(seed)
+  num_envs = len(lengths)
+  data = (jnp.asarray(rng.normal(size=(horizon, num_envs, obs_size)), jnp.float32),
+          jnp.asarray(rng.normal(size=(horizon, num_envs, action_size)), jnp.float32),
+          jnp.asarray(rng.normal(size=(horizon, num_envs)) - 2.0, jnp.float32),
+          jnp.asarray(rng.normal(size=(horizon, num_envs)), jnp.float32))
+  return networks, params, optimizer, normalizer, mask, data
+
+
+def _hp(**changes):
+  base = PPOHyperparams(discount=0.99, gae_lambda=0.95, clip_epsilon=0.2, value_coef=0.5,
+                        entropy_coef=0.01, normalize_advantages=True, update_epochs=2,
+                        num_minibatches=2, normalize_observations=False)
+  return base._replace(**changes)
+
+
+def _run_update(setup, hp, key=KEY):
+  networks, params, optimizer, normalizer, mask, data = setup
+  fn = jax.jit(lambda *d: ppo_update(params, optimizer.init(params), optimizer, networks,
+                                     normalizer, *d, mask, key, hp))
+  return fn(*data)
+
+
+def test_microbatches_add_up_to_the_whole_minibatch():
+  """Splitting each minibatch into 1, 2, 3 or 5 pieces gives the same update (same key, hence
+  the same minibatches): each piece divides its sums by the whole minibatch's count."""
+  setup = _update_setup([9, 1, 5, 7, 2, 9], horizon=9)  # 33 valid of 54 slots
+  params_1, _, metrics_1 = _run_update(setup, _hp(num_microbatches=1))
+  for pieces in (2, 3, 5):
+    params_k, _, metrics_k = _run_update(setup, _hp(num_microbatches=pieces))
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=2e-5, atol=1e-6),
+                 params_1, params_k)
+    for name in ("policy_loss", "value_loss", "entropy", "approx_kl", "grad_norm"):
+      np.testing.assert_allclose(metrics_k[name], metrics_1[name], rtol=2e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize(("lengths", "minibatches", "pieces", "expected"), [
+    # 16 slots, V = 10 valid, M = 2: 5 valid per minibatch; a piece holds
+    # ceil(16 / (2 * 4)) = 2 slots, so a minibatch runs ceil(5 / 2) = 3 of its 4 pieces: 0.75.
+    ([4, 1, 2, 3], 2, 4, 3 / 4),
+    # Every slot valid: 8 per minibatch, all 4 pieces run.
+    ([4, 4, 4, 4], 2, 4, 1.0),
+    # V = 4 (episodes of one step), M = 1, 8 pieces of 2 slots: 2 of 8 pieces run.
+    ([1, 1, 1, 1], 1, 8, 2 / 8),
+    # One piece per minibatch: always the full pass.
+    ([1, 1, 1, 1], 2, 1, 1.0),
+])
+def test_the_update_runs_only_the_pieces_holding_valid_steps(lengths, minibatches, pieces,
+                                                             expected):
+  setup = _update_setup(lengths, horizon=4)
+  _, _, metrics = _run_update(setup, _hp(num_minibatches=minibatches, num_microbatches=pieces))
+  assert float(metrics["work_fraction"]) == pytest.approx(expected)
+
+
+def test_one_minibatch_is_one_adam_step_on_the_valid_steps():
+  """M = 1, one epoch: the update is exactly one optimizer step on the masked-mean loss of
+  the valid steps alone, gathered by hand (a plain reference without any masking), whatever
+  the number of pieces."""
+  lengths, horizon = [5, 2, 4], 5
+  setup = _update_setup(lengths, horizon)
+  networks, params, optimizer, normalizer, mask, (obs, raw_action, log_prob, rewards) = setup
+  hp = _hp(num_minibatches=1, update_epochs=1, num_microbatches=3, normalize_advantages=False)
+  new_params, _, metrics = _run_update(setup, hp)
+
+  # Reference: the critic's values and GAE by episode (NumPy), then the valid slots only.
+  time = np.broadcast_to(np.arange(horizon)[:, None], mask.shape)
+  values = np.asarray(networks.value.apply(params.value,
+                                           nets.value_input(obs, jnp.asarray(time), horizon)))
+  advantages, targets = _gae_reference(np.asarray(rewards), values, lengths, 0.99, 0.95)
+  valid = np.asarray(mask) > 0
+  batch = Batch(obs[valid], jnp.asarray(time[valid]), raw_action[valid], log_prob[valid],
+                jnp.asarray(advantages[valid], jnp.float32),
+                jnp.asarray(targets[valid], jnp.float32), jnp.ones((int(valid.sum()),)))
+  grads, aux = jax.grad(ppo_loss, has_aux=True)(params, networks, batch, horizon, hp)
+  updates, _ = optimizer.update(grads, optimizer.init(params), params)
+  expected = optax.apply_updates(params, updates)
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6),
+               new_params, expected)
+  np.testing.assert_allclose(metrics["policy_loss"], aux["policy_loss"], rtol=1e-5, atol=1e-6)
+  np.testing.assert_allclose(metrics["value_loss"], aux["value_loss"], rtol=1e-5, atol=1e-6)
