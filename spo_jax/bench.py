@@ -6,8 +6,8 @@
 
 One process, one env, one N and H. Sections (each skipped when its contenders are not asked):
 
-1. Throughput (`raw`, `spo`, `ground_truth`, `reward_model`, and on request `spo_full_update`:
-   SPO with `num_microbatches = 1`, PPO over every slot): one jitted call each, alternated
+1. Throughput (`raw`, `spo`, `spo_full_update` = SPO with `num_microbatches = 1`, PPO over
+   every slot, `ground_truth`, `reward_model`): one jitted call each, alternated
    for --repeats rounds, medians reported. `raw` is a `lax.scan` of `env.step` over N envs
    and H steps with random actions (the physical limit: all N x H steps simulated). The
    learning contenders run one training iteration (rollout + rewards + PPO) on the same state:
@@ -50,10 +50,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-CONTENDERS = ("raw", "spo", "ground_truth", "reward_model", "brax_ppo", "spo_full_update")
-# Run when --contenders is not given; `spo_full_update` (SPO with num_microbatches = 1: every
-# PPO minibatch over all its slots, masked ones included) is asked for by name.
-DEFAULT_CONTENDERS = CONTENDERS[:5]
+# `spo_full_update`: SPO with num_microbatches = 1, every PPO minibatch over all its slots
+# (masked ones included), to show in one process what following the valid steps saves.
+CONTENDERS = ("raw", "spo", "spo_full_update", "ground_truth", "reward_model", "brax_ppo")
 LEARNERS = ("spo", "ground_truth", "reward_model", "spo_full_update")
 
 
@@ -466,7 +465,7 @@ def build_parser() -> argparse.ArgumentParser:
   parser.add_argument("--num-envs", type=int, default=64, help="N (default 64)")
   parser.add_argument("--episode-length", type=int, default=None,
                       help="H (default: the preset's)")
-  parser.add_argument("--contenders", default=",".join(DEFAULT_CONTENDERS),
+  parser.add_argument("--contenders", default=",".join(CONTENDERS),
                       help=f"comma-separated subset of {','.join(CONTENDERS)}")
   parser.add_argument("--repeats", type=int, default=3)
   parser.add_argument("--warmup-iterations", type=int, default=0,

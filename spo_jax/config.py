@@ -176,10 +176,11 @@ class Config:
   valid steps."""
   num_microbatches: int = 8
   """Pieces a minibatch is computed in (gradients accumulated, the same update): a piece holds
-  N * H / (num_minibatches * num_microbatches) slots and only the pieces holding valid steps
-  run, so a PPO update costs about (valid steps / N * H) of a full pass, in steps of
-  1 / num_microbatches. Early in training, when episodes end after tens of steps, that is most
-  of an iteration's time saved; 1 runs every minibatch as one full-size piece."""
+  N * H / (num_minibatches * num_microbatches) slots (at least 512, or the whole minibatch if
+  smaller) and only the pieces holding valid steps run, so a PPO update costs about
+  (valid steps / N * H) of a full pass, in steps of one piece. Early in training, when
+  episodes end after tens of steps, that is most of an iteration's time saved; 1 runs every
+  minibatch as one full-size piece."""
   reward_scale: float = 1.0
   """Multiplies the per-step reward PPO sees (win-rate or environment reward)."""
   normalize_advantages: bool = True

@@ -28,6 +28,10 @@ class PPOHyperparams(NamedTuple):
   num_minibatches: int
   normalize_observations: bool
   num_microbatches: int = 1
+  # Smallest piece (slots) a minibatch is cut into, unless the minibatch itself is smaller:
+  # a `while_loop` trip costs ~0.1 ms on a CPU, more than a tiny piece's compute
+  # (docs/performance.md).
+  min_microbatch_size: int = 512
 
 
 def episode_ends(mask: jax.Array) -> jax.Array:
@@ -159,7 +163,8 @@ def ppo_update(params: nets.Params, opt_state: Any, optimizer: optax.GradientTra
   Work proportional to the valid steps V, not to the B = H * N slots: each epoch orders the
   slots valid-first at random and splits the V valid ones into `num_minibatches` minibatches
   of ceil(V / M) slots (M gradient steps per epoch, whatever V). A minibatch runs as
-  microbatches of p = B / (M * num_microbatches) slots, only as many as it needs, in a
+  microbatches of p = B / (M * num_microbatches) slots (at least `min_microbatch_size`, or the
+  whole minibatch if smaller), only as many as it needs, in a
   `while_loop`, and their gradients add up to the minibatch's (each divides its sums by the
   minibatch's count): early in training, when episodes end after tens of steps, an update
   costs about V / B of a pass over all slots (in steps of 1 / num_microbatches). The critic's
@@ -180,8 +185,10 @@ def ppo_update(params: nets.Params, opt_state: Any, optimizer: optax.GradientTra
   flat_obs, flat_time = norm_obs.reshape(size, -1), time.reshape(size)
   flat_valid = valid.reshape(size)
   num_valid = jnp.sum(flat_valid.astype(jnp.int32))
-  num_micro = max(1, hp.num_microbatches)
-  piece = -(-size // (hp.num_minibatches * num_micro))  # slots per microbatch
+  minibatch_slots = -(-size // hp.num_minibatches)
+  piece = max(-(-minibatch_slots // max(1, hp.num_microbatches)),  # slots per microbatch
+              min(hp.min_microbatch_size, minibatch_slots))
+  max_pieces = -(-minibatch_slots // piece)
 
   # Values with the pre-update critic, valid slots only (in time order, pieces of M * p).
   value_fn = lambda d: networks.value.apply(params.value, nets.value_input(*d, horizon))
@@ -240,7 +247,7 @@ def ppo_update(params: nets.Params, opt_state: Any, optimizer: optax.GradientTra
   pieces = aux.pop("pieces")
   metrics = jax.tree.map(jnp.mean, aux)
   # Share of a full pass over all B slots that the update ran (1.0 when every slot is valid).
-  metrics["work_fraction"] = jnp.mean(pieces) / num_micro
+  metrics["work_fraction"] = jnp.mean(pieces) / max_pieces
   metrics["value_mean"] = _masked_mean(values, mask)
   metrics["advantage_std"] = jnp.sqrt(_masked_mean(advantages**2, mask))
   return params, opt_state, metrics

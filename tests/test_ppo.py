@@ -174,7 +174,8 @@ def _update_setup(lengths, horizon, seed=0):
 def _hp(**changes):
   base = PPOHyperparams(discount=0.99, gae_lambda=0.95, clip_epsilon=0.2, value_coef=0.5,
                         entropy_coef=0.01, normalize_advantages=True, update_epochs=2,
-                        num_minibatches=2, normalize_observations=False)
+                        num_minibatches=2, normalize_observations=False,
+                        min_microbatch_size=1)  # pieces of a few slots: these tiny batches
   return base._replace(**changes)
 
 
@@ -199,6 +200,7 @@ def test_microbatches_add_up_to_the_whole_minibatch():
 
 
 @pytest.mark.parametrize(("lengths", "minibatches", "pieces", "expected"), [
+    # work_fraction = pieces run / pieces a minibatch has, averaged over minibatches and epochs.
     # 16 slots, V = 10 valid, M = 2: 5 valid per minibatch; a piece holds
     # ceil(16 / (2 * 4)) = 2 slots, so a minibatch runs ceil(5 / 2) = 3 of its 4 pieces: 0.75.
     ([4, 1, 2, 3], 2, 4, 3 / 4),
@@ -214,6 +216,15 @@ def test_the_update_runs_only_the_pieces_holding_valid_steps(lengths, minibatche
   setup = _update_setup(lengths, horizon=4)
   _, _, metrics = _run_update(setup, _hp(num_minibatches=minibatches, num_microbatches=pieces))
   assert float(metrics["work_fraction"]) == pytest.approx(expected)
+
+
+def test_pieces_are_never_smaller_than_the_minimum():
+  """64 slots, M = 2: minibatches of 32. 8 pieces would hold 4 slots; with a minimum of 16
+  they hold 16, two per minibatch. V = 4 + 3 * 1 = 7 valid: 4 per minibatch (the second gets
+  3), one piece each: 1 of 2 pieces, work 0.5."""
+  setup = _update_setup([16, 1, 1, 1], horizon=16)
+  _, _, metrics = _run_update(setup, _hp(num_microbatches=8, min_microbatch_size=16))
+  assert float(metrics["work_fraction"]) == pytest.approx(0.5)
 
 
 def test_one_minibatch_is_one_adam_step_on_the_valid_steps():
