@@ -16,6 +16,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from spo_jax._quiet import quiet_imports
+
 
 def _device_put_replicated(value: Any, devices: list) -> Any:
   """`value` copied onto each of `devices`: leaves [D, ...] split over a 1-D mesh, the layout
@@ -43,11 +45,12 @@ def train(env_name: str, num_envs: int, num_timesteps: int, *, episode_length: i
   Brax counts `num_timesteps` env steps of its auto-reset rollouts; every one is useful.
   """
   install_shim()
-  from brax import envs
-  from brax.training.agents.ppo import networks as ppo_networks
-  from brax.training.agents.ppo import train as ppo
+  from spo_jax.envs import make_env
 
-  env = envs.get_environment(env_name)
+  with quiet_imports():  # the same notices spo_jax hides for its own envs (_quiet.py)
+    from brax.training.agents.ppo import networks as ppo_networks
+    from brax.training.agents.ppo import train as ppo
+  env = make_env(env_name)
   curve: list[tuple[int, float, float]] = []
   start = time.perf_counter()
 
