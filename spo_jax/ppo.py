@@ -130,6 +130,14 @@ def _pieces(count: jax.Array, piece: int) -> jax.Array:
   return (count + piece - 1) // piece
 
 
+def _piece_slots(order: jax.Array, first: jax.Array, piece: int, end: jax.Array
+                 ) -> tuple[jax.Array, jax.Array]:
+  """The slots at positions first .. first + piece - 1 of `order` ([piece] int32, clamped to
+  the last position) and which of those positions lie before `end` ([piece] bool)."""
+  position = first + jnp.arange(piece)
+  return order[jnp.minimum(position, order.shape[0] - 1)], position < end
+
+
 def map_valid(fn, data: Any, order: jax.Array, count: jax.Array, piece: int) -> jax.Array:
   """fn over the first `count` slots of `order`, `piece` slots at a time; zeros elsewhere.
 
@@ -140,9 +148,7 @@ def map_valid(fn, data: Any, order: jax.Array, count: jax.Array, piece: int) -> 
 
   def body(loop):
     i, out = loop
-    position = i * piece + jnp.arange(piece)
-    inside = position < count
-    slot = order[jnp.minimum(position, size - 1)]
+    slot, inside = _piece_slots(order, i * piece, piece, count)
     values = fn(jax.tree.map(lambda x: x[slot], data))
     # Positions past `count` write nowhere (index `size` is out of bounds and dropped).
     return i + 1, out.at[jnp.where(inside, slot, size)].set(values, mode="drop")
@@ -164,10 +170,10 @@ def ppo_update(params: nets.Params, opt_state: Any, optimizer: optax.GradientTra
   slots valid-first at random and splits the V valid ones into `num_minibatches` minibatches
   of ceil(V / M) slots (M gradient steps per epoch, whatever V). A minibatch runs as
   microbatches of p = B / (M * num_microbatches) slots (at least `min_microbatch_size`, or the
-  whole minibatch if smaller), only as many as it needs, in a
-  `while_loop`, and their gradients add up to the minibatch's (each divides its sums by the
+  whole minibatch if smaller), only as many as it needs, in a `while_loop`, and their
+  gradients add up to the minibatch's (each divides its sums by the
   minibatch's count): early in training, when episodes end after tens of steps, an update
-  costs about V / B of a pass over all slots (in steps of 1 / num_microbatches). The critic's
+  costs about V / B of a pass over all slots (in steps of one piece). The critic's
   values before the update are computed the same way, on the valid slots only. Under `vmap`
   over seeds the loops run as many pieces as the seed that needs most.
   """
@@ -215,9 +221,7 @@ def ppo_update(params: nets.Params, opt_state: Any, optimizer: optax.GradientTra
 
     def micro_step(loop):
       i, grads, aux = loop
-      position = start + i * piece + jnp.arange(piece)
-      inside = position < start + count
-      slots = order[jnp.minimum(position, size - 1)]
+      slots, inside = _piece_slots(order, start + i * piece, piece, start + count)
       batch = jax.tree.map(lambda x: x[slots], flat)._replace(
           mask=inside.astype(jnp.float32))
       micro_grads, micro_aux = grad_fn(params, networks, batch, horizon, hp,
