@@ -38,6 +38,11 @@ class Config:
   """Horizon H: every iteration runs each environment for one episode of at most H steps."""
   num_envs: int = 128
   """N: episodes (trajectories) collected per iteration, all compared with each other."""
+  eval_episode_length: int = 0
+  """Steps of an evaluation episode (and of `spo-eval`); 0 means the training horizon H. A
+  policy trained on shorter episodes than the task's (e.g. H = 250 on halfcheetah, whose
+  returns are reported over 1000 steps) is evaluated on the task's length: the policy does not
+  see the time step, only the critic does."""
 
   # --- budget and seed -----------------------------------------------------------
   num_timesteps: int = 1_000_000
@@ -234,6 +239,11 @@ class Config:
     return self.num_envs * self.episode_length
 
   @property
+  def eval_horizon(self) -> int:
+    """Steps of an evaluation episode: `eval_episode_length`, or H when it is 0."""
+    return self.eval_episode_length or self.episode_length
+
+  @property
   def minibatch_size(self) -> int:
     return self.batch_size // self.num_minibatches
 
@@ -290,6 +300,11 @@ def validate(cfg: Config) -> Config:
   if max_len is not None and cfg.episode_length > max_len:
     fail("episode_length", cfg.episode_length,
           f"the '{cfg.env}' episode lasts at most {max_len} steps; use episode_length <= {max_len}")
+  check_int(cfg, "eval_episode_length", 0)
+  if max_len is not None and cfg.eval_episode_length > max_len:
+    fail("eval_episode_length", cfg.eval_episode_length,
+         f"the '{cfg.env}' episode lasts at most {max_len} steps; use a value <= {max_len} "
+         "(0: the training horizon)")
   check_int(cfg, "num_envs", 2)
   check_int(cfg, "num_timesteps", 1)
   check_int(cfg, "max_iterations", 0)

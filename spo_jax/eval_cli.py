@@ -5,7 +5,8 @@
            [--save-rollout out.html] [--json out.json]
 
 Prints the ground-truth return (mean, std, min, max over `--episodes` episodes from reset,
-at most the run's `episode_length` steps) and the episode length (mean, std). With
+at most the run's evaluation horizon: `eval_episode_length`, or `episode_length` when that is 0)
+and the episode length (mean, std). With
 `--against`, also the teacher's win rate of this policy against the other one
 (`evaluate.head_to_head`: the same reset states for both, every episode of A compared with
 every episode of B; 1/2 = as good as each other), the teacher being the run's own (its config)
@@ -99,7 +100,7 @@ def evaluate_returns(setup, params, episodes: int, key, deterministic: bool = Tr
   def run(params, key):
     policy_fn = rollout_policy(setup.networks, params, config.normalize_observations,
                                deterministic)
-    traj = rollout(setup.env, policy_fn, key, episodes, config.episode_length).trajectory
+    traj = rollout(setup.env, policy_fn, key, episodes, config.eval_horizon).trajectory
     return jnp.sum(traj.reward, axis=0), jnp.sum(traj.mask, axis=0)
 
   returns, lengths = (np.asarray(x, np.float64) for x in jax.device_get(run(params, key)))
@@ -130,7 +131,7 @@ def save_rollout(setup, params, path: Path, key, deterministic: bool = True) -> 
   k_reset, k_act = jax.random.split(key)
   state = reset(k_reset)
   states, observations, actions, rewards = [state.pipeline_state], [state.obs], [], []
-  for t in range(config.episode_length):
+  for t in range(config.eval_horizon):
     action = act(state.obs, jax.random.fold_in(k_act, t))
     state = step(state, action)
     states.append(state.pipeline_state)

@@ -238,9 +238,10 @@ def build(config: Config, env: Env | None = None, teacher: Any | None = None) ->
   obs_size = envs_lib.observation_size(env)
   check_memory(config, obs_size, env.action_size)
   limit = envs_lib.max_episode_length(env)
-  if limit is not None and config.episode_length > limit:
-    raise ConfigError(f"config field 'episode_length' = {config.episode_length} is invalid: "
-                      f"this environment's episodes last at most {limit} steps")
+  for field in ("episode_length", "eval_episode_length"):
+    if limit is not None and getattr(config, field) > limit:
+      raise ConfigError(f"config field '{field}' = {getattr(config, field)} is invalid: "
+                        f"this environment's episodes last at most {limit} steps")
   spec = teachers_lib.env_spec(env, config.episode_length, config.env if user_env is None else "")
   if teacher is None:
     # PPO on the env reward asks no teacher: don't build (or fit) the configured one.
@@ -259,7 +260,7 @@ def build(config: Config, env: Env | None = None, teacher: Any | None = None) ->
                                 discrete=nets.has_discrete_actions(env))
   game = averaging.one_step_game(env, teacher, config.episode_length)
   fns = _make_functions(config, env, teacher, networks, spec, game)
-  evaluate = make_evaluator(env, networks, config.num_eval_envs, config.episode_length,
+  evaluate = make_evaluator(env, networks, config.num_eval_envs, config.eval_horizon,
                             config.normalize_observations)
   make_policy = make_policy_factory(networks, config.normalize_observations)
   game_metrics = None

@@ -55,6 +55,21 @@ def test_ground_truth_reward_source_learns_point_reach():
   assert result.metrics["train/total_feedback"] == 0
 
 
+def test_evaluation_runs_its_own_horizon():
+  """Training episodes of H = 8 steps, evaluation episodes of 24: point_reach only ends when
+  the point leaves [-2, 2]^2, at least 10 steps of 0.1 from a start in [-1, 1]^2, so a fresh
+  policy's 4 evaluation episodes last longer than 8 steps, and never longer than 24. With
+  eval_episode_length = 0 they last the training horizon, at most 8."""
+  lengths = {}
+  for eval_length in (0, 24):
+    setup = spo_jax.build(TINY.replace(eval_episode_length=eval_length))
+    state = jax.jit(setup.fns.init)(jax.random.PRNGKey(0))
+    metrics = setup.evaluate(policy_params(state), jax.random.PRNGKey(1))
+    lengths[eval_length] = float(metrics["eval/episode_length"])
+  assert lengths[0] <= 8
+  assert 8 < lengths[24] <= 24
+
+
 def test_seeds_under_vmap_equal_single_runs():
   fns = spo_jax.make_train(TINY)
   keys = jax.random.split(jax.random.PRNGKey(3), 2)
@@ -97,6 +112,8 @@ class Broken(Oracle):
     ({"teacher": "orcale"}, "not a known teacher"),
     ({"num_envs": -4}, "num_envs"),
     ({"episode_length": 5000, "env": "inverted_pendulum"}, "at most 1000"),
+    ({"eval_episode_length": 1001, "env": "inverted_pendulum"}, "eval_episode_length"),
+    ({"eval_episode_length": -1}, "eval_episode_length"),
     ({"num_minibatches": 7}, "must divide"),
     ({"discount": 1.5}, "discount"),
     ({"labels": "hard"}, "labels"),
