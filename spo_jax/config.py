@@ -145,6 +145,13 @@ class Config:
   center_rewards: bool = True
   """Subtract 1/2 from the win rate before placing it, so losing trajectories get a negative
   return."""
+  segment_length: int = 0
+  """SPO: 0 compares whole episodes (the paper's setting). L > 0 (a divisor of episode_length)
+  compares segments of L steps: segment k of each trajectory against segment k of every other
+  trajectory still running when it began, each segment rewarded with its own win rate spread
+  over its steps, as preference-RL benchmarks compare clips (B-Pref: 50 steps). The teacher
+  judges each segment as a trajectory of its own. Not with queue_size > 0; the reward-model
+  baseline labels whole episodes whatever this says."""
 
   # --- networks ------------------------------------------------------------------
   policy_hidden_sizes: tuple[int, ...] = (64, 64)
@@ -336,6 +343,13 @@ def validate(cfg: Config) -> Config:
   _check_choice(cfg, "reward_placement", REWARD_PLACEMENTS)
   if not isinstance(cfg.center_rewards, bool):
     fail("center_rewards", cfg.center_rewards, "must be true or false")
+  check_int(cfg, "segment_length", 0)
+  if cfg.segment_length and cfg.episode_length % cfg.segment_length:
+    fail("segment_length", cfg.segment_length,
+         f"must divide episode_length = {cfg.episode_length} (or be 0 for whole episodes)")
+  if cfg.segment_length and cfg.queue_size and cfg.reward_source == "spo":
+    fail("segment_length", cfg.segment_length,
+         "cannot be combined with queue_size > 0 (past segments are not queued); set one to 0")
 
   for field in ("policy_hidden_sizes", "value_hidden_sizes"):
     sizes = getattr(cfg, field)

@@ -230,6 +230,7 @@ class RewardModelSource:
   output_penalty: float = 0.01
   discrete_actions: bool = False  # raw actions are one-hot env actions, not pre-tanh
   uses_teacher = True
+  segment_length = 0  # the model is fit to labels of whole episodes
 
   def __post_init__(self):
     if self.reward_normalization not in REWARD_NORMALIZATIONS:

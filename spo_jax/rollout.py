@@ -47,7 +47,8 @@ class Trajectory(NamedTuple):
 
 class RolloutResult(NamedTuple):
   trajectory: Trajectory
-  summaries: Any  # teacher summaries, leaves [N, ...] (None without a teacher)
+  summaries: Any  # teacher summaries, leaves [N, ...] ([N, H / L, ...] with segments of L
+  # steps; None without a teacher)
   physics_steps: jax.Array  # [], int32: N x steps up to the longest episode (masked included)
   loop_steps: jax.Array  # [], int32: time steps the loop ran (whole chunks, at most H)
 
@@ -66,7 +67,7 @@ def _masked_select(keep: jax.Array, new: Any, old: Any) -> Any:
 def rollout(env: Env, policy_fn: PolicyFn, key: jax.Array, num_envs: int, horizon: int,
             teacher: Any | None = None,
             shard_envs: Callable[[Any], Any] | None = None,
-            chunk: int | None = None) -> RolloutResult:
+            chunk: int | None = None, segment_length: int = 0) -> RolloutResult:
   """Run `num_envs` episodes of at most `horizon` steps from reset.
 
   `chunk`: steps per trip of the time loop (None: the module's `DEFAULT_CHUNK`, read at
@@ -78,14 +79,25 @@ def rollout(env: Env, policy_fn: PolicyFn, key: jax.Array, num_envs: int, horizo
   `shard_envs`, if given, places a pytree whose leaves lead with the env axis N (e.g. a
   `with_sharding_constraint` over a device mesh); it is applied to the env state and the
   summaries, and the compiler propagates the layout through the scan.
+
+  `segment_length` L > 0 (a divisor of `horizon`): the teacher folds each segment of L steps
+  separately, from a fresh `teacher.init()` and with the segment's own step index t - kL, into
+  summaries with leaves [N, H / L, ...] (segment k of trajectory i at [i, k]); 0 folds whole
+  episodes into leaves [N, ...].
   """
   k_reset, k_steps = jax.random.split(key)
   state = jax.vmap(env.reset)(jax.random.split(k_reset, num_envs))
   if shard_envs is not None:
     state = shard_envs(state)
   summaries = None
+  num_segments = horizon // segment_length if segment_length else 0
+  if segment_length and horizon % segment_length:
+    raise ValueError(f"segment_length {segment_length} must divide the horizon {horizon}")
   if teacher is not None:
-    summaries = jax.vmap(lambda _: teacher.init())(jnp.arange(num_envs))
+    init_one = lambda _: teacher.init()
+    if num_segments:
+      init_one = lambda _: jax.vmap(lambda _: teacher.init())(jnp.arange(num_segments))
+    summaries = jax.vmap(init_one)(jnp.arange(num_envs))
   alive = jnp.ones((num_envs,), jnp.float32)
   action_size = env.action_size
   to_env_action = action_distribution(env).to_env_action
@@ -102,10 +114,15 @@ def rollout(env: Env, policy_fn: PolicyFn, key: jax.Array, num_envs: int, horizo
     reward = jnp.where(valid, next_state.reward, 0.0)
     done = jnp.where(valid, jnp.minimum(next_state.done, 1.0), 0.0)
     if teacher is not None:
+      # With segments, step t belongs to segment k = t // L and is its step t - kL.
+      k = t // segment_length if num_segments else 0
       step = TeacherStep(obs=obs, next_obs=next_state.obs, action=action,
                          reward=next_state.reward, metrics=next_state.metrics, mask=alive,
-                         t=jnp.full((num_envs,), t, jnp.int32))
-      summaries = _masked_select(alive > 0, jax.vmap(teacher.update)(summaries, step), summaries)
+                         t=jnp.full((num_envs,), t - k * segment_length, jnp.int32))
+      current = (jax.tree.map(lambda x: x[:, k], summaries) if num_segments else summaries)
+      updated = _masked_select(alive > 0, jax.vmap(teacher.update)(current, step), current)
+      summaries = (jax.tree.map(lambda x, u: jax.lax.dynamic_update_index_in_dim(x, u, k, 1),
+                                summaries, updated) if num_segments else updated)
     out = Trajectory(_masked_select(valid, obs, jnp.zeros_like(obs)),
                      _masked_select(valid, raw_action, jnp.zeros_like(raw_action)),
                      jnp.where(valid, log_prob, 0.0), reward, alive, done)

@@ -182,7 +182,7 @@ def _make_functions(config: Config, env: Env, teacher: Any, networks: nets.Netwo
       return raw_action, networks.distribution.log_prob(dist, raw_action)
 
     result = rollout(env, policy_fn, k_rollout, num_envs, horizon, rollout_teacher,
-                     shard_envs)
+                     shard_envs, segment_length=source.segment_length)
     traj = result.trajectory
     rewards, reward_state, reward_metrics = source.rewards(state.reward_state, result, k_reward)
     params, opt_state, ppo_metrics = ppo.ppo_update(

@@ -52,7 +52,8 @@ def winrate(pref: jax.Array, mask: jax.Array) -> jax.Array:
   """
   mask = mask.astype(pref.dtype)
   total = jnp.sum(mask, axis=-1)
-  wins = jnp.sum(mask * pref, axis=-1)
+  # `where`, not mask * pref: an unasked pair's answer may be nan (e.g. an empty segment).
+  wins = jnp.sum(jnp.where(mask > 0, pref, 0.0), axis=-1)
   return jnp.where(total > 0, wins / jnp.maximum(total, 1.0), 0.5)
 
 
@@ -102,11 +103,13 @@ def _take(tree: Any, index: jax.Array) -> Any:
 
 def all_pairs_winrates(teacher: Any, summaries: Any, queue: OpponentQueue | None,
                        key: jax.Array, *, self_comparison: str = "exclude",
-                       labels: str = "soft") -> WinRates:
+                       labels: str = "soft", valid: jax.Array | None = None) -> WinRates:
   """Win rates of N trajectories against every other one (and every valid queue entry).
 
   summaries: leaves [N, ...]. Builds the [N, N + Q] preference matrix with vmap(vmap(...)),
   O(N (N + Q)) teacher calls; one query per unordered batch pair plus one per (i, queue) pair.
+  valid: optional [N] bool; a pair counts (as a query, a label and an opponent) only when both
+  are valid (segments that began after their episode ended are not valid).
   """
   num = jax.tree.leaves(summaries)[0].shape[0]
   k_pref, k_label, k_queue_label = jax.random.split(key, 3)
@@ -118,6 +121,10 @@ def all_pairs_winrates(teacher: Any, summaries: Any, queue: OpponentQueue | None
   eye = jnp.eye(num, dtype=bool)
   abstain = abstain | abstain.T  # a pair is labelled or not, whichever way it is asked
   upper = jnp.triu(jnp.ones((num, num), bool), 1)
+  if valid is not None:
+    both = valid[:, None] & valid[None, :]
+    abstain = abstain | ~both
+    upper = upper & both
   num_invalid = jnp.sum(invalid_answer(pref) & ~abstain & ~eye)
   if labels == "sampled":
     label = (jax.random.uniform(k_label, (num, num)) < pref).astype(jnp.float32)
@@ -152,11 +159,12 @@ def all_pairs_winrates(teacher: Any, summaries: Any, queue: OpponentQueue | None
 def sampled_opponent_winrates(teacher: Any, summaries: Any, queue: OpponentQueue | None,
                               key: jax.Array, num_opponents: int, *,
                               self_comparison: str = "exclude",
-                              labels: str = "soft") -> WinRates:
+                              labels: str = "soft", valid: jax.Array | None = None) -> WinRates:
   """Win rates against k = num_opponents opponents per trajectory, drawn uniformly with
   replacement from the batch (self excluded, or included as a tie) and the valid queue.
 
-  O(N k) teacher calls: bounds the number of queries for large N.
+  O(N k) teacher calls: bounds the number of queries for large N. valid: optional [N] bool;
+  a draw of an invalid trajectory (or by one) is not asked and not counted.
   """
   num = jax.tree.leaves(summaries)[0].shape[0]
   size = queue_size(queue)
@@ -186,25 +194,52 @@ def sampled_opponent_winrates(teacher: Any, summaries: Any, queue: OpponentQueue
   mine = jax.tree.map(lambda x: jnp.broadcast_to(x[:, None], (num, num_opponents) + x.shape[1:]),
                       summaries)
   pref, abstain = jax.vmap(jax.vmap(pair))(mine, opponents, index)
+  if valid is not None:
+    ok = valid[:, None] & jnp.where(from_batch, valid[batch_index], True)
+    abstain = abstain | ~ok
+    is_self = is_self & ok
   num_invalid = jnp.sum(invalid_answer(pref) & ~abstain & ~is_self)
   if labels == "sampled":
     pref = (jax.random.uniform(k_label, pref.shape) < pref).astype(jnp.float32)
   pref = jnp.where(is_self, 0.5, pref)
   mask = (~abstain | is_self).astype(jnp.float32)
-  asked = ~is_self
+  asked = ~is_self if valid is None else ~is_self & ok
   return WinRates(winrate(pref, mask), jnp.sum(asked).astype(jnp.int32),
                   jnp.sum(asked & ~abstain).astype(jnp.int32), num_invalid.astype(jnp.int32))
 
 
 def compute_winrates(teacher: Any, summaries: Any, queue: OpponentQueue | None,
                      key: jax.Array, *, num_opponents: int = 0,
-                     self_comparison: str = "exclude", labels: str = "soft") -> WinRates:
+                     self_comparison: str = "exclude", labels: str = "soft",
+                     valid: jax.Array | None = None) -> WinRates:
   """All pairs when `num_opponents == 0`, else `num_opponents` random opponents each."""
   if num_opponents == 0:
     return all_pairs_winrates(teacher, summaries, queue, key,
-                              self_comparison=self_comparison, labels=labels)
+                              self_comparison=self_comparison, labels=labels, valid=valid)
   return sampled_opponent_winrates(teacher, summaries, queue, key, num_opponents,
-                                   self_comparison=self_comparison, labels=labels)
+                                   self_comparison=self_comparison, labels=labels, valid=valid)
+
+
+def segment_winrates(teacher: Any, summaries: Any, mask: jax.Array, key: jax.Array, *,
+                     num_opponents: int = 0, self_comparison: str = "exclude",
+                     labels: str = "soft") -> WinRates:
+  """Win rates of each segment against the same segment of the other trajectories.
+
+  summaries: leaves [N, K, ...] (segment k of trajectory i at [i, k], `rollout` with
+  `segment_length` L = H / K); mask: [H, N]. Segment k of i is valid when step kL of i is
+  valid (its episode had not ended before the segment began); only valid segments are
+  compared, with each other. Returns `WinRates` with winrate [K, N] (1/2 for invalid or
+  unopposed segments) and the counts summed over segments.
+  """
+  num_segments = jax.tree.leaves(summaries)[0].shape[1]
+  horizon, num = mask.shape
+  valid = mask.reshape(num_segments, horizon // num_segments, num)[:, 0, :] > 0  # [K, N]
+  by_segment = jax.tree.map(lambda x: jnp.swapaxes(x, 0, 1), summaries)  # [K, N, ...]
+  rates = jax.vmap(lambda s, v, k: compute_winrates(
+      teacher, s, None, k, num_opponents=num_opponents, self_comparison=self_comparison,
+      labels=labels, valid=v))(by_segment, valid, jax.random.split(key, num_segments))
+  return WinRates(rates.winrate, jnp.sum(rates.num_queries), jnp.sum(rates.num_labels),
+                  jnp.sum(rates.num_invalid))
 
 
 def place_rewards(value: jax.Array, mask: jax.Array, placement: str = "spread") -> jax.Array:
@@ -221,3 +256,16 @@ def place_rewards(value: jax.Array, mask: jax.Array, placement: str = "spread") 
     return mask * (value / jnp.maximum(length, 1.0))[None, :]
   steps = jnp.arange(mask.shape[0])[:, None]
   return jnp.where((steps == length[None, :] - 1) & (length[None, :] > 0), value[None, :], 0.0)
+
+
+def place_segment_rewards(value: jax.Array, mask: jax.Array, placement: str = "spread"
+                          ) -> jax.Array:
+  """`place_rewards` within each segment: value [K, N], mask [H, N] with H = K L; segment k
+  of trajectory i spreads value[k, i] over its valid steps kL .. (k + 1)L - 1 (or puts it on
+  the last one). Returns [H, N]; the undiscounted return of trajectory i is the sum of its
+  valid segments' values."""
+  num_segments = value.shape[0]
+  horizon, num = mask.shape
+  by_segment = mask.reshape(num_segments, horizon // num_segments, num)
+  placed = jax.vmap(lambda v, m: place_rewards(v, m, placement))(value, by_segment)
+  return placed.reshape(horizon, num)

@@ -164,3 +164,25 @@ def test_vmapped_seeds_simulate_only_up_to_the_longest_episode():
     one = jax.tree.map(np.asarray, single(keys[s]))
     for x, y in zip(jax.tree.leaves(one), jax.tree.leaves(many), strict=True):
       np.testing.assert_allclose(x, y[s], rtol=1e-6, atol=1e-6)
+
+
+def test_segments_fold_each_block_of_steps_separately():
+  """point_reach, H = 20 cut into segments of L = 5 (K = 4), pushed so that episodes end
+  after 12 to 20 steps: the summary of segment k of trajectory i is the Recorder's fold over
+  steps 5k .. 5k + 4 of i that are valid, with t counted from 0 in each segment; a segment
+  that began after the episode ended keeps the fresh summary (0 steps, last_t = -1). The
+  trajectory itself is the same as without segments."""
+  num_envs, horizon, length = 8, 20, 5
+  go = lambda segment_length: jax.tree.map(np.asarray, jax.jit(
+      lambda key: rollout(PointReach(), push_up_right, key, num_envs, horizon, Recorder(),
+                          segment_length=segment_length))(jax.random.PRNGKey(3)))
+  whole, cut = go(0), go(length)
+  np.testing.assert_array_equal(cut.trajectory.reward, whole.trajectory.reward)
+  assert cut.summaries["return"].shape == (num_envs, horizon // length)
+  mask = whole.trajectory.mask.reshape(horizon // length, length, num_envs)  # [K, L, N]
+  reward = whole.trajectory.reward.reshape(horizon // length, length, num_envs)
+  steps = mask.sum(axis=1).T.astype(int)  # [N, K] valid steps per segment
+  assert (steps == 0).any() and (steps == length).any()  # both kinds of segment occur
+  np.testing.assert_allclose(cut.summaries["return"], reward.sum(axis=1).T, rtol=1e-5)
+  np.testing.assert_array_equal(cut.summaries["steps"], steps)
+  np.testing.assert_array_equal(cut.summaries["last_t"], steps - 1)
