@@ -1,3 +1,4 @@
+# ruff: noqa: E501  (the generated page has markdown table rows longer than a code line)
 """Regenerate docs/config.md from spo_jax/config.py (field docstrings and presets).
 
   python scripts/gen_config_docs.py > docs/config.md
@@ -36,8 +37,30 @@ This page is generated: `python scripts/gen_config_docs.py > docs/config.md`.
 PPO settings come from Brax's published PPO hyperparameters per environment (learning
 rate, discount, entropy cost, epochs, minibatches, network widths), adapted to SPO's
 batches of N whole episodes from reset. `inverted_pendulum` (the default run) is measured
-to reach return 1000 in about 30k env steps (docs/performance.md); the locomotion presets
-have not yet been tuned for SPO. Fields not listed keep the defaults of the table below.
+to reach return 1000 in about 30k env steps (docs/performance.md). Fields not listed keep
+the defaults of the table below.
+
+### Where the locomotion presets' values come from
+
+`halfcheetah` and `hopper` are tuned for a 2-core CPU and about 1M env steps per run, on
+seed 100 (the benchmark reports seeds 0-2), one run per setting, with `spo-train`
+(`--reward-source ground_truth` for PPO on the env reward; budgets and returns below are
+evaluation returns, 16 deterministic episodes of 1000 steps). `walker2d`, `ant` and
+`humanoid` are Brax's settings with N episodes per iteration, not yet tuned.
+
+| value | why (measured) |
+|---|---|
+| N = 16 (halfcheetah), 32 (hopper) episodes per iteration | an iteration is N x 1000 env steps when episodes run to the horizon, so N sets the number of PPO updates a budget buys: N = 256 gave 4 updates in 1M steps and a return of 57.5 at 860k (halfcheetah, before this tuning). PPO on halfcheetah: N = 32 reached 1010 at 512k and 1621 at 1.02M; N = 16 reached 921 at 240k and 1555 at 512k. Hopper ends its early episodes after ~30 steps, so N = 32 still makes short iterations: PPO reached 2949 at 428k. |
+| H = 1000 | the task's own episode, so evaluation and training agree; N = 64 episodes of H = 250 (with `eval_episode_length` 1000) learned nothing as SPO in 160k steps (train return 4.4 per 250 steps). |
+| `segment_length` = 50 (SPO) | whole-episode SPO on halfcheetah (N = 16): evaluation return -11.6 at 320k; with segments of 50 steps: 254 at 320k and 1846 at 608k (PPO, same N: 1555 at 512k). On hopper, whole episodes learned to stand (return 938, 1000 steps, at 489k) but not to hop; segments where an unbegun segment counted as nothing (neither asked nor beaten) hopped but fell after ~180 steps (return 640 at 545k); segments that beat unbegun ones are the preset (docs/design.md, "Segments"). |
+| `num_minibatches` = 16, `update_epochs` = 8 | minibatches of 1000 (halfcheetah) or 2000 (hopper) slots, Brax's 8 epochs; equal shares of the valid steps, so short early iterations still make 16 x 8 gradient steps. |
+| `backend` = spring (halfcheetah) | 10.5k raw physics steps/s at N = 64 on this CPU against 3.5k (generalized, the default) and 3.0k (positional); every contender of the benchmark uses it. Hopper keeps its default backend (generalized). |
+| learning rate 3e-4, discount 0.95 / 0.997, entropy 1e-3, networks (128, 128) / (256, 256) | Brax's values, kept; `max_grad_norm` 0.5 against 10 made no clear difference on halfcheetah (921 vs 621 at 240k, one seed each). |
+
+For an accelerator (not yet run: no GPU was lent to this work), the same settings scale by
+N: `spo-train --env halfcheetah --backend generalized --num-envs 256 --num-minibatches 32
+--num-timesteps 50000000` keeps 8 epochs of 8000-slot minibatches and runs about 195 iterations
+in 50M steps; hopper likewise with `--num-envs 256 --num-minibatches 32`.
 """)
 print("| preset | fields that differ from the defaults |")
 print("|---|---|")

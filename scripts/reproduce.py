@@ -205,10 +205,14 @@ PLANS = {
 def _base_config(env: str, settings: EnvSettings, seeds: int, tiny: bool):
   from spo_jax.config import preset
 
+  # The questions are about whole-episode preferences (non-Markovian teachers judge whole
+  # episodes): the locomotion presets' segments, uncentred rewards and CPU backend are not
+  # taken over; a plan's overrides may still set them.
+  whole_episodes = dict(segment_length=0, center_rewards=True, backend=None)
   config = preset(env).replace(
       num_envs=settings.num_envs, episode_length=settings.episode_length,
       num_timesteps=settings.num_timesteps, max_iterations=settings.max_iterations,
-      num_seeds=seeds, seed=0, target_return=None, **settings.overrides)
+      num_seeds=seeds, seed=0, target_return=None, **{**whole_episodes, **settings.overrides})
   if not tiny and config.batch_size % config.num_minibatches:
     config = config.replace(num_minibatches=1)
   return config

@@ -300,8 +300,11 @@ def winrate_share(config, sizes: list[int], horizon: int, opponents: int, repeat
   rows = []
   for n in sizes:
     for k in (0, opponents):
+      # Whole-episode comparisons (the fold below folds whole episodes); segments of L steps
+      # ask H / L times as many queries, of the same kind.
       source = sources.make_reward_source(
-          config.replace(num_envs=n, episode_length=horizon, num_opponents=k), teacher, spec)
+          config.replace(num_envs=n, episode_length=horizon, num_opponents=k, segment_length=0),
+          teacher, spec)
 
       @jax.jit
       def machinery(rewards, source=source, n=n):

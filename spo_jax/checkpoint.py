@@ -33,8 +33,8 @@ from spo_jax.config import Config, ConfigError
 # Fields that may differ between a checkpoint and the run resuming it: they change how long
 # or how often, never what is computed in an iteration.
 RESUMABLE_FIELDS = frozenset({
-    "num_timesteps", "max_iterations", "eval_every", "num_eval_envs", "checkpoint_every",
-    "target_return"})
+    "num_timesteps", "max_iterations", "eval_every", "eval_every_steps", "num_eval_envs",
+    "checkpoint_every", "target_return"})
 
 
 # Files every finished Orbax checkpoint of ours holds (relative to checkpoints/<step>/): the

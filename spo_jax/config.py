@@ -211,6 +211,10 @@ class Config:
   """Training iterations fused into one compiled call (fewer host round trips)."""
   eval_every: int = 5
   """Evaluate (deterministic policy, ground-truth return) every this many iterations."""
+  eval_every_steps: int = 0
+  """If > 0, evaluate instead each time the env steps collected pass a multiple of this
+  (as Brax spaces its evaluations): iterations shrink when episodes end early, so a spacing
+  in iterations would evaluate far more often early in training than late."""
   num_eval_envs: int = 16
   """Episodes per evaluation."""
   checkpoint_every: int = 10
@@ -386,6 +390,7 @@ def validate(cfg: Config) -> Config:
     fail("numerical_guard", cfg.numerical_guard, "must be true or false")
   check_int(cfg, "iterations_per_call", 1)
   check_int(cfg, "eval_every", 1)
+  check_int(cfg, "eval_every_steps", 0)
   check_int(cfg, "num_eval_envs", 1)
   check_int(cfg, "checkpoint_every", 0)
   if cfg.target_return is not None:
@@ -415,14 +420,21 @@ PRESETS: dict[str, Config] = {
         env="reacher", episode_length=1000, num_envs=128, num_timesteps=20_000_000,
         learning_rate=3e-4, discount=0.95, entropy_coef=1e-3, num_minibatches=32,
         update_epochs=8, policy_hidden_sizes=(128, 128), value_hidden_sizes=(128, 128)),
+    # Locomotion presets tuned for a 2-core CPU and a budget of about 1M env steps (seed 100;
+    # docs/config.md gives the runs behind each value, docs/performance.md the benchmark).
+    # Few episodes per iteration (N = 16 x H = 1000 = 16k env steps) buy ~60 PPO updates in
+    # 1M steps; N = 256 gave 4. SPO compares segments of 50 steps: whole 1000-step episodes
+    # learned nothing on halfcheetah in 320k steps (docs/design.md, "Segments").
     "halfcheetah": Config(
-        env="halfcheetah", episode_length=1000, num_envs=256, num_timesteps=50_000_000,
-        learning_rate=3e-4, discount=0.95, entropy_coef=1e-3, num_minibatches=32,
-        update_epochs=8, policy_hidden_sizes=(128, 128), value_hidden_sizes=(256, 256)),
+        env="halfcheetah", backend="spring", episode_length=1000, num_envs=16,
+        num_timesteps=1_000_000, learning_rate=3e-4, discount=0.95, entropy_coef=1e-3,
+        num_minibatches=16, update_epochs=8, segment_length=50,
+        policy_hidden_sizes=(128, 128), value_hidden_sizes=(256, 256)),
     "hopper": Config(
-        env="hopper", episode_length=1000, num_envs=256, num_timesteps=50_000_000,
-        learning_rate=3e-4, discount=0.997, entropy_coef=1e-3, num_minibatches=32,
-        update_epochs=8, policy_hidden_sizes=(128, 128), value_hidden_sizes=(256, 256)),
+        env="hopper", episode_length=1000, num_envs=32, num_timesteps=1_000_000,
+        learning_rate=3e-4, discount=0.997, entropy_coef=1e-3, num_minibatches=16,
+        update_epochs=8, segment_length=50,
+        policy_hidden_sizes=(128, 128), value_hidden_sizes=(256, 256)),
     "walker2d": Config(
         env="walker2d", episode_length=1000, num_envs=256, num_timesteps=50_000_000,
         learning_rate=3e-4, discount=0.997, entropy_coef=1e-3, num_minibatches=32,

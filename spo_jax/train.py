@@ -695,6 +695,7 @@ def train(config: Config | None = None, *, env: Env | None = None, teacher: Any 
         save(state)
         raise TrainingInterrupted(stop_signal.received, current_iteration(state), run_path)
       t0 = time.perf_counter()
+      steps_before = min(counters["env_steps"])
       state, stacked = iteration(state)
       stacked = jax.device_get(stacked)  # leaves [S, iterations_per_call]
       if compile_time is None:
@@ -715,7 +716,12 @@ def train(config: Config | None = None, *, env: Env | None = None, teacher: Any 
           windows[s].append(_to_python(row))
       it = current_iteration(state)
       display.advance(min(counters["env_steps"]), it)
-      if it % config.eval_every < config.iterations_per_call or finished(state):
+      if config.eval_every_steps:
+        every = config.eval_every_steps
+        due = min(counters["env_steps"]) // every > steps_before // every
+      else:
+        due = it % config.eval_every < config.iterations_per_call
+      if due or finished(state):
         last_metrics = evaluate(state)
         report(last_metrics)
         if reached_target(last_metrics):

@@ -108,8 +108,10 @@ def all_pairs_winrates(teacher: Any, summaries: Any, queue: OpponentQueue | None
 
   summaries: leaves [N, ...]. Builds the [N, N + Q] preference matrix with vmap(vmap(...)),
   O(N (N + Q)) teacher calls; one query per unordered batch pair plus one per (i, queue) pair.
-  valid: optional [N] bool; a pair counts (as a query, a label and an opponent) only when both
-  are valid (segments that began after their episode ended are not valid).
+  valid: optional [N] bool (segments: False for a segment that began after its episode
+  ended). A pair is put to the teacher only when both are valid; a valid one beats an invalid
+  one without a query (P = 1: a segment lived beats one never lived, as a longer episode
+  beats a shorter one), and an invalid row's win rate is not used.
   """
   num = jax.tree.leaves(summaries)[0].shape[0]
   k_pref, k_label, k_queue_label = jax.random.split(key, 3)
@@ -125,6 +127,7 @@ def all_pairs_winrates(teacher: Any, summaries: Any, queue: OpponentQueue | None
     both = valid[:, None] & valid[None, :]
     abstain = abstain | ~both
     upper = upper & both
+    beats_unbegun = valid[:, None] & ~valid[None, :]
   num_invalid = jnp.sum(invalid_answer(pref) & ~abstain & ~eye)
   if labels == "sampled":
     label = (jax.random.uniform(k_label, (num, num)) < pref).astype(jnp.float32)
@@ -136,6 +139,9 @@ def all_pairs_winrates(teacher: Any, summaries: Any, queue: OpponentQueue | None
   if self_comparison == "tie":
     pref = jnp.where(eye, 0.5, pref)
     mask = mask | eye
+  if valid is not None:
+    pref = jnp.where(beats_unbegun, 1.0, pref)
+    mask = mask | beats_unbegun
   mask = mask.astype(jnp.float32)
 
   size = queue_size(queue)
@@ -163,8 +169,9 @@ def sampled_opponent_winrates(teacher: Any, summaries: Any, queue: OpponentQueue
   """Win rates against k = num_opponents opponents per trajectory, drawn uniformly with
   replacement from the batch (self excluded, or included as a tie) and the valid queue.
 
-  O(N k) teacher calls: bounds the number of queries for large N. valid: optional [N] bool;
-  a draw of an invalid trajectory (or by one) is not asked and not counted.
+  O(N k) teacher calls: bounds the number of queries for large N. valid: optional [N] bool,
+  as in `all_pairs_winrates`: only valid pairs are asked, a valid trajectory beats an invalid
+  opponent it draws without a query.
   """
   num = jax.tree.leaves(summaries)[0].shape[0]
   size = queue_size(queue)
@@ -195,15 +202,22 @@ def sampled_opponent_winrates(teacher: Any, summaries: Any, queue: OpponentQueue
                       summaries)
   pref, abstain = jax.vmap(jax.vmap(pair))(mine, opponents, index)
   if valid is not None:
-    ok = valid[:, None] & jnp.where(from_batch, valid[batch_index], True)
+    opponent_valid = jnp.where(from_batch, valid[batch_index], True)
+    ok = valid[:, None] & opponent_valid
+    beats_unbegun = valid[:, None] & ~opponent_valid
     abstain = abstain | ~ok
     is_self = is_self & ok
   num_invalid = jnp.sum(invalid_answer(pref) & ~abstain & ~is_self)
   if labels == "sampled":
     pref = (jax.random.uniform(k_label, pref.shape) < pref).astype(jnp.float32)
   pref = jnp.where(is_self, 0.5, pref)
-  mask = (~abstain | is_self).astype(jnp.float32)
-  asked = ~is_self if valid is None else ~is_self & ok
+  mask = ~abstain | is_self
+  asked = ~is_self
+  if valid is not None:
+    pref = jnp.where(beats_unbegun, 1.0, pref)
+    mask = mask | beats_unbegun
+    asked = asked & ok
+  mask = mask.astype(jnp.float32)
   return WinRates(winrate(pref, mask), jnp.sum(asked).astype(jnp.int32),
                   jnp.sum(asked & ~abstain).astype(jnp.int32), num_invalid.astype(jnp.int32))
 
@@ -226,10 +240,13 @@ def segment_winrates(teacher: Any, summaries: Any, mask: jax.Array, key: jax.Arr
   """Win rates of each segment against the same segment of the other trajectories.
 
   summaries: leaves [N, K, ...] (segment k of trajectory i at [i, k], `rollout` with
-  `segment_length` L = H / K); mask: [H, N]. Segment k of i is valid when step kL of i is
-  valid (its episode had not ended before the segment began); only valid segments are
-  compared, with each other. Returns `WinRates` with winrate [K, N] (1/2 for invalid or
-  unopposed segments) and the counts summed over segments.
+  `segment_length` L = H / K); mask: [H, N]. Segment k of i *began* when step kL of i is
+  valid (its episode had not ended before). Begun segments are compared with each other by
+  the teacher, and each beats every segment k that never began (P = 1, no query): summed over
+  segments, lasting longer then pays as it does for a whole-episode oracle, and with centred
+  rewards a segment lived while others had fallen is worth more than one where all live.
+  Returns `WinRates` with winrate [K, N] (unused for segments that never began) and the
+  counts summed over segments.
   """
   num_segments = jax.tree.leaves(summaries)[0].shape[1]
   horizon, num = mask.shape

@@ -70,6 +70,18 @@ def test_evaluation_runs_its_own_horizon():
   assert 8 < lengths[24] <= 24
 
 
+def test_evaluations_spaced_in_env_steps():
+  """eval_every_steps = 250 over a 1000-step budget: one evaluation as the env steps pass 250,
+  500, 750 and 1000, each within one iteration (at most N x H = 64 steps) of the multiple,
+  whatever eval_every says."""
+  steps = []
+  spo_jax.train(TINY.replace(num_timesteps=1000, eval_every_steps=250, eval_every=1),
+                progress_fn=lambda step, metrics: steps.append(step))
+  assert len(steps) == 4
+  for i, step in enumerate(steps):
+    assert 0 <= step - 250 * (i + 1) < 64
+
+
 def test_spo_on_segments_learns_point_reach():
   """SPO comparing segments of 8 of the 32 steps (4 per episode), oracle teacher: a random
   policy scores about -40 (PointReach's docstring); after 20k env steps, better than -25."""
