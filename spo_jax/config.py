@@ -424,17 +424,19 @@ PRESETS: dict[str, Config] = {
     # docs/config.md gives the runs behind each value, docs/performance.md the benchmark).
     # Few episodes per iteration (N = 16 x H = 1000 = 16k env steps) buy ~60 PPO updates in
     # 1M steps; N = 256 gave 4. SPO compares segments of 50 steps: whole 1000-step episodes
-    # learned nothing on halfcheetah in 320k steps (docs/design.md, "Segments").
+    # learned nothing on halfcheetah in 320k steps (docs/design.md, "Segments"); hopper keeps
+    # whole episodes (below).
     "halfcheetah": Config(
         env="halfcheetah", backend="spring", episode_length=1000, num_envs=16,
         num_timesteps=1_000_000, learning_rate=3e-4, discount=0.95, entropy_coef=1e-3,
         num_minibatches=16, update_epochs=8, segment_length=50,
         policy_hidden_sizes=(128, 128), value_hidden_sizes=(256, 256)),
+    # Hopper's SPO compares whole episodes: segments of 50 steps hopped forward but fell
+    # after ~140-180 steps, whole episodes (and segments of 250) learned to stay up.
     "hopper": Config(
         env="hopper", episode_length=1000, num_envs=32, num_timesteps=1_000_000,
         learning_rate=3e-4, discount=0.997, entropy_coef=1e-3, num_minibatches=16,
-        update_epochs=8, segment_length=50,
-        policy_hidden_sizes=(128, 128), value_hidden_sizes=(256, 256)),
+        update_epochs=8, policy_hidden_sizes=(128, 128), value_hidden_sizes=(256, 256)),
     "walker2d": Config(
         env="walker2d", episode_length=1000, num_envs=256, num_timesteps=50_000_000,
         learning_rate=3e-4, discount=0.997, entropy_coef=1e-3, num_minibatches=32,
