@@ -79,9 +79,8 @@ def _int_list(text: str, flag: str) -> list[int]:
   return values
 
 
-def machine() -> dict[str, Any]:
-  import jax
-
+def cpu_model() -> str:
+  """The CPU's model name from `lscpu` (else what `platform` knows)."""
   cpu = platform.processor() or platform.machine()
   try:
     lscpu = subprocess.run(["lscpu"], capture_output=True, text=True, check=False).stdout
@@ -89,9 +88,15 @@ def machine() -> dict[str, Any]:
                 if ln.startswith("Model name")), cpu)
   except OSError:
     pass
+  return cpu
+
+
+def machine() -> dict[str, Any]:
   import os
 
-  return {"cpu": cpu, "cores": os.cpu_count(), "device": str(jax.devices()[0]),
+  import jax
+
+  return {"cpu": cpu_model(), "cores": os.cpu_count(), "device": str(jax.devices()[0]),
           "jax": jax.__version__, "python": platform.python_version()}
 
 

@@ -369,13 +369,9 @@ def describe_machine() -> dict[str, Any]:
   """CPU model, cores and the accelerator JAX sees. The accelerator is asked in a short
   subprocess: initialising JAX here would take (on a GPU, most of) the device's memory away
   from the runs."""
-  cpu = platform.processor() or platform.machine()
-  try:
-    lscpu = subprocess.run(["lscpu"], capture_output=True, text=True, check=False).stdout
-    cpu = next((ln.split(":", 1)[1].strip() for ln in lscpu.splitlines()
-                if ln.startswith("Model name")), cpu)
-  except OSError:
-    pass
+  from spo_jax.bench import cpu_model
+
+  cpu = cpu_model()
   probe = ("import json, jax; d = jax.devices(); "
            "print(json.dumps([d[0].platform, d[0].device_kind, len(d)]))")
   proc = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
