@@ -58,6 +58,33 @@ evaluation returns, 16 deterministic episodes of 1000 steps). `walker2d`, `ant` 
 | observation and advantage normalisation on | Brax's `normalize_observations=True`; advantages normalised over each iteration's valid steps (the package default); not varied in the tuning. |
 | learning rate 3e-4, discount 0.95 / 0.997, entropy 1e-3, networks (128, 128) / (256, 256) | Brax's values, kept; `max_grad_norm` 0.5 against 10 made no clear difference on halfcheetah (921 vs 621 at 240k, one seed each). |
 
+Commands of the tuning runs (2-core AMD EPYC, jax 0.10.2, brax 0.14.2, 2026-11-26; two or
+three ran at once, so their wall times are not comparable and are not used above; each
+table figure is an `eval/episode_reward` row of the run's `metrics.jsonl`):
+
+```bash
+# halfcheetah, PPO on the env reward (N = 64 was stopped at 512k: 48.9)
+spo-train --env halfcheetah --backend spring --reward-source ground_truth --num-envs 32 --num-timesteps 1000000 --seed 100 --eval-every 4
+spo-train --env halfcheetah --backend spring --reward-source ground_truth --num-envs 16 --num-minibatches 16 --max-grad-norm 0.5 --num-timesteps 500000 --seed 100 --eval-every 5   # and --max-grad-norm 10
+# halfcheetah, SPO: whole episodes, short episodes, segments
+spo-train --env halfcheetah --backend spring --reward-source spo --num-envs 16 --num-minibatches 16 --num-timesteps 600000 --seed 100 --eval-every 5
+spo-train --env halfcheetah --backend spring --reward-source spo --num-envs 64 --episode-length 250 --num-minibatches 16 --num-timesteps 600000 --seed 100 --eval-every 5
+spo-train --env halfcheetah --backend spring --reward-source spo --segment-length 50 --num-envs 16 --num-minibatches 16 --num-timesteps 600000 --seed 100 --eval-every 5
+# hopper: PPO, then SPO on whole episodes and on segments (add --no-center-rewards for the uncentred run)
+spo-train --env hopper --reward-source ground_truth --num-envs 32 --num-minibatches 16 --num-timesteps 1000000 --seed 100 --eval-every 5
+spo-train --env hopper --reward-source spo --num-envs 32 --num-minibatches 16 --num-timesteps 1000000 --seed 100 --eval-every 5
+spo-train --env hopper --reward-source spo --segment-length 50 --num-envs 32 --num-minibatches 16 --num-timesteps 1000000 --seed 100 --eval-every 5
+spo-train --env hopper --reward-source spo --segment-length 250 --num-timesteps 1000000 --seed 100 --eval-every 5
+spo-train --env hopper --reward-source spo --segment-length 100 --num-timesteps 1000000 --seed 100 --eval-every-steps 50000
+```
+
+The hopper segment runs of 50 steps were made with the code of their time: "unbegun segment
+neither asked nor beaten" is the first version of `segment_winrates`, "begun beats unbegun"
+the current one. The raw physics rates (backend row) come from a throwaway script, not kept:
+a jitted `lax.scan` of 200 `env.step` calls on N = 64 envs with uniform random actions,
+returning a checksum of the observations (as `spo-bench`'s `raw` contender, which has no
+backend flag), the faster of two calls after the compiling one; the machine was otherwise idle.
+
 For an accelerator (not yet run: no GPU was lent to this work), the same settings scale by
 N: `spo-train --env halfcheetah --backend generalized --num-envs 256 --num-minibatches 32
 --num-timesteps 50000000` keeps 8 epochs of 8000-slot minibatches and runs about 195 iterations

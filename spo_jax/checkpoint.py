@@ -62,13 +62,14 @@ def complete_steps(directory: str | Path) -> list[int]:
   return sorted(steps)
 
 
-def write_text_atomic(path: str | Path, text: str) -> None:
-  """Write `text` to `path` so that a reader (or a crash) sees the old file or the new one,
-  never half of it: write a sibling temporary file, flush it to disk, rename it over `path`."""
+def write_text_atomic(path: str | Path, text: str | bytes) -> None:
+  """Write `text` (str, or bytes such as a PNG) to `path` so that a reader (or a crash) sees
+  the old file or the new one, never half of it: write a sibling temporary file, flush it to
+  disk, rename it over `path`."""
   path = Path(path)
   tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-  with open(tmp, "w") as file:
-    file.write(text)
+  with open(tmp, "wb") as file:
+    file.write(text.encode() if isinstance(text, str) else text)
     file.flush()
     os.fsync(file.fileno())
   os.replace(tmp, path)

@@ -26,8 +26,9 @@ printed at the end) and OUT/curves.png.
 Brax's settings are scaled as: num_envs = N (our preset's num_envs); batch_size =
 published batch_size x N / published num_envs, rounded, then raised to the next multiple of
 N / gcd(N, num_minibatches), because Brax needs batch_size x num_minibatches % num_envs == 0;
-every other published field is kept. Our trainer evaluates every max(1, iterations // num_evals)
-iterations, iterations = ceil(budget / (N x H)), and always at the end of the budget.
+every other published field is kept, except the evaluation, made ours (16 episodes of the
+deterministic policy). Our trainer evaluates each time its env steps pass a multiple of
+budget / num_evals (`eval_every_steps`), and always at the end of the budget.
 
 Bad arguments: one line on stderr naming the problem and the fix, exit code 2, before any
 environment is built or anything compiled.
@@ -53,6 +54,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from spo_jax.checkpoint import write_text_atomic
 
 CONTENDERS = ("brax_ppo", "ground_truth", "spo")
 OURS = ("ground_truth", "spo")
@@ -428,19 +431,8 @@ def _lookup(tree: Any, path: str) -> Any:
 
 
 # -------------------------------------------------------------------------------------
-# Files
+# Files (written with checkpoint.write_text_atomic: a reader or a kill never sees half a file)
 # -------------------------------------------------------------------------------------
-
-def write_atomic(path: Path, data: str | bytes) -> None:
-  """Write a sibling temporary file, flush it to disk, rename it over `path`: a reader (or a
-  kill) sees the old file or the new one, never half of one."""
-  tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-  with open(tmp, "wb") as file:
-    file.write(data.encode() if isinstance(data, str) else data)
-    file.flush()
-    os.fsync(file.fileno())
-  os.replace(tmp, path)
-
 
 def run_path(out: Path, contender: str, seed: int) -> Path:
   return out / "runs" / f"{contender}-seed{seed}.json"
@@ -520,7 +512,7 @@ def run_one(out: Path, contender: str, seed: int) -> dict[str, Any]:
             "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
   path = run_path(out, contender, seed)
   path.parent.mkdir(parents=True, exist_ok=True)
-  write_atomic(path, json.dumps(record, indent=1))
+  write_text_atomic(path, json.dumps(record, indent=1))
   return record
 
 
@@ -652,7 +644,7 @@ def write_outputs(out: Path, plan: dict[str, Any],
   for (name, seed), run in runs.items():
     for p in run["curve"]:
       writer.writerow([name, seed, p["env_steps"], f"{p['wall_s']:.3f}", p["eval_return"]])
-  write_atomic(out / "curves.csv", buffer.getvalue())
+  write_text_atomic(out / "curves.csv", buffer.getvalue())
 
   buffer = io.StringIO()
   writer = csv.writer(buffer, lineterminator="\n")
@@ -671,9 +663,9 @@ def write_outputs(out: Path, plan: dict[str, Any],
                      *(blank(row["final_return_per_seed"].get(s)) for s in plan["seeds"]),
                      *(blank(x) for x in row["return_at_steps"]),
                      *(blank(row[c]) for c in scalar_cols)])
-  write_atomic(out / "summary.csv", buffer.getvalue())
+  write_text_atomic(out / "summary.csv", buffer.getvalue())
   table = markdown(plan, summary)
-  write_atomic(out / "summary.md", table)
+  write_text_atomic(out / "summary.md", table)
   plot(out / "curves.png", plan, runs)
   summary["markdown"] = table
   return summary
@@ -716,7 +708,7 @@ def plot(path: Path, plan: dict[str, Any], runs: dict[tuple[str, int], dict[str,
   buffer = io.BytesIO()
   fig.savefig(buffer, format="png", dpi=110)
   plt.close(fig)
-  write_atomic(path, buffer.getvalue())
+  write_text_atomic(path, buffer.getvalue())
 
 
 # -------------------------------------------------------------------------------------
@@ -784,7 +776,7 @@ def _prepare_out(out: Path, plan: dict[str, Any], overwrite: bool) -> None:
           f"{_lookup(current, field)!r}); use a new --out, or --overwrite to discard them")
     return
   out.mkdir(parents=True, exist_ok=True)
-  write_atomic(plan_file, json.dumps(plan, indent=1))
+  write_text_atomic(plan_file, json.dumps(plan, indent=1))
 
 
 def _run_subprocess(out: Path, name: str, seed: int) -> int:

@@ -33,6 +33,7 @@ from spo_jax.winrate import (
     queue_init,
     queue_push,
     segment_winrates,
+    segments_begun,
 )
 
 
@@ -86,20 +87,20 @@ class SelfPlayPreference:
       rates = segment_winrates(self.teacher, result.summaries, mask, key,
                                num_opponents=self.num_opponents,
                                self_comparison=self.self_comparison, labels=self.labels)
-      value = rates.winrate - 0.5 if self.center else rates.winrate
-      rewards = place_segment_rewards(value, mask, self.placement)
       # Statistics over the segments that were compared (begun before their episode ended).
-      counted = mask.reshape(value.shape[0], -1, value.shape[1])[:, 0, :] > 0
+      counted = segments_begun(mask, rates.winrate.shape[0])
+      place = place_segment_rewards
     else:
       queue = state if self.queue_size else None
       rates = compute_winrates(self.teacher, result.summaries, queue, key,
                                num_opponents=self.num_opponents,
                                self_comparison=self.self_comparison, labels=self.labels)
-      value = rates.winrate - 0.5 if self.center else rates.winrate
-      rewards = place_rewards(value, mask, self.placement)
       counted = jnp.ones(rates.winrate.shape, bool)
+      place = place_rewards
       if self.queue_size:
         state = queue_push(state, result.summaries)
+    value = rates.winrate - 0.5 if self.center else rates.winrate
+    rewards = place(value, mask, self.placement)
     w = rates.winrate
     count = jnp.maximum(jnp.sum(counted), 1)
     mean = jnp.sum(jnp.where(counted, w, 0.0)) / count

@@ -234,6 +234,13 @@ def compute_winrates(teacher: Any, summaries: Any, queue: OpponentQueue | None,
                                    self_comparison=self_comparison, labels=labels, valid=valid)
 
 
+def segments_begun(mask: jax.Array, num_segments: int) -> jax.Array:
+  """[K, N] bool: segment k of trajectory i began, i.e. step kL of i is valid (L = H / K);
+  mask: [H, N], a prefix of ones per column."""
+  horizon, num = mask.shape
+  return mask.reshape(num_segments, horizon // num_segments, num)[:, 0, :] > 0
+
+
 def segment_winrates(teacher: Any, summaries: Any, mask: jax.Array, key: jax.Array, *,
                      num_opponents: int = 0, self_comparison: str = "exclude",
                      labels: str = "soft") -> WinRates:
@@ -248,9 +255,8 @@ def segment_winrates(teacher: Any, summaries: Any, mask: jax.Array, key: jax.Arr
   Returns `WinRates` with winrate [K, N] (unused for segments that never began) and the
   counts summed over segments.
   """
-  num_segments = jax.tree.leaves(summaries)[0].shape[1]
-  horizon, num = mask.shape
-  valid = mask.reshape(num_segments, horizon // num_segments, num)[:, 0, :] > 0  # [K, N]
+  valid = segments_begun(mask, jax.tree.leaves(summaries)[0].shape[1])  # [K, N]
+  num_segments = valid.shape[0]
   by_segment = jax.tree.map(lambda x: jnp.swapaxes(x, 0, 1), summaries)  # [K, N, ...]
   rates = jax.vmap(lambda s, v, k: compute_winrates(
       teacher, s, None, k, num_opponents=num_opponents, self_comparison=self_comparison,
