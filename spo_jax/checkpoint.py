@@ -31,10 +31,11 @@ import jax
 from spo_jax.config import Config, ConfigError
 
 # Fields that may differ between a checkpoint and the run resuming it: they change how long
-# or how often, never what is computed in an iteration.
+# or how often, never what is computed in an iteration (compaction_factor changes only which
+# physics steps are executed, not the trajectory).
 RESUMABLE_FIELDS = frozenset({
     "num_timesteps", "max_iterations", "eval_every", "eval_every_steps", "num_eval_envs",
-    "checkpoint_every", "target_return"})
+    "checkpoint_every", "target_return", "compaction_factor"})
 
 
 # Files every finished Orbax checkpoint of ours holds (relative to checkpoints/<step>/): the

@@ -43,6 +43,12 @@ class Config:
   policy trained on shorter episodes than the task's (e.g. H = 250 on halfcheetah, whose
   returns are reported over 1000 steps) is evaluated on the task's length: the policy does not
   see the time step, only the critic does."""
+  compaction_factor: int = 4
+  """Rollout compaction f: once at most N / f episodes are still running, only those are
+  stepped, gathered into a batch of N / f envs (then N / f^2, ... while at least 8), so the
+  physics simulated follows the valid steps rather than N x the longest episode. Trajectories
+  are the same; each extra batch size compiles one more copy of the env's step. 0: off (every
+  env is stepped until the longest episode ends)."""
 
   # --- budget and seed -----------------------------------------------------------
   num_timesteps: int = 1_000_000
@@ -347,6 +353,9 @@ def validate(cfg: Config) -> Config:
   _check_choice(cfg, "reward_placement", REWARD_PLACEMENTS)
   if not isinstance(cfg.center_rewards, bool):
     fail("center_rewards", cfg.center_rewards, "must be true or false")
+  check_int(cfg, "compaction_factor", 0)
+  if cfg.compaction_factor == 1:
+    fail("compaction_factor", 1, "must be 0 (off) or at least 2 (each batch N / f of the last)")
   check_int(cfg, "segment_length", 0)
   if cfg.segment_length and cfg.episode_length % cfg.segment_length:
     fail("segment_length", cfg.segment_length,

@@ -118,11 +118,54 @@ def make_optimizer(learning_rate: float, max_grad_norm: float) -> optax.Gradient
   return optax.chain(optax.clip_by_global_norm(max_grad_norm), optax.adam(learning_rate))
 
 
+def valid_first_in_time_order(valid: jax.Array) -> jax.Array:
+  """[B] int32: the valid slots in index order, then the masked ones in index order; equal to
+  `argsort(~valid, stable=True)` in O(B) (a prefix sum and a scatter) instead of a sort."""
+  size = valid.shape[0]
+  ahead = jnp.cumsum(valid.astype(jnp.int32))  # valid slots up to and including each slot
+  position = jnp.where(valid, ahead - 1, ahead[-1] + jnp.arange(size) - ahead)
+  return jnp.zeros((size,), jnp.int32).at[position].set(jnp.arange(size, dtype=jnp.int32))
+
+
+# Widths of the sorted prefix (fractions of B) that `valid_first_order` chooses from.
+SHUFFLE_WIDTH_FACTOR = 8
+SMALLEST_SHUFFLE_WIDTH = 4096
+
+
+def shuffle_widths(size: int) -> tuple[int, ...]:
+  """B, B / 8, B / 64, ... while at least 4096: the sizes of the prefix that is sorted."""
+  widths = [size]
+  while widths[-1] // SHUFFLE_WIDTH_FACTOR >= SMALLEST_SHUFFLE_WIDTH:
+    widths.append(widths[-1] // SHUFFLE_WIDTH_FACTOR)
+  return tuple(reversed(widths))
+
+
 def valid_first_order(key: jax.Array, valid: jax.Array) -> jax.Array:
   """[B] int32: a permutation of the B slots with the valid ones first, in uniformly random
-  order, then the masked ones (ties between random floats have probability ~0)."""
-  return jnp.argsort(jnp.where(valid, jax.random.uniform(key, valid.shape), 2.0)).astype(
-      jnp.int32)
+  order, then the masked ones (ties between random floats have probability ~0).
+
+  Equal to argsort(where(valid, u, 2)) for u = uniform(key, [B]), but the sort covers only the
+  smallest of `shuffle_widths(B)` that holds the V valid slots (gathered to the front in index
+  order first): its cost follows V (within a factor of 8), not B. Under `vmap` the choice of
+  width becomes a select and every width is sorted (about 1.14x one sort of B).
+  """
+  size = valid.shape[0]
+  u = jax.random.uniform(key, (size,))
+  in_time_order = valid_first_in_time_order(valid)
+  count = jnp.sum(valid.astype(jnp.int32))
+  widths = shuffle_widths(size)
+
+  def sorted_prefix(width: int):
+    def sort(order):
+      head = order[:width]
+      keys = jnp.where(jnp.arange(width) < count, u[head], 2.0)
+      # Stable, as argsort over all B: ties keep index order, as the prefix is in index order.
+      return order.at[:width].set(head[jnp.argsort(keys, stable=True)])
+    return sort
+
+  choice = jnp.sum(jnp.asarray(widths[:-1]) < count)  # the first width that holds V slots
+  return jax.lax.switch(choice, [sorted_prefix(w) for w in widths],
+                        in_time_order).astype(jnp.int32)
 
 
 def _pieces(count: jax.Array, piece: int) -> jax.Array:
@@ -198,7 +241,7 @@ def ppo_update(params: nets.Params, opt_state: Any, optimizer: optax.GradientTra
 
   # Values with the pre-update critic, valid slots only (in time order, pieces of M * p).
   value_fn = lambda d: networks.value.apply(params.value, nets.value_input(*d, horizon))
-  in_time_order = jnp.argsort(~flat_valid, stable=True).astype(jnp.int32)
+  in_time_order = valid_first_in_time_order(flat_valid)
   values = map_valid(value_fn, (flat_obs, flat_time), in_time_order, num_valid,
                      piece * hp.num_minibatches).reshape(horizon, num_envs)
   advantages, targets = compute_gae(rewards, values, mask, hp.discount, hp.gae_lambda)

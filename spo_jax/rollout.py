@@ -55,6 +55,12 @@ class RolloutResult(NamedTuple):
 
 # Steps per trip of the time loop (see the module docstring); measured in docs/performance.md.
 DEFAULT_CHUNK = 16
+# Compaction (see the module docstring): each smaller batch is the previous one divided by
+# COMPACTION_FACTOR, down to SMALLEST_BATCH envs. Each size is one more compiled copy of the
+# env's step, so the factor trades compile time against physics executed (at most
+# COMPACTION_FACTOR x the valid steps plus one chunk per level).
+COMPACTION_FACTOR = 4
+SMALLEST_BATCH = 8
 
 
 def _masked_select(keep: jax.Array, new: Any, old: Any) -> Any:
@@ -64,27 +70,55 @@ def _masked_select(keep: jax.Array, new: Any, old: Any) -> Any:
   return jax.tree.map(select, new, old)
 
 
+def compaction_sizes(num_envs: int, factor: int = COMPACTION_FACTOR,
+                     smallest: int = SMALLEST_BATCH) -> tuple[int, ...]:
+  """The batch sizes a compacting rollout steps its live episodes in: N, N / f, N / f^2, ...
+  down to `smallest` (each size a whole division by `factor`), e.g. 256 -> (256, 64, 16).
+
+  The first entry is always N; (N,) alone means no compaction (N too small to divide).
+  """
+  if factor < 2:
+    raise ValueError(f"compaction factor must be at least 2, got {factor}")
+  sizes = [num_envs]
+  while sizes[-1] % factor == 0 and sizes[-1] // factor >= smallest:
+    sizes.append(sizes[-1] // factor)
+  return tuple(sizes)
+
+
 def rollout(env: Env, policy_fn: PolicyFn, key: jax.Array, num_envs: int, horizon: int,
             teacher: Any | None = None,
             shard_envs: Callable[[Any], Any] | None = None,
-            chunk: int | None = None, segment_length: int = 0) -> RolloutResult:
+            chunk: int | None = None, segment_length: int = 0,
+            batch_sizes: tuple[int, ...] | None = None) -> RolloutResult:
   """Run `num_envs` episodes of at most `horizon` steps from reset.
 
   `chunk`: steps per trip of the time loop (None: the module's `DEFAULT_CHUNK`, read at
   trace time so a benchmark can compare chunkings; `chunk = horizon` is one `scan` over H
   with the skip inside, the layout before the while loop). Physics actually executed:
-  `physics_steps` for a single run; under `vmap` over seeds, N x (max over seeds of
-  `loop_steps`) for every seed, since the batched loop runs in step.
+  `physics_steps` for a single run; under `vmap` over seeds, each level's steps are those of
+  the seed that stays longest at that level (the batched loops run in step).
+
+  `batch_sizes` (decreasing, the first = N; e.g. `compaction_sizes(N)`): the live episodes
+  are stepped in a batch of N until at most `batch_sizes[1]` of them are still running, then
+  gathered into a batch of that size, and so on (the module docstring says why). None or (N,):
+  every env is stepped until the longest episode ends. The trajectory is the same whichever
+  sizes are used (the policy always sees all N observations, so its random draws do not
+  depend on the batch; physics per env is independent of the batch).
 
   `shard_envs`, if given, places a pytree whose leaves lead with the env axis N (e.g. a
   `with_sharding_constraint` over a device mesh); it is applied to the env state and the
-  summaries, and the compiler propagates the layout through the scan.
+  summaries, and the compiler propagates the layout through the scan. Compaction would
+  gather across devices, so a sharded rollout uses the single size N.
 
   `segment_length` L > 0 (a divisor of `horizon`): the teacher folds each segment of L steps
   separately, from a fresh `teacher.init()` and with the segment's own step index t - kL, into
   summaries with leaves [N, H / L, ...] (segment k of trajectory i at [i, k]); 0 folds whole
   episodes into leaves [N, ...].
   """
+  sizes = (num_envs,) if batch_sizes is None or shard_envs is not None else tuple(batch_sizes)
+  decreasing = all(b < a for a, b in zip(sizes, sizes[1:], strict=False))
+  if sizes[0] != num_envs or not decreasing or sizes[-1] < 1:
+    raise ValueError(f"batch_sizes {sizes} must decrease from num_envs = {num_envs}")
   k_reset, k_steps = jax.random.split(key)
   state = jax.vmap(env.reset)(jax.random.split(k_reset, num_envs))
   if shard_envs is not None:
@@ -98,70 +132,124 @@ def rollout(env: Env, policy_fn: PolicyFn, key: jax.Array, num_envs: int, horizo
     if num_segments:
       init_one = lambda _: jax.vmap(lambda _: teacher.init())(jnp.arange(num_segments))
     summaries = jax.vmap(init_one)(jnp.arange(num_envs))
-  alive = jnp.ones((num_envs,), jnp.float32)
-  action_size = env.action_size
   to_env_action = action_distribution(env).to_env_action
-
-  def live_step(carry, t, key):
-    state, summaries, alive, steps = carry
-    obs = state.obs
-    raw_action, log_prob = policy_fn(obs, key)
-    action = to_env_action(raw_action)
-    next_state = jax.vmap(env.step)(state, action)
-    valid = alive > 0
-    # `where`, not multiplication: physics after termination may hold inf/nan, and
-    # nan * 0 = nan would leak into the loss and its gradients.
-    reward = jnp.where(valid, next_state.reward, 0.0)
-    done = jnp.where(valid, jnp.minimum(next_state.done, 1.0), 0.0)
-    if teacher is not None:
-      # With segments, step t belongs to segment k = t // L and is its step t - kL.
-      k = t // segment_length if num_segments else 0
-      step = TeacherStep(obs=obs, next_obs=next_state.obs, action=action,
-                         reward=next_state.reward, metrics=next_state.metrics, mask=alive,
-                         t=jnp.full((num_envs,), t - k * segment_length, jnp.int32))
-      current = (jax.tree.map(lambda x: x[:, k], summaries) if num_segments else summaries)
-      updated = _masked_select(alive > 0, jax.vmap(teacher.update)(current, step), current)
-      summaries = (jax.tree.map(lambda x, u: jax.lax.dynamic_update_index_in_dim(x, u, k, 1),
-                                summaries, updated) if num_segments else updated)
-    out = Trajectory(_masked_select(valid, obs, jnp.zeros_like(obs)),
-                     _masked_select(valid, raw_action, jnp.zeros_like(raw_action)),
-                     jnp.where(valid, log_prob, 0.0), reward, alive, done)
-    return (next_state, summaries, alive * (1.0 - done), steps + num_envs), out
-
-  def dead_step(carry, t, key):
-    state, _, _, _ = carry
-    out = Trajectory(jnp.zeros_like(state.obs), jnp.zeros((num_envs, action_size)),
-                     jnp.zeros((num_envs,)),
-                     jnp.zeros((num_envs,)), jnp.zeros((num_envs,)), jnp.zeros((num_envs,)))
-    return carry, out
-
-  def body(carry, inputs):
-    t, key = inputs
-    live = jnp.any(carry[2] > 0) & (t < horizon)
-    return jax.lax.cond(live, live_step, dead_step, carry, t, key)
-
   chunk = max(1, min(DEFAULT_CHUNK if chunk is None else chunk, horizon))
   num_chunks = -(-horizon // chunk)
   keys = jax.random.split(k_steps, horizon)  # key of step t, whatever the chunking
-  template = jax.eval_shape(lambda c: dead_step(c, 0, keys[0])[1], (state, summaries, alive, 0))
+  compacted = len(sizes) > 1
+
+  def make_body(size: int):
+    """The step function of a batch of `size` envs; `env_index` [size] maps each slot to its
+    env (N marks an empty slot), the identity when size = N."""
+
+    def full_rows(x, env_index):
+      # [size, ...] -> [N, ...] with the slots at their envs' rows (empty slots dropped).
+      if size == num_envs:
+        return x
+      return jnp.zeros((num_envs,) + x.shape[1:], x.dtype).at[env_index].set(x, mode="drop")
+
+    def slot_rows(x, env_index):
+      # [N, ...] -> [size, ...]: the rows of the slots' envs (empty slots read row N - 1).
+      return x if size == num_envs else x[jnp.minimum(env_index, num_envs - 1)]
+
+    def live_step(carry, t, key):
+      state, summaries, alive, steps, env_index = carry
+      obs = state.obs
+      # The policy sees all N rows, so that env i's draw is the same at every batch size.
+      raw_full, log_prob_full = policy_fn(full_rows(obs, env_index), key)
+      raw_action = slot_rows(raw_full, env_index)
+      log_prob = slot_rows(log_prob_full, env_index)
+      action = to_env_action(raw_action)
+      next_state = jax.vmap(env.step)(state, action)
+      valid = alive > 0
+      # `where`, not multiplication: physics after termination may hold inf/nan, and
+      # nan * 0 = nan would leak into the loss and its gradients.
+      reward = jnp.where(valid, next_state.reward, 0.0)
+      done = jnp.where(valid, jnp.minimum(next_state.done, 1.0), 0.0)
+      if teacher is not None:
+        # With segments, step t belongs to segment k = t // L and is its step t - kL.
+        k = t // segment_length if num_segments else 0
+        step = TeacherStep(obs=obs, next_obs=next_state.obs, action=action,
+                           reward=next_state.reward, metrics=next_state.metrics, mask=alive,
+                           t=jnp.full((size,), t - k * segment_length, jnp.int32))
+        current = (jax.tree.map(lambda x: x[:, k], summaries) if num_segments else summaries)
+        updated = _masked_select(valid, jax.vmap(teacher.update)(current, step), current)
+        summaries = (jax.tree.map(lambda x, u: jax.lax.dynamic_update_index_in_dim(x, u, k, 1),
+                                  summaries, updated) if num_segments else updated)
+      out = Trajectory(_masked_select(valid, obs, jnp.zeros_like(obs)),
+                       _masked_select(valid, raw_action, jnp.zeros_like(raw_action)),
+                       jnp.where(valid, log_prob, 0.0), reward, alive, done)
+      out = jax.tree.map(lambda x: full_rows(x, env_index), out)
+      return (next_state, summaries, alive * (1.0 - done), steps + size, env_index), out
+
+    def dead_step(carry, t, key):
+      out = Trajectory(jnp.zeros((num_envs,) + carry[0].obs.shape[1:], carry[0].obs.dtype),
+                       jnp.zeros((num_envs, env.action_size)), jnp.zeros((num_envs,)),
+                       jnp.zeros((num_envs,)), jnp.zeros((num_envs,)), jnp.zeros((num_envs,)))
+      return carry, out
+
+    def body(carry, inputs):
+      t, key = inputs
+      live = jnp.any(carry[2] > 0) & (t < horizon)
+      return jax.lax.cond(live, live_step, dead_step, carry, t, key)
+
+    return body, dead_step
+
+  def run_level(size: int, next_size: int, loop):
+    """Chunks of the time loop at batch `size` while more than `next_size` episodes run."""
+    body, dead_step = make_body(size)
+
+    def run_chunk(loop):
+      c, carry, buffers = loop
+      t = c * chunk + jnp.arange(chunk)
+      carry, out = jax.lax.scan(body, carry, (t, keys[jnp.minimum(t, horizon - 1)]))
+      buffers = jax.tree.map(
+          lambda b, o: jax.lax.dynamic_update_slice_in_dim(b, o, c * chunk, 0), buffers, out)
+      return c + 1, carry, buffers
+
+    def running(loop):
+      c, carry, _ = loop
+      live = jnp.sum(carry[2] > 0)
+      return (c < num_chunks) & (live > next_size)
+
+    return jax.lax.while_loop(running, run_chunk, loop)
+
+  def write_back(summaries_all, carry):
+    """The batch's summaries written to their envs' rows of the [N, ...] summaries."""
+    env_index, level_summaries = carry[4], carry[1]
+    return jax.tree.map(lambda a, x: a.at[env_index].set(x, mode="drop"), summaries_all,
+                        level_summaries)
+
+  def compact(carry, size: int):
+    """The live episodes of `carry` gathered into `size` slots (empty slots: alive 0, env
+    index N, a copy of some slot's state that is stepped but never recorded)."""
+    state, level_summaries, alive, steps, env_index = carry
+    old_size = alive.shape[0]
+    slot = jnp.nonzero(alive > 0, size=size, fill_value=old_size)[0]
+    present = slot < old_size
+    source = jnp.minimum(slot, old_size - 1)
+    take = lambda tree: jax.tree.map(lambda x: x[source], tree)
+    return (take(state), take(level_summaries), jnp.where(present, alive[source], 0.0), steps,
+            jnp.where(present, env_index[source], num_envs))
+
+  template = jax.eval_shape(lambda c: make_body(num_envs)[1](c, 0, keys[0])[1],
+                            (state, summaries, jnp.ones((num_envs,)), 0,
+                             jnp.arange(num_envs)))
   buffers = jax.tree.map(lambda x: jnp.zeros((num_chunks * chunk,) + x.shape, x.dtype),
                          template)
-
-  def run_chunk(loop):
-    c, carry, buffers = loop
-    t = c * chunk + jnp.arange(chunk)
-    carry, out = jax.lax.scan(body, carry, (t, keys[jnp.minimum(t, horizon - 1)]))
-    buffers = jax.tree.map(
-        lambda b, o: jax.lax.dynamic_update_slice_in_dim(b, o, c * chunk, 0), buffers, out)
-    return c + 1, carry, buffers
-
-  def running(loop):
-    c, carry, _ = loop
-    return (c < num_chunks) & jnp.any(carry[2] > 0)
-
-  carry = (state, summaries, alive, jnp.zeros((), jnp.int32))
-  loop = (jnp.zeros((), jnp.int32), carry, buffers)
-  chunks, (_, summaries, _, steps), buffers = jax.lax.while_loop(running, run_chunk, loop)
+  alive = jnp.ones((num_envs,), jnp.float32)
+  carry = (state, summaries, alive, jnp.zeros((), jnp.int32),
+           jnp.arange(num_envs, dtype=jnp.int32))
+  chunks = jnp.zeros((), jnp.int32)
+  for level, size in enumerate(sizes):
+    if level:
+      if teacher is not None:  # ended episodes' summaries are final: keep them
+        summaries = write_back(summaries, carry)
+      carry = compact(carry, size)
+    next_size = sizes[level + 1] if level + 1 < len(sizes) else 0
+    chunks, carry, buffers = run_level(size, next_size, (chunks, carry, buffers))
+  if teacher is not None:
+    summaries = write_back(summaries, carry) if compacted else carry[1]
   trajectory = jax.tree.map(lambda b: b[:horizon], buffers)
   loop_steps = jnp.minimum(chunks * chunk, horizon)
-  return RolloutResult(trajectory, summaries, steps, loop_steps)
+  return RolloutResult(trajectory, summaries, carry[3], loop_steps)

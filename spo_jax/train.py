@@ -41,7 +41,7 @@ from spo_jax.config import Config, ConfigError, default_config, validate
 from spo_jax.evaluate import PolicyParams, make_evaluator, make_policy_factory
 from spo_jax.loggers import LogOptions, MetricsLogger
 from spo_jax.loggers import check_options as check_log_options
-from spo_jax.rollout import rollout
+from spo_jax.rollout import compaction_sizes, rollout
 
 
 class TrainState(NamedTuple):
@@ -161,6 +161,8 @@ def _make_functions(config: Config, env: Env, teacher: Any, networks: nets.Netwo
   hp = _hyperparams(config)
   num_envs, horizon = config.num_envs, config.episode_length
   rollout_teacher = teacher if source.uses_teacher else None
+  batch_sizes = (compaction_sizes(num_envs, config.compaction_factor)
+                 if config.compaction_factor else None)
 
   def init(key: jax.Array) -> TrainState:
     k_params, k_state, k_reward = jax.random.split(key, 3)
@@ -182,7 +184,8 @@ def _make_functions(config: Config, env: Env, teacher: Any, networks: nets.Netwo
       return raw_action, networks.distribution.log_prob(dist, raw_action)
 
     result = rollout(env, policy_fn, k_rollout, num_envs, horizon, rollout_teacher,
-                     shard_envs, segment_length=source.segment_length)
+                     shard_envs, segment_length=source.segment_length,
+                     batch_sizes=batch_sizes)
     traj = result.trajectory
     rewards, reward_state, reward_metrics = source.rewards(state.reward_state, result, k_reward)
     params, opt_state, ppo_metrics = ppo.ppo_update(

@@ -7,6 +7,7 @@ import optax
 import pytest
 
 from spo_jax import networks as nets
+from spo_jax import ppo
 from spo_jax.ppo import (
     Batch,
     PPOHyperparams,
@@ -253,3 +254,33 @@ def test_one_minibatch_is_one_adam_step_on_the_valid_steps():
                new_params, expected)
   np.testing.assert_allclose(metrics["policy_loss"], aux["policy_loss"], rtol=1e-5, atol=1e-6)
   np.testing.assert_allclose(metrics["value_loss"], aux["value_loss"], rtol=1e-5, atol=1e-6)
+
+
+def test_valid_first_in_time_order_is_a_stable_partition():
+  """Slots 0..5 with valid = [0, 1, 1, 0, 1, 0]: the valid ones in index order (1, 2, 4),
+  then the masked ones in index order (0, 3, 5)."""
+  valid = jnp.array([False, True, True, False, True, False])
+  np.testing.assert_array_equal(jax.jit(ppo.valid_first_in_time_order)(valid),
+                                [1, 2, 4, 0, 3, 5])
+
+
+@pytest.mark.parametrize("num_valid", [0, 1, 300, 5000, 5001, 20_000, 40_000])
+def test_valid_first_order_equals_argsort_over_all_slots(num_valid):
+  """The order sorts only a prefix wide enough for the V valid slots (widths B / 8 = 5,000 and
+  B = 40,000 here), yet equals NumPy's stable argsort of where(valid, u, 2) over all B slots,
+  for V on either side of each width, alone and under vmap."""
+  size = 40_000
+  assert ppo.shuffle_widths(size) == (5000, size)  # 5,000 / 8 = 625 < 4,096: no third
+  assert ppo.shuffle_widths(2_000_000) == (31_250, 250_000, 2_000_000)
+  rng = np.random.default_rng(num_valid)
+  valid = np.zeros(size, bool)
+  valid[rng.choice(size, num_valid, replace=False)] = True
+  key = jax.random.PRNGKey(num_valid)
+  u = np.asarray(jax.random.uniform(key, (size,)))
+  expected = np.argsort(np.where(valid, u, 2.0), kind="stable")
+  order = jax.jit(ppo.valid_first_order)(key, jnp.asarray(valid))
+  np.testing.assert_array_equal(order, expected)
+  batched = jax.jit(jax.vmap(ppo.valid_first_order))(
+      jnp.stack([key, key]), jnp.stack([jnp.asarray(valid), jnp.zeros(size, bool)]))
+  np.testing.assert_array_equal(batched[0], expected)
+  np.testing.assert_array_equal(batched[1], np.arange(size))  # nothing valid: index order

@@ -10,9 +10,10 @@ import dataclasses
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
 from spo_jax.envs import Balance, PointReach
-from spo_jax.rollout import rollout
+from spo_jax.rollout import compaction_sizes, rollout
 from spo_jax.teachers import Oracle
 
 BEHAVIOUR_LOG_PROB = -1.0  # what the test policies report, to see where it is kept
@@ -186,3 +187,72 @@ def test_segments_fold_each_block_of_steps_separately():
   np.testing.assert_allclose(cut.summaries["return"], reward.sum(axis=1).T, rtol=1e-5)
   np.testing.assert_array_equal(cut.summaries["steps"], steps)
   np.testing.assert_array_equal(cut.summaries["last_t"], steps - 1)
+
+
+def compacted_physics_reference(lengths, sizes, horizon):
+  """NumPy reference for a compacting rollout's physics (chunk 1): each loop step costs the
+  current batch size; after step t the batch shrinks to the next size once at most that many
+  episodes are still running (an episode of length l runs during steps 0 .. l - 1)."""
+  level, physics = 0, 0
+  for t in range(horizon):
+    running = int((lengths > t).sum())
+    if running == 0:
+      break
+    physics += sizes[level]
+    after = int((lengths > t + 1).sum())
+    while level + 1 < len(sizes) and after <= sizes[level + 1]:
+      level += 1
+  return physics
+
+
+def test_compaction_changes_the_physics_not_the_rollout():
+  """Balance under random forces, N = 64: stepping the live episodes in batches of 64, then
+  16, then 4 as they end gives the same trajectory and teacher summaries (whole episodes and
+  segments) as stepping all 64 until the longest ends, for fewer physics steps, exactly as
+  many as the NumPy reference counts."""
+  num_envs, horizon, sizes = 64, 200, (64, 16, 4)
+
+  def go(batch_sizes, segment_length=0):
+    fn = jax.jit(lambda key: rollout(Balance(), random_forces, key, num_envs, horizon,
+                                     Recorder(), chunk=1, segment_length=segment_length,
+                                     batch_sizes=batch_sizes))
+    return jax.tree.map(np.asarray, fn(jax.random.PRNGKey(5)))
+
+  for segment_length in (0, 10):
+    plain, compact = go(None, segment_length), go(sizes, segment_length)
+    for x, y in zip(jax.tree.leaves(plain[:2]), jax.tree.leaves(compact[:2]), strict=True):
+      np.testing.assert_array_equal(x, y)
+    lengths = plain.trajectory.mask.sum(axis=0).astype(int)
+    # Episodes end at many different times; most long before the longest one.
+    assert 2 * np.median(lengths) < lengths.max()
+    assert plain.physics_steps == num_envs * lengths.max()
+    assert compact.physics_steps == compacted_physics_reference(lengths, sizes, horizon)
+    assert lengths.sum() <= compact.physics_steps < plain.physics_steps / 2
+    assert compact.loop_steps == plain.loop_steps
+
+
+def test_compaction_under_vmapped_seeds_equals_each_seeds_own_run():
+  """Under vmap each seed moves between batch sizes at its own time (its carry waits while
+  other seeds finish a level), so every seed's compacted rollout equals its single run."""
+  num_envs, horizon, seeds = 32, 100, 3
+  keys = jax.random.split(jax.random.PRNGKey(11), seeds)
+  single = jax.jit(lambda key: rollout(Balance(), random_forces, key, num_envs, horizon,
+                                       Recorder(), chunk=4, batch_sizes=(32, 8, 2)))
+  many = jax.tree.map(np.asarray, jax.jit(jax.vmap(single))(keys))
+  for s in range(seeds):
+    one = jax.tree.map(np.asarray, single(keys[s]))
+    for x, y in zip(jax.tree.leaves(one), jax.tree.leaves(many), strict=True):
+      np.testing.assert_allclose(x, y[s], rtol=1e-6, atol=1e-6)
+
+
+def test_compaction_sizes():
+  """N, N / 4, N / 16, ... while the size divides by 4 and stays at least 8."""
+  assert compaction_sizes(256) == (256, 64, 16)
+  assert compaction_sizes(32) == (32, 8)
+  assert compaction_sizes(16) == (16,)  # 4 < 8: too small to be worth another compile
+  assert compaction_sizes(24) == (24,)  # 6 < 8
+  assert compaction_sizes(4096, factor=8, smallest=1) == (4096, 512, 64, 8, 1)
+  with pytest.raises(ValueError, match="at least 2"):
+    compaction_sizes(64, factor=1)
+  with pytest.raises(ValueError, match="must decrease"):
+    rollout(Balance(), random_forces, jax.random.PRNGKey(0), 8, 10, batch_sizes=(8, 8))
