@@ -445,7 +445,7 @@ def teacher_properties(teacher: Any, summaries: Any, returns: Any) -> dict[str, 
   elif isinstance(teacher, nonmarkov.Constraint):
     out["satisfied"] = 1.0 - summaries["violated"].astype(jnp.float32)
   elif isinstance(teacher, nonmarkov.Deadline):
-    reached = summaries["reached"] < nonmarkov._NEVER
+    reached = nonmarkov.Deadline.reached_in_time(summaries)
     out["reached"] = reached.astype(jnp.float32)
     out["steps_to_reach"] = jnp.where(reached, summaries["reached"],
                                       teacher.deadline + 1).astype(jnp.float32)

@@ -107,7 +107,7 @@ def test_teacher_properties_read_each_teachers_summary():
   np.testing.assert_allclose(constraint["satisfied"], [0, 1, 1])
   np.testing.assert_allclose(constraint["return"], returns)
   # Deadline 5: episode 0 reached the level after 3 steps, episode 1 never (-> 5 + 1 = 6).
-  never = nonmarkov._NEVER
+  never = nonmarkov.NEVER
   deadline = reproduce.teacher_properties(
       nonmarkov.Deadline(q, 0.0, 5), {"steps": jnp.array([9, 9, 1]),
                                       "reached": jnp.array([3, never, 1])}, returns)
