@@ -32,8 +32,10 @@ from spo_jax.config import ConfigError
 from spo_jax.teachers.protocol import EnvSpec, Summary, Teacher, TeacherStep
 
 NONMARKOV_TEACHERS = ("constraint", "peak", "deadline", "steady")
-# "Never reached" for `deadline`: larger than any number of steps taken.
-_NEVER = 2**30
+# `Deadline`'s summary["reached"] when the level was not reached (yet): larger than any
+# number of steps taken, so "never" loses to any tau. Public so that code reading summaries
+# (and tests building them) need not copy the value.
+NEVER = 2**30
 
 
 # -------------------------------------------------------------------------------------
@@ -188,13 +190,19 @@ class Deadline(Teacher):
   def init(self) -> Summary:
     # Steps are counted here rather than read from step.t, so the summary does not depend
     # on how a caller numbers the steps.
-    return {"steps": jnp.zeros((), jnp.int32), "reached": jnp.full((), _NEVER, jnp.int32)}
+    return {"steps": jnp.zeros((), jnp.int32), "reached": jnp.full((), NEVER, jnp.int32)}
 
   def update(self, summary: Summary, step: TeacherStep) -> Summary:
     steps = summary["steps"] + 1
-    first = ((summary["reached"] == _NEVER) & (self.quantity(step) >= self.threshold)
+    first = ((summary["reached"] == NEVER) & (self.quantity(step) >= self.threshold)
              & (steps <= self.deadline))
     return {"steps": steps, "reached": jnp.where(first, steps, summary["reached"])}
+
+  @staticmethod
+  def reached_in_time(summary: Summary) -> jax.Array:
+    """Whether the level was reached within the deadline (same shape as summary["reached"],
+    bool); where it was, summary["reached"] is tau, the steps it took."""
+    return summary["reached"] < NEVER
 
   def compare(self, a: Summary, b: Summary, key: jax.Array) -> jax.Array:
     del key

@@ -1,0 +1,311 @@
+"""Which runs answer which of the paper's questions, at which scale.
+
+A plan is data: `PLANS[scale]` names the environment of each question, the noise grids and
+the sizes; `plan_runs` turns it into `Run`s, one compiled training run each (all seeds
+vmapped). Nothing here compiles or trains; JAX and the package's config are imported only
+when a config is built, so `spo-reproduce --help` and the name checks stay fast.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+QUESTIONS = ("q1", "q2", "q3", "q4")
+SCALES = ("cpu", "gpu")
+# Command-line method name -> Config.reward_source.
+METHODS = {"spo": "spo", "rm": "reward_model", "ppo": "ground_truth"}
+METHOD_LABELS = {"spo": "SPO", "rm": "RM (reward model)", "ppo": "PPO (env reward)"}
+METHOD_COLORS = {"spo": "tab:blue", "rm": "tab:orange", "ppo": "tab:green"}
+NONMARKOV = ("constraint", "deadline", "peak", "steady")
+TITLES = {"q1": "Q1: intransitive preferences", "q2": "Q2: maximum-reward preferences",
+          "q3": "Q3: noisy preferences", "q4": "Q4: non-Markovian preferences"}
+# Q1's matrix-game payoff table when --table is not given.
+DEFAULT_TABLE = "cycle3"
+
+
+class Run(NamedTuple):
+  """One compiled training run (all seeds vmapped) and how to read it."""
+
+  question: str
+  name: str  # directory under OUT/<question>/
+  method: str  # 'spo', 'rm' or 'ppo'
+  setting: str  # 'matrix_game', 'control', 'oracle', 'bradley_terry', 'mistake', a Q4 teacher
+  level: float | None  # Q3: beta or epsilon; None elsewhere
+  config: Any  # spo_jax.Config
+  measure: bool  # roll out the final policies with the teacher to measure its properties
+
+
+@dataclasses.dataclass(frozen=True)
+class EnvSettings:
+  """What one environment needs for the questions: sizes, budget and teacher parameters."""
+
+  num_envs: int
+  episode_length: int
+  num_timesteps: int  # env steps per seed (Q2, Q3, Q4 and Q1's control task)
+  max_iterations: int  # a cap on iterations, so that a slow learner cannot run away
+  bt_scale: float  # bradley_terry: returns are divided by this (about the batch's spread)
+  q4: dict[str, dict[str, Any]]  # teacher name -> its teacher_* fields
+  overrides: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+
+# inverted_pendulum: obs = (cart position, hinge angle, cart velocity, angular velocity);
+# reward 1 per step alive; the episode ends at |angle| > 0.2. H = 200 keeps the vmapped
+# iteration (all S x N x H steps are simulated under vmap) cheap while the task stays the
+# same (return = steps balanced, at most H). Q4's properties are invisible to the return:
+# 'constraint' wants the cart to stay within |x| <= 0.1 of the centre all episode,
+# 'deadline' wants the cart at x >= 0.3 as early as possible (within 60 steps).
+_PENDULUM_Q4 = {
+    "constraint": {"teacher_quantity": "abs:obs:0", "teacher_threshold": 0.1},
+    "deadline": {"teacher_quantity": "obs:0", "teacher_threshold": 0.3, "teacher_deadline": 60},
+    "peak": {"teacher_quantity": "obs:0"},
+    "steady": {"teacher_quantity": "obs:2"},
+}
+# The package's cart-pole (balance): the same two properties on its position metric.
+_BALANCE_Q4 = {
+    "constraint": {"teacher_quantity": "abs:position", "teacher_threshold": 0.2},
+    "deadline": {"teacher_quantity": "position", "teacher_threshold": 0.3,
+                 "teacher_deadline": 10},
+    "peak": {"teacher_quantity": "position"},
+    "steady": {"teacher_quantity": "angle"},
+}
+# Locomotion (gpu scale): obs[1] is the torso pitch of hopper/walker2d/halfcheetah; the
+# 'constraint' keeps it within 0.4 rad (no diving forward), 'deadline' wants a forward
+# reward term of 1 (speed ~1 m/s) early, 'peak' the top speed.
+_LOCOMOTION_Q4 = {
+    "constraint": {"teacher_quantity": "abs:obs:1", "teacher_threshold": 0.4},
+    "deadline": {"teacher_quantity": "reward_forward", "teacher_threshold": 1.0,
+                 "teacher_deadline": 200},
+    "peak": {"teacher_quantity": "reward_forward"},
+    "steady": {"teacher_quantity": "reward_forward"},
+}
+# humanoid has no 'reward_forward' metric; its forward term is 'reward_linvel'.
+_HUMANOID_Q4 = {
+    **_LOCOMOTION_Q4,
+    "deadline": {"teacher_quantity": "reward_linvel", "teacher_threshold": 1.0,
+                 "teacher_deadline": 200},
+    "peak": {"teacher_quantity": "reward_linvel"},
+    "steady": {"teacher_quantity": "reward_linvel"},
+}
+
+CPU_ENVS: dict[str, EnvSettings] = {
+    "inverted_pendulum": EnvSettings(
+        num_envs=32, episode_length=200, num_timesteps=60_000, max_iterations=40,
+        bt_scale=20.0, q4=_PENDULUM_Q4,
+        overrides={"num_minibatches": 4, "eval_every": 2, "num_eval_envs": 16}),
+    "balance": EnvSettings(
+        num_envs=32, episode_length=200, num_timesteps=100_000, max_iterations=60,
+        bt_scale=20.0, q4=_BALANCE_Q4, overrides={"num_minibatches": 4, "eval_every": 2}),
+}
+GPU_ENVS: dict[str, EnvSettings] = {
+    name: EnvSettings(num_envs=256, episode_length=1000, num_timesteps=steps,
+                      max_iterations=0, bt_scale=scale,
+                      q4=_HUMANOID_Q4 if name == "humanoid" else _LOCOMOTION_Q4,
+                      overrides={"eval_every": 10, "checkpoint_every": 50})
+    for name, steps, scale in (("hopper", 20_000_000, 300.0), ("walker2d", 30_000_000, 300.0),
+                               ("halfcheetah", 30_000_000, 500.0), ("ant", 50_000_000, 500.0),
+                               ("humanoid", 50_000_000, 500.0))
+}
+# point_reach at a few steps: the smoke test's plan (--tiny). Its return varies from seed to
+# seed (unlike a balancing task that every seed survives), so the statistics mean something.
+# Q4: stay within |x| <= 1 ('constraint'); come within 0.5 of the target (reward = -distance
+# >= -0.5) within 8 steps ('deadline').
+_POINT_Q4 = {
+    "constraint": {"teacher_quantity": "abs:obs:0", "teacher_threshold": 1.0},
+    "deadline": {"teacher_quantity": "reward", "teacher_threshold": -0.5, "teacher_deadline": 8},
+    "peak": {"teacher_quantity": "reward"},
+    "steady": {"teacher_quantity": "action_norm"},
+}
+TINY_ENVS: dict[str, EnvSettings] = {
+    "point_reach": EnvSettings(
+        num_envs=6, episode_length=12, num_timesteps=200, max_iterations=3, bt_scale=5.0,
+        q4=_POINT_Q4,
+        overrides={"num_minibatches": 1, "update_epochs": 1, "eval_every": 1,
+                   "num_eval_envs": 4, "policy_hidden_sizes": (16,),
+                   "value_hidden_sizes": (16,), "rm_hidden_sizes": (16,),
+                   "rm_train_steps": 2, "rm_queries_per_iteration": 8, "rm_batch_size": 8,
+                   "checkpoint_every": 0}),
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class ScalePlan:
+  """Which environment serves which question, the noise grid and the matrix-game length."""
+
+  envs: dict[str, EnvSettings]
+  control_env: str  # Q1's control task (needs an intransitive rater preset)
+  q2_envs: tuple[str, ...]
+  q3_env: str
+  q4_env: str
+  betas: tuple[float, ...]
+  epsilons: tuple[float, ...]
+  q4_teachers: tuple[str, ...]
+  matrix_iterations: int
+  final_episodes: int  # episodes per seed of the final rollouts (Q1 raters, Q4 properties)
+  default_seeds: int
+
+
+PLANS = {
+    "cpu": ScalePlan(envs=CPU_ENVS, control_env="inverted_pendulum",
+                     q2_envs=("inverted_pendulum",), q3_env="inverted_pendulum",
+                     q4_env="inverted_pendulum", betas=(0.3, 1.0, 3.0),
+                     epsilons=(0.0, 0.1, 0.2, 0.3), q4_teachers=("constraint", "deadline"),
+                     matrix_iterations=600, final_episodes=32, default_seeds=5),
+    "gpu": ScalePlan(envs=GPU_ENVS, control_env="hopper",
+                     q2_envs=("ant", "halfcheetah", "hopper", "walker2d", "humanoid"),
+                     q3_env="halfcheetah", q4_env="hopper", betas=(0.3, 1.0, 3.0),
+                     epsilons=(0.0, 0.1, 0.2, 0.3), q4_teachers=("constraint", "deadline"),
+                     matrix_iterations=1000, final_episodes=64, default_seeds=10),
+    "tiny": ScalePlan(envs=TINY_ENVS, control_env="point_reach", q2_envs=("point_reach",),
+                      q3_env="point_reach", q4_env="point_reach", betas=(1.0,), epsilons=(0.0, 0.2),
+                      q4_teachers=("constraint", "deadline"), matrix_iterations=6,
+                      final_episodes=4, default_seeds=3),
+}
+
+
+def scale_plan(scale: str, tiny: bool = False) -> ScalePlan:
+  """`PLANS[scale]`, or the tiny smoke-test plan when `tiny` (which ignores `scale`)."""
+  return PLANS["tiny" if tiny else scale]
+
+
+def base_config(env: str, settings: EnvSettings, seeds: int, tiny: bool):
+  """`preset(env)` resized by `settings` to S = `seeds` vmapped seeds 0..S-1.
+
+  Returns a `spo_jax.Config` (not validated: `cli.validate_runs` does that for all runs).
+  """
+  from spo_jax.config import preset
+
+  # The questions are about whole-episode preferences (non-Markovian teachers judge whole
+  # episodes): the locomotion presets' segments, uncentred rewards and CPU backend are not
+  # taken over; a plan's overrides may still set them.
+  whole_episodes = dict(segment_length=0, center_rewards=True, backend=None)
+  config = preset(env).replace(
+      num_envs=settings.num_envs, episode_length=settings.episode_length,
+      num_timesteps=settings.num_timesteps, max_iterations=settings.max_iterations,
+      num_seeds=seeds, seed=0, target_return=None, **{**whole_episodes, **settings.overrides})
+  if not tiny and config.batch_size % config.num_minibatches:
+    config = config.replace(num_minibatches=1)
+  return config
+
+
+def matrix_config(plan: ScalePlan, seeds: int, table: str, tiny: bool):
+  """Q1's matrix game: `plan.matrix_iterations` iterations on payoff `table`, S = `seeds`."""
+  from spo_jax.config import preset
+
+  config = preset("matrix_game").replace(
+      teacher="matrix_game", teacher_table=table, num_seeds=seeds, seed=0,
+      num_timesteps=10**12, max_iterations=plan.matrix_iterations,
+      eval_every=max(1, plan.matrix_iterations // 30), checkpoint_every=0,
+      rm_queries_per_iteration=64)
+  if tiny:
+    config = config.replace(num_envs=8, eval_every=1, update_epochs=1)
+  return config
+
+
+def _q1_runs(plan: ScalePlan, base: Callable, env: str | None, seeds: int, table: str,
+             tiny: bool) -> list[Run]:
+  matrix = matrix_config(plan, seeds, table, tiny)
+  control = base(env if env is not None else plan.control_env).replace(teacher="intransitive")
+  return ([Run("q1", f"matrix-{m}", m, "matrix_game", None,
+               matrix.replace(reward_source=METHODS[m]), False) for m in ("spo", "rm")]
+          + [Run("q1", f"control-{m}", m, "control", None,
+                 control.replace(reward_source=METHODS[m]), True) for m in ("spo", "rm")])
+
+
+def _q2_runs(plan: ScalePlan, base: Callable, env: str | None) -> list[Run]:
+  runs = []
+  for name in ((env,) if env is not None else plan.q2_envs):
+    config = base(name).replace(teacher="oracle")
+    # Several envs (the gpu plan) share OUT/q2/: their run names and settings name the env.
+    prefix = "" if len(plan.q2_envs) == 1 or env is not None else f"{name}-"
+    for method in ("spo", "rm", "ppo"):
+      runs.append(Run("q2", f"{prefix}oracle-{method}", method,
+                      "oracle" if not prefix else f"oracle {name}", None,
+                      config.replace(reward_source=METHODS[method]), False))
+  return runs
+
+
+def _q3_runs(plan: ScalePlan, base: Callable, env: str | None) -> list[Run]:
+  name = env if env is not None else plan.q3_env
+  config = base(name)
+  scale_r = plan.envs[name].bt_scale
+  runs = []
+  for beta in plan.betas:
+    for method in ("spo", "rm"):
+      runs.append(Run("q3", f"bradley_terry-beta{beta:g}-{method}", method, "bradley_terry",
+                      beta, config.replace(reward_source=METHODS[method],
+                                           teacher="bradley_terry", teacher_beta=beta,
+                                           teacher_scale=scale_r), False))
+  for epsilon in plan.epsilons:
+    # mistake(oracle) at epsilon = 0 is the oracle: the same config as Q2's runs, whose
+    # finished results `running.execute` then copies instead of training again.
+    teacher = {"teacher": "oracle"} if epsilon == 0 else {
+        "teacher": "mistake(oracle)", "teacher_epsilon": epsilon}
+    for method in ("spo", "rm"):
+      runs.append(Run("q3", f"mistake-eps{epsilon:g}-{method}", method, "mistake", epsilon,
+                      config.replace(reward_source=METHODS[method], **teacher), False))
+  return runs
+
+
+def _q4_runs(plan: ScalePlan, base: Callable, env: str | None,
+             q4_teachers: tuple[str, ...] | None) -> list[Run]:
+  name = env if env is not None else plan.q4_env
+  config = base(name)
+  runs = []
+  for teacher in (q4_teachers or plan.q4_teachers):
+    fields = plan.envs[name].q4[teacher]
+    for method in ("spo", "rm"):
+      runs.append(Run("q4", f"{teacher}-{method}", method, teacher, None,
+                      config.replace(reward_source=METHODS[method], teacher=teacher,
+                                     **fields), True))
+  return runs
+
+
+def plan_runs(question: str, scale: str, seeds: int, *, tiny: bool = False,
+              env: str | None = None, q4_teachers: tuple[str, ...] | None = None,
+              table: str = DEFAULT_TABLE) -> list[Run]:
+  """The runs answering `question` at `scale` ('tiny' with `tiny`), S = `seeds` each.
+
+  `env` replaces the scale's environment of every control task (a key of the plan's
+  `envs`); `q4_teachers` a subset of `NONMARKOV`; `table` Q1's payoff table. Names are not
+  checked here (`cli.check_arguments` does); an unknown question gives no runs.
+  """
+  plan = scale_plan(scale, tiny)
+
+  def base(name: str):
+    return base_config(name, plan.envs[name], seeds, tiny)
+
+  if question == "q1":
+    return _q1_runs(plan, base, env, seeds, table, tiny)
+  if question == "q2":
+    return _q2_runs(plan, base, env)
+  if question == "q3":
+    return _q3_runs(plan, base, env)
+  if question == "q4":
+    return _q4_runs(plan, base, env, q4_teachers)
+  return []
+
+
+def env_steps_per_seed(config) -> int:
+  """The most valid env steps one seed of `config` can take: `num_timesteps`, or fewer when
+  `max_iterations` iterations of N x H steps stop it first."""
+  if config.max_iterations == 0:
+    return config.num_timesteps
+  return min(config.num_timesteps,
+             config.max_iterations * config.num_envs * config.episode_length)
+
+
+def dry_run(runs: list[Run], log: Callable[[str], None] = print) -> None:
+  """Print the plan: one line per run with its sizes and budget (nothing is compiled)."""
+  total = 0
+  log(f"{'run':42s} {'env':18s} {'method':12s} {'teacher':18s} {'S':>3s} {'N':>4s} "
+      f"{'H':>5s} {'env steps/seed':>15s} {'env steps, all seeds':>21s}")
+  for run in runs:
+    c = run.config
+    per_seed = env_steps_per_seed(c)
+    total += per_seed * c.num_seeds
+    log(f"{run.question + '/' + run.name:42s} {c.env:18s} {c.reward_source:12s} "
+        f"{c.teacher:18s} {c.num_seeds:3d} {c.num_envs:4d} {c.episode_length:5d} "
+        f"{per_seed:15,d} {per_seed * c.num_seeds:21,d}")
+  log(f"{len(runs)} runs, at most {total:,d} env steps in all (every config validated)")

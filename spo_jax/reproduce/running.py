@@ -1,0 +1,270 @@
+"""Executing a plan: one compiled run per (question, method, setting), skipped when done.
+
+Each run lives in OUT/<question>/<run.name>/: `spo_jax.train`'s files (config.json,
+metrics.jsonl, checkpoints/) and `final.json`, written last, with the run's config and what
+was measured after training. A run whose final.json holds its config is finished; one with
+a checkpoint but no final.json was interrupted and is resumed. JAX and the package are
+imported inside the functions, so planning and `--help` do not pay for them.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from spo_jax.reproduce.plans import Run
+
+FINAL_FILE = "final.json"
+HEAD_TO_HEAD_FILE = "head_to_head.json"  # under OUT/q1/
+# Fixed keys of the final rollouts and the head-to-head duels: re-measuring a finished run
+# gives the same numbers.
+MEASURE_KEY = 2024
+HEAD_TO_HEAD_KEY = 7
+
+
+def finished(run_dir: Path, config) -> bool:
+  """Whether `run_dir` holds a final.json written for exactly `config`."""
+  path = run_dir / FINAL_FILE
+  if not path.is_file():
+    return False
+  try:
+    saved = json.loads(path.read_text())
+  except json.JSONDecodeError:
+    return False
+  return saved.get("config") == json.loads(config.to_json())
+
+
+def find_twin(out: Path, run_dir: Path, config) -> Path | None:
+  """A finished run elsewhere under `out` with exactly this config (Q3's noiseless point is
+  Q2's oracle run), or None."""
+  for path in sorted(out.glob(f"*/*/{FINAL_FILE}")):
+    if path.parent != run_dir and finished(path.parent, config):
+      return path.parent
+  return None
+
+
+def train_run(run: Run, run_dir: Path, force: bool, log: Callable[[str], None]) -> float:
+  """Train `run` in `run_dir` (resuming an interrupted run unless `force`); returns the wall
+  time of this call in seconds."""
+  import spo_jax
+  from spo_jax.config import ConfigError
+
+  start = time.perf_counter()
+  resume = (not force and (run_dir / "config.json").exists()
+            and (run_dir / "checkpoints").is_dir())
+  if resume:
+    try:
+      spo_jax.train(run.config, run_dir=run_dir, resume=True)
+      return time.perf_counter() - start
+    except ConfigError as error:  # a different config or no complete checkpoint: start over
+      log(f"  cannot resume ({error}); starting again")
+  spo_jax.train(run.config, run_dir=run_dir, overwrite=True)
+  return time.perf_counter() - start
+
+
+def restore_params(run_dir: Path):
+  """(setup, PolicyParams with a leading seed axis [S, ...]) of a run's last checkpoint;
+  `setup` is `spo_jax.train.build` of the run's saved config."""
+  import jax
+
+  from spo_jax.checkpoint import Checkpointer, read_run_config
+  from spo_jax.train import build, over_seeds, policy_params, seed_keys
+
+  config = read_run_config(run_dir)
+  setup = build(config)
+  checkpointer = Checkpointer(run_dir / "checkpoints")
+  try:
+    step = checkpointer.latest_step()
+    state, _ = checkpointer.restore(
+        step, jax.eval_shape(over_seeds(setup.fns.init, config.num_seeds), seed_keys(config)))
+  finally:
+    checkpointer.close()
+  return setup, policy_params(state)
+
+
+def teacher_properties(teacher: Any, summaries: Any, returns: Any) -> dict[str, Any]:
+  """Per-episode measures [E] of what the teacher judges, read from its summaries [E, ...].
+
+  intransitive: `rater_k` = rater k's utility U_k = sum_m W[k, m] sum_t q_m,t;
+  constraint: `satisfied` = 1 if q_t <= threshold at every valid step;
+  deadline: `reached` = 1 if the level was reached within the deadline, `steps_to_reach`
+  (the deadline + 1 where it was not); peak: `peak` = max_t q_t; steady: `variance`.
+  Always `return`, the env's return `returns` [E].
+  """
+  import jax
+  import jax.numpy as jnp
+
+  from spo_jax.teachers import nonmarkov
+  from spo_jax.teachers.raters import MajorityOfRaters
+
+  out = {"return": returns}
+  if isinstance(teacher, MajorityOfRaters):
+    utilities = jax.vmap(teacher.utilities)(summaries)  # [E, K]
+    for k in range(teacher.num_raters):
+      out[f"rater_{k}"] = utilities[:, k]
+  elif isinstance(teacher, nonmarkov.Constraint):
+    out["satisfied"] = 1.0 - summaries["violated"].astype(jnp.float32)
+  elif isinstance(teacher, nonmarkov.Deadline):
+    reached = nonmarkov.Deadline.reached_in_time(summaries)
+    out["reached"] = reached.astype(jnp.float32)
+    out["steps_to_reach"] = jnp.where(reached, summaries["reached"],
+                                      teacher.deadline + 1).astype(jnp.float32)
+  elif isinstance(teacher, nonmarkov.Peak):
+    out["peak"] = summaries["peak"]
+  elif isinstance(teacher, nonmarkov.Steady):
+    out["variance"] = nonmarkov.Steady.variance(summaries)
+  return out
+
+
+def make_measure(setup, episodes: int) -> Callable:
+  """jit(vmap over seeds) of: roll out the deterministic policy `episodes` times with the
+  configured teacher folded in; (params [S, ...], keys [S]) -> the per-seed means [S] of
+  `teacher_properties`."""
+  import jax
+  import jax.numpy as jnp
+
+  from spo_jax.evaluate import rollout_policy
+  from spo_jax.rollout import rollout
+
+  config = setup.config
+  teacher = setup.teacher  # the configured teacher (`build` makes it for spo and rm runs)
+
+  def one_seed(params, key):
+    policy = rollout_policy(setup.networks, params, config.normalize_observations, True)
+    result = rollout(setup.env, policy, key, episodes, config.episode_length, teacher)
+    returns = jnp.sum(result.trajectory.reward, axis=0)
+    props = teacher_properties(teacher, result.summaries, returns)
+    return {k: jnp.mean(v) for k, v in props.items()}
+
+  return jax.jit(jax.vmap(one_seed))
+
+
+def measure(run: Run, run_dir: Path, episodes: int) -> dict[str, list[float]]:
+  """The final policies' `teacher_properties`, one mean per seed, from the last checkpoint."""
+  import jax
+
+  setup, params = restore_params(run_dir)
+  keys = jax.random.split(jax.random.PRNGKey(MEASURE_KEY), run.config.num_seeds)
+  values = jax.device_get(make_measure(setup, episodes)(params, keys))
+  return {k: [float(x) for x in np.asarray(v)] for k, v in values.items()}
+
+
+def read_metrics(run_dir: Path) -> list[dict[str, Any]]:
+  """The rows of RUN_DIR/metrics.jsonl in file order ([] without the file); a single-seed
+  run's rows get `seed` 0."""
+  path = run_dir / "metrics.jsonl"
+  if not path.exists():
+    return []
+  rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+  for row in rows:
+    row.setdefault("seed", 0)
+  return rows
+
+
+def last_rows(run_dir: Path) -> list[dict[str, Any]]:
+  """The last evaluation row of each seed, by seed (rows re-written by a resume: the last
+  wins)."""
+  last: dict[int, dict[str, Any]] = {}
+  for row in read_metrics(run_dir):
+    if row["seed"] not in last or row["iteration"] >= last[row["seed"]]["iteration"]:
+      last[row["seed"]] = row
+  return [last[s] for s in sorted(last)]
+
+
+def final_measures(run: Run, run_dir: Path, episodes: int) -> dict[str, Any]:
+  """final.json's `seeds` and `measures` (each a list over seeds) of a trained run."""
+  last = last_rows(run_dir)
+  measures: dict[str, list[float]] = {}
+  if run.config.env != "matrix_game":  # the game has no env reward: its return is always 0
+    measures["final_eval_return"] = [r["eval/episode_reward"] for r in last]
+  # Matrix game (categorical policy): exploitability and action probabilities of the last
+  # iterate and of the time-averaged policy at the last evaluation.
+  for name in sorted(last[0] if last else []):
+    if name.startswith(("eval/exploitability_", "eval/prob_")):
+      measures[name.split("/")[1]] = [r[name] for r in last]
+  if run.measure:
+    measures.update(measure(run, run_dir, episodes))
+  return {"seeds": [r["seed"] for r in last], "measures": measures}
+
+
+def execute(runs: list[Run], out: Path, force: bool, episodes: int,
+            log: Callable[[str], None] = print) -> dict[str, float]:
+  """Train and measure every run not already finished (all of them with `force`); returns
+  the wall seconds per run ('<question>/<name>') spent in this call (0 for skipped runs)."""
+  seconds: dict[str, float] = {}
+  for index, run in enumerate(runs, 1):
+    run_dir = out / run.question / run.name
+    key = f"{run.question}/{run.name}"
+    if not force and finished(run_dir, run.config):
+      log(f"[{index}/{len(runs)}] {key}: finished before, skipped (--force re-runs)")
+      seconds[key] = 0.0
+      continue
+    twin = None if force else find_twin(out, run_dir, run.config)
+    if twin is not None:
+      if run_dir.exists():
+        shutil.rmtree(run_dir)
+      shutil.copytree(twin, run_dir)
+      log(f"[{index}/{len(runs)}] {key}: the same config as {twin.relative_to(out)}, copied")
+      seconds[key] = 0.0
+      continue
+    log(f"[{index}/{len(runs)}] {key}: {run.config.env}, {run.config.reward_source}, "
+        f"teacher {run.config.teacher}, S={run.config.num_seeds} seeds")
+    train_s = train_run(run, run_dir, force, log)
+    start = time.perf_counter()
+    final: dict[str, Any] = {"config": json.loads(run.config.to_json()), "train_s": train_s}
+    final.update(final_measures(run, run_dir, episodes))
+    final["measure_s"] = time.perf_counter() - start
+    # Written last: its presence (with this config) is what marks the run finished.
+    (run_dir / FINAL_FILE).write_text(json.dumps(final, indent=1))
+    seconds[key] = train_s + final["measure_s"]
+    log(f"  done in {seconds[key]:.0f} s (training {train_s:.0f} s)")
+  return seconds
+
+
+def head_to_head_q1(runs: list[Run], out: Path, force: bool, episodes: int,
+                    log: Callable[[str], None] = print) -> dict[str, Any] | None:
+  """The raters' verdict between the final SPO and RM policies of Q1's control task: seed i
+  of SPO against seed i of RM, `episodes` episodes each from the same resets, every pair
+  judged by the intransitive teacher (`spo_jax.evaluate.head_to_head`). Cached in
+  OUT/q1/head_to_head.json, recomputed when either run is newer. None when `runs` lacks
+  either control run."""
+  import jax
+
+  from spo_jax.evaluate import head_to_head, rollout_policy
+
+  by_method = {r.method: r for r in runs if r.question == "q1" and r.setting == "control"}
+  if set(by_method) != {"spo", "rm"}:
+    return None
+  dirs = {m: out / "q1" / r.name for m, r in by_method.items()}
+  path = out / "q1" / HEAD_TO_HEAD_FILE
+  newest = max((d / FINAL_FILE).stat().st_mtime for d in dirs.values())
+  if not force and path.exists() and path.stat().st_mtime >= newest:
+    return json.loads(path.read_text())
+  start = time.perf_counter()
+  setup_a, params_a = restore_params(dirs["spo"])
+  setup_b, params_b = restore_params(dirs["rm"])
+  config = setup_a.config
+  teacher = setup_a.teacher  # the intransitive raters both runs were trained with
+
+  def one_seed(pa, pb, key):
+    policy_a = rollout_policy(setup_a.networks, pa, config.normalize_observations, True)
+    policy_b = rollout_policy(setup_b.networks, pb, setup_b.config.normalize_observations, True)
+    return head_to_head(setup_a.env, teacher, policy_a, policy_b, key, episodes,
+                        config.episode_length)
+
+  keys = jax.random.split(jax.random.PRNGKey(HEAD_TO_HEAD_KEY), config.num_seeds)
+  result = jax.device_get(jax.jit(jax.vmap(one_seed))(params_a, params_b, keys))
+  data = {"seeds": list(range(config.seed, config.seed + config.num_seeds)),
+          "win_rate_spo_vs_rm": [float(x) for x in np.asarray(result["win_rate"])],
+          "win_rate_stderr": [float(x) for x in np.asarray(result["win_rate_stderr"])],
+          "seconds": time.perf_counter() - start}
+  path.write_text(json.dumps(data, indent=1))
+  log(f"q1 head-to-head SPO vs RM: {data['seconds']:.0f} s")
+  return data
+
