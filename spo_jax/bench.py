@@ -195,19 +195,25 @@ def throughput(config, contenders, repeats: int, warmup: int, breakdown: bool) -
   for r in results.values():
     r["vs_raw"] = r["physics_steps_per_s"] / raw_rate if raw_rate else None
   if breakdown and "spo" in contenders:
-    results["spo_breakdown"] = spo_breakdown(spo_setup, state, repeats)
+    results["spo_breakdown"], steps = spo_breakdown(spo_setup, state, repeats)
+    # The rollout alone against raw physics: valid steps per second of the jitted rollout.
+    results["spo_rollout"] = dict(
+        steps, valid_steps_per_s=steps["valid_steps"] / results["spo_breakdown"]["rollout"],
+        vs_raw=(steps["valid_steps"] / results["spo_breakdown"]["rollout"] / raw_rate
+                if raw_rate else None))
   return results
 
 
-def spo_breakdown(setup, state, repeats: int) -> dict[str, float]:
-  """Median seconds of each stage of the SPO iteration, each jitted alone on the same data."""
+def spo_breakdown(setup, state, repeats: int) -> tuple[dict[str, float], dict[str, int]]:
+  """Median seconds of each stage of the SPO iteration, each jitted alone on the same data,
+  and the valid and physics steps of the rollout they were timed on."""
   import jax
 
   from spo_jax import networks as nets
   from spo_jax import ppo
   from spo_jax import reward_sources as sources
   from spo_jax import teachers as teachers_lib
-  from spo_jax.rollout import rollout
+  from spo_jax.rollout import compaction_sizes, rollout
   from spo_jax.train import _hyperparams
 
   config, env, networks = setup.config, setup.env, setup.networks
@@ -221,9 +227,13 @@ def spo_breakdown(setup, state, repeats: int) -> dict[str, float]:
     raw_action = nets.sample_raw_action(mean, log_std, key)
     return raw_action, nets.log_prob(mean, log_std, raw_action)
 
+  # The rollout as training runs it: the same segments and compaction (train.py).
+  batch_sizes = (compaction_sizes(config.num_envs, config.compaction_factor)
+                 if config.compaction_factor else None)
   do_rollout = jax.jit(lambda s, k: rollout(env, lambda o, kk: policy_fn(s, o, kk), k,
                                             config.num_envs, config.episode_length,
-                                            setup.teacher))
+                                            setup.teacher, segment_length=source.segment_length,
+                                            batch_sizes=batch_sizes))
   do_rewards = jax.jit(lambda s, r, k: source.rewards(s.reward_state, r, k)[0])
 
   def update(s, traj, rewards, k):
@@ -241,7 +251,9 @@ def spo_breakdown(setup, state, repeats: int) -> dict[str, float]:
     samples["rollout"].append(timed(do_rollout, state, key)[0])
     samples["win rates + placement"].append(timed(do_rewards, state, result, key)[0])
     samples["ppo update"].append(timed(do_update, state, result.trajectory, rewards, key)[0])
-  return {k: _median(v) for k, v in samples.items()}
+  steps = {"valid_steps": int(result.trajectory.mask.sum()),
+           "physics_steps": int(result.physics_steps)}
+  return {k: _median(v) for k, v in samples.items()}, steps
 
 
 # -------------------------------------------------------------------------------------
@@ -433,6 +445,11 @@ def print_tables(report: dict, sections: tuple[str, ...] | None = None) -> None:
       print("\n| SPO stage (jitted alone) | median (s) | share |\n|---|---|---|")
       for k, v in parts.items():
         print(f"| {k} | {v:.3f} | {100 * v / total:.0f}% |")
+      steps = r["throughput"].get("spo_rollout")
+      if steps:
+        print(f"\nRollout alone: {steps['valid_steps']:,d} valid of {steps['physics_steps']:,d} "
+              f"physics steps, {steps['valid_steps_per_s']:,.0f} valid steps/s "
+              f"({_fmt(steps['vs_raw'], '.2f')}x raw)")
   if "time_to_target" in r:
     print(f"\nTime to eval return >= {report['target']:g} (wall clock incl. compilation):\n")
     print("| trainer | wall to target (s) | total wall (s) | env steps | steady env steps/s |")
