@@ -390,6 +390,7 @@ def _train(run: Run, run_dir: Path, force: bool, log: Callable[[str], None]) -> 
   """Train (or resume an interrupted run); returns the wall time of this call in seconds."""
   import spo_jax
   from spo_jax.config import ConfigError
+  from spo_jax.run_dir import RunDirBusy
 
   start = time.perf_counter()
   resume = (not force and (run_dir / "config.json").exists()
@@ -398,6 +399,8 @@ def _train(run: Run, run_dir: Path, force: bool, log: Callable[[str], None]) -> 
     try:
       spo_jax.train(run.config, run_dir=run_dir, resume=True)
       return time.perf_counter() - start
+    except RunDirBusy:  # another process is training this point: never start over under it
+      raise
     except ConfigError as error:  # a different config or no complete checkpoint: start over
       log(f"  cannot resume ({error}); starting again")
   spo_jax.train(run.config, run_dir=run_dir, overwrite=True)
@@ -1138,7 +1141,16 @@ def main(argv: list[str] | None = None) -> int:
   episodes = plan.final_episodes
   seconds: dict[str, float] = {}
   if not args.analyze_only:
-    seconds = execute(runs, out, args.force, episodes)
+    from spo_jax.run_dir import RunDirBusy, RunWriteError
+
+    try:
+      seconds = execute(runs, out, args.force, episodes)
+    except RunDirBusy as error:  # another reproduce.py (or spo-train) holds a point's run
+      print(f"reproduce.py: error: {error}", file=sys.stderr)
+      return 2
+    except RunWriteError as error:  # disk full: finished points are kept, rerun to go on
+      print(f"reproduce.py: error: {error}", file=sys.stderr)
+      return 4
     head_to_head_q1(runs, out, args.force, episodes)
   results, finals = collect(runs, out)
   command = "python scripts/reproduce.py " + " ".join(argv)
