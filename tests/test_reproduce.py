@@ -290,3 +290,24 @@ def test_bad_input_exits_2_from_the_command_line(tmp_path):
   assert out.stderr.strip() == ("reproduce.py: error: unknown question 'q9'; valid: q1, q2, "
                                 "q3, q4, all")
   assert out.stdout == ""
+
+
+def test_a_point_another_process_is_training_is_refused_not_restarted(tmp_path):
+  """Two reproduce.py's over one --out: the second finds a point's run held by the first. It
+  must neither resume it nor fall back to --overwrite (which would delete the first's run
+  under it): RunDirBusy goes up (main prints it in one line, exit 2) and nothing changes."""
+  import types
+
+  import spo_jax
+  from spo_jax.run_dir import RunDirBusy, RunLock
+
+  run_dir = tmp_path / "Q2" / "spo"
+  (run_dir / "checkpoints").mkdir(parents=True)
+  config = spo_jax.preset("point_reach")
+  (run_dir / "config.json").write_text(config.to_json())
+  before = sorted(p.name for p in run_dir.rglob("*"))
+  logged = []
+  with RunLock(run_dir), pytest.raises(RunDirBusy, match="in use by another run"):
+    reproduce._train(types.SimpleNamespace(config=config), run_dir, False, logged.append)
+  assert logged == []  # no "cannot resume ...; starting again"
+  assert sorted(p.name for p in run_dir.rglob("*")) == before
