@@ -469,6 +469,18 @@ def test_legacy_checkpoints_without_a_manifest_still_load(run, capsys):
   assert capsys.readouterr().err == ""
 
 
+@pytest.mark.parametrize("how", ["truncate-meta", "overwrite-sharding"])
+def test_a_damaged_legacy_checkpoint_is_skipped_when_orbax_cannot_read_it(run, capsys, how):
+  """Without manifests (checkpoints from before them) damage shows only when Orbax fails to
+  read the files: that failure, hidden from the terminal, is the reason in the one line, and
+  the previous checkpoint is used."""
+  for manifest in (run / "checkpoints").glob("*/MANIFEST.json"):
+    manifest.unlink()
+  _damage(run / "checkpoints" / "3", how)
+  spo_jax.load_policy(run)
+  _one_line(capsys, "skipped checkpoint 3", "Orbax cannot read it", "using checkpoint 2")
+
+
 def test_truncated_config_and_metrics(run, capsys):
   """metrics.jsonl cut in the middle of its last row (iteration 3; damage from outside, since
   our own writes truncate a row they could not finish): a reader skips the half row, and a
