@@ -248,18 +248,25 @@ def restore_usable(checkpointer: Checkpointer, abstract_state: Any, step: int | 
   # Asked for one step: newer damaged ones are none of the caller's business.
   failures = list(skipped) if step is None else []
   for candidate in sorted(steps, reverse=True):
-    manifest = run_dir_lib.read_manifest(directory / str(candidate))
+    try:
+      manifest = run_dir_lib.read_manifest(directory / str(candidate))
+    except ValueError:  # damaged since it was verified a moment ago: judged again below
+      manifest = None
     try:
       state, meta = checkpointer.restore(candidate, abstract_state)
     except CheckpointError as error:
-      if manifest is not None:
+      # Still matching its manifest after the failed read: the bytes are as written, so the
+      # format is what this version cannot read. (A run writing the directory may instead
+      # have deleted this step, its oldest, while we read it: then it no longer matches.)
+      problem = run_dir_lib.manifest_problem(directory / str(candidate))
+      if manifest is not None and problem is None:
         written_by = manifest.get("spo_jax_version", "an unknown version")
         raise CheckpointError(
             f"checkpoint {candidate} in '{directory}' is intact (it matches its manifest) but "
             f"cannot be read by this spo_jax {run_dir_lib.package_version()} (written by "
             f"{written_by}: {error}); evaluate or resume it with the spo_jax version that "
             "wrote it, or start a new --run-dir") from error
-      failures.append((candidate, f"Orbax cannot read it: {error}"))
+      failures.append((candidate, problem or f"Orbax cannot read it: {error}"))
       continue
     for bad, why in sorted(failures, reverse=True):
       if bad > candidate:
