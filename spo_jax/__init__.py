@@ -12,6 +12,7 @@ from spo_jax.envs import Balance, MatrixGame, PointReach, make_env
 from spo_jax.evaluate import PolicyParams
 from spo_jax.loggers import LogOptions
 from spo_jax.rollout import Trajectory, rollout
+from spo_jax.run_dir import RunDirBusy, RunWriteError
 from spo_jax.teachers import (
     BradleyTerry,
     Oracle,
@@ -38,6 +39,7 @@ __all__ = [
     "default_config", "load_policy", "LogOptions", "make_env", "make_teacher", "make_train",
     "MatrixGame",
     "NumericalError", "Oracle", "place_rewards", "PointReach", "PolicyParams", "preset", "PRESETS",
-    "rollout", "Teacher", "TeacherContractError", "TeacherStep", "train", "TrainingInterrupted",
+    "rollout", "RunDirBusy", "RunWriteError", "Teacher", "TeacherContractError", "TeacherStep",
+    "train", "TrainingInterrupted",
     "TrainState", "Trajectory", "validate", "validate_teacher", "winrate",
 ]

@@ -1,12 +1,13 @@
 """Checkpoints with Orbax: the whole `TrainState`, the config and the host counters.
 
-Layout of a run directory:
+Layout of a run directory (spo_jax/run_dir.py owns the names):
 
   RUN_DIR/config.json          the run's Config
   RUN_DIR/metrics.jsonl        one JSON object per evaluation
   RUN_DIR/checkpoints/<step>/  Orbax checkpoints, step = training iteration
      state/                    the TrainState pytree (params, optimizer, normalizer, key, ...)
      meta/                     JSON: config, host counters (env steps, queries, wall time)
+     MANIFEST.json             size and SHA-256 of every file above, written last
 
 Crash safety. Orbax (0.12.8) writes step k into `checkpoints/k.orbax-checkpoint-tmp` and
 renames it to `checkpoints/k` once every file is written; a process killed mid-save leaves the
@@ -15,20 +16,37 @@ tmp folder behind (Orbax ignores it and removes it when step k is saved again). 
 place), or after a copy or sync gone wrong, so `complete_steps` also checks that the files
 every finished checkpoint holds are there; `latest_step` is the newest complete one. A kill at
 any moment therefore leaves the last complete checkpoint loadable, and `--resume` picks it.
+
+Damage. A complete folder can still hold wrong bytes (a disk error, a hand edit, a copy that
+truncated a file). Each save ends with MANIFEST.json (`run_dir.write_manifest`);
+`complete_steps(verify=True)` keeps only checkpoints whose files match it, and
+`restore_usable` restores the newest of those, saying which newer ones it skipped and why.
+Checkpoints from before manifests existed are trusted as before (and skipped too when Orbax
+cannot read them).
+
+Full disks. A save that fails (`OSError`, or Orbax's error wrapping one) leaves no temporary
+folder behind and every earlier checkpoint as it was; Orbax's and asyncio's shutdown noise is
+kept from the terminal. The caller (`train`) turns the error into `run_dir.RunWriteError`.
 """
 
 from __future__ import annotations
 
+import contextlib
+import gc
+import io
 import json
 import logging
-import os
 import shutil
+import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import jax
 
+from spo_jax import run_dir as run_dir_lib
 from spo_jax.config import Config, ConfigError
+from spo_jax.run_dir import write_text_atomic  # noqa: F401 (re-exported: its older home)
 
 # Fields that may differ between a checkpoint and the run resuming it: they change how long
 # or how often, never what is computed in an iteration (compaction_factor changes only which
@@ -45,12 +63,19 @@ _COMPLETE_MARKERS = ("_CHECKPOINT_METADATA", "state/_METADATA", "state/manifest.
                      "meta/metadata")
 
 
-def complete_steps(directory: str | Path) -> list[int]:
-  """Steps under `directory` (a checkpoints/ folder) whose checkpoint is complete, ascending.
+def complete_steps(directory: str | Path, verify: bool = False,
+                   skipped: list[tuple[int, str]] | None = None) -> list[int]:
+  """Steps under `directory` (a checkpoints/ folder) whose checkpoint is usable, ascending:
+  the one place that says which checkpoints exist (training, `--resume`, `load_policy`,
+  `spo-eval` all ask it).
 
-  Ignores Orbax's `<step>.orbax-checkpoint-tmp` folders (a save killed midway) and step
-  folders missing any of the files a finished save writes (a deletion or copy cut short).
-  Reads the file system only: no Orbax, nothing compiled.
+  Always ignored: Orbax's `<step>.orbax-checkpoint-tmp` folders (a save killed midway) and
+  step folders missing any of the files a finished save writes (a deletion or copy cut short).
+  With `verify`, also checkpoints whose files do not match their MANIFEST.json (size and
+  SHA-256; `run_dir.manifest_problem`); each one left out is appended to `skipped` as
+  (step, why). Reads the file system only: no Orbax, nothing compiled. `verify` reads every
+  byte of every checkpoint (SHA-256 runs at about a GB/s), so the training loop, which only
+  needs the folder names, leaves it off.
   """
   directory = Path(directory)
   if not directory.is_dir():
@@ -60,20 +85,22 @@ def complete_steps(directory: str | Path) -> list[int]:
     if (entry.name.isdigit() and entry.is_dir()
         and all((entry / marker).exists() for marker in _COMPLETE_MARKERS)):
       steps.append(int(entry.name))
-  return sorted(steps)
+  steps.sort()
+  if not verify:
+    return steps
+  verified = []
+  for step in steps:
+    problem = run_dir_lib.manifest_problem(directory / str(step))
+    if problem is None:
+      verified.append(step)
+    elif skipped is not None:
+      skipped.append((step, problem))
+  return verified
 
 
-def write_text_atomic(path: str | Path, text: str | bytes) -> None:
-  """Write `text` (str, or bytes such as a PNG) to `path` so that a reader (or a crash) sees
-  the old file or the new one, never half of it: write a sibling temporary file, flush it to
-  disk, rename it over `path`."""
-  path = Path(path)
-  tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-  with open(tmp, "wb") as file:
-    file.write(text.encode() if isinstance(text, str) else text)
-    file.flush()
-    os.fsync(file.fileno())
-  os.replace(tmp, path)
+class CheckpointError(ConfigError):
+  """No usable checkpoint: all damaged, or written in a form this version cannot read (a bad
+  input: `spo-train` and `spo-eval` exit with code 2, nothing is overwritten)."""
 
 
 def _ocp():
@@ -83,8 +110,42 @@ def _ocp():
   return ocp
 
 
+@contextlib.contextmanager
+def _quiet_orbax():
+  """Keep Orbax's failure noise from the terminal: when a write fails (disk full), Orbax logs
+  the error through absl, and the TensorStore callbacks it leaves behind print hundreds of
+  "Event loop is closed" tracebacks and, once garbage-collected, "Exception ignored in
+  <coroutine ...>" ones. The caller reports the failure in one line instead. What a
+  successful block printed is passed on unchanged."""
+  loggers = [logging.getLogger(name) for name in ("absl", "asyncio")]
+  levels = [logger.level for logger in loggers]
+  for logger in loggers:
+    logger.setLevel(logging.CRITICAL)
+  captured = io.StringIO()
+  failed = False
+  try:
+    with contextlib.redirect_stderr(captured):
+      try:
+        yield
+      except BaseException:
+        failed = True
+        # Finalise the abandoned coroutines now, while their complaints are still hidden,
+        # rather than at interpreter exit.
+        gc.collect()
+        raise
+  finally:
+    for logger, level in zip(loggers, levels, strict=True):
+      logger.setLevel(level)
+    if not failed and captured.getvalue():
+      sys.stderr.write(captured.getvalue())
+
+
 class Checkpointer:
-  """Saves and restores `(TrainState, meta)` under `directory` (keeps the last `max_to_keep`)."""
+  """Saves and restores `(TrainState, meta)` under `directory` (keeps the last `max_to_keep`).
+
+  Every save ends with the step's MANIFEST.json; a failed save raises the underlying error
+  (an OSError, or Orbax's ValueError that wraps one) after removing its temporary folders.
+  """
 
   def __init__(self, directory: str | Path, max_to_keep: int = 3):
     ocp = _ocp()
@@ -102,25 +163,48 @@ class Checkpointer:
     return steps[-1] if steps else None
 
   def save(self, step: int, state: Any, meta: dict[str, Any]) -> None:
-    """Save `state` as `step`; a step already saved (the state is the same) is kept as is,
-    an incomplete folder of that step (a deletion cut short) is replaced."""
+    """Save `state` as `step`, then its manifest. A step already saved whole is kept as is
+    (the state is the same); a folder of that step that is incomplete (a deletion cut short)
+    or does not match its manifest (damaged) is replaced."""
+    step_dir = self.directory / str(step)
     if step in complete_steps(self.directory):
-      return
-    if (self.directory / str(step)).exists():
-      shutil.rmtree(self.directory / str(step))
+      if run_dir_lib.manifest_problem(step_dir) is None:
+        return
+    if step_dir.exists():
+      shutil.rmtree(step_dir)
       self._manager.reload()
     args = self._ocp.args
-    self._manager.save(step, args=args.Composite(state=args.StandardSave(state),
-                                                 meta=args.JsonSave(meta)), force=True)
-    self._manager.wait_until_finished()
+    try:
+      with _quiet_orbax():
+        self._manager.save(step, args=args.Composite(state=args.StandardSave(state),
+                                                     meta=args.JsonSave(meta)), force=True)
+        self._manager.wait_until_finished()
+      run_dir_lib.write_manifest(step_dir)
+    except BaseException:
+      self.remove_temporaries()
+      if step_dir.exists() and not (step_dir / run_dir_lib.MANIFEST).exists():
+        shutil.rmtree(step_dir, ignore_errors=True)  # whole but unverifiable: not kept
+      raise
+
+  def remove_temporaries(self) -> None:
+    """Delete the `*.orbax-checkpoint-tmp*` folders a failed or killed save left behind."""
+    if self.directory.is_dir():
+      for path in self.directory.glob("*.orbax-checkpoint-tmp*"):
+        shutil.rmtree(path, ignore_errors=True)
 
   def restore(self, step: int, abstract_state: Any) -> tuple[Any, dict[str, Any]]:
+    """The state and meta of `step`; raises `CheckpointError` (one line) when Orbax cannot
+    read it: damaged files, or a state whose structure differs from `abstract_state`."""
     args = self._ocp.args
     abstract = jax.tree.map(
         lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype) if hasattr(x, "shape") else x,
         abstract_state)
-    restored = self._manager.restore(
-        step, args=args.Composite(state=args.StandardRestore(abstract), meta=args.JsonRestore()))
+    try:
+      with _quiet_orbax():
+        restored = self._manager.restore(step, args=args.Composite(
+            state=args.StandardRestore(abstract), meta=args.JsonRestore()))
+    except Exception as error:  # noqa: BLE001 (Orbax raises many kinds; all mean "unreadable")
+      raise CheckpointError(_first_line(error)) from error
     return restored.state, dict(restored.meta)
 
   def read_meta(self, step: int) -> dict[str, Any]:
@@ -129,7 +213,70 @@ class Checkpointer:
     return dict(restored.meta)
 
   def close(self) -> None:
-    self._manager.close()
+    with contextlib.suppress(Exception), _quiet_orbax():
+      self._manager.close()
+
+
+def _first_line(error: BaseException) -> str:
+  text = str(error).strip().splitlines()
+  line = text[0] if text else type(error).__name__
+  return f"{type(error).__name__}: {line[:300]}"
+
+
+def restore_usable(checkpointer: Checkpointer, abstract_state: Any, step: int | None = None,
+                   notify: Callable[[str], None] | None = None) -> tuple[int, Any, dict]:
+  """Restore the newest checkpoint that verifies and reads (or exactly `step`, when given).
+
+  Newer checkpoints that fail are skipped, each reported through `notify` in one line saying
+  which and why (default: printed to stderr). Raises `CheckpointError` with one line when
+  none is usable, or when a checkpoint whose manifest verifies cannot be read: its files are
+  as they were written, so it comes from a spo_jax whose state this version cannot read (an
+  older checkpoint of the same run would fail the same way). Returns (step, state, meta).
+  """
+  directory = checkpointer.directory
+  notify = notify or (lambda line: print(line, file=sys.stderr, flush=True))
+  skipped: list[tuple[int, str]] = []
+  steps = complete_steps(directory, verify=True, skipped=skipped)
+  if step is not None:
+    for bad, why in skipped:
+      if bad == step:
+        raise CheckpointError(f"checkpoint {step} in '{directory}' is damaged ({why}); "
+                              f"verified checkpoints: {steps or 'none'}")
+    if step not in steps:
+      raise CheckpointError(f"'{directory}' holds no complete checkpoint of step {step}; "
+                            f"complete steps: {steps or 'none'}")
+    steps = [step]
+  # Asked for one step: newer damaged ones are none of the caller's business.
+  failures = list(skipped) if step is None else []
+  for candidate in sorted(steps, reverse=True):
+    try:
+      manifest = run_dir_lib.read_manifest(directory / str(candidate))
+    except ValueError:  # damaged since it was verified a moment ago: judged again below
+      manifest = None
+    try:
+      state, meta = checkpointer.restore(candidate, abstract_state)
+    except CheckpointError as error:
+      # Still matching its manifest after the failed read: the bytes are as written, so the
+      # format is what this version cannot read. (A run writing the directory may instead
+      # have deleted this step, its oldest, while we read it: then it no longer matches.)
+      problem = run_dir_lib.manifest_problem(directory / str(candidate))
+      if manifest is not None and problem is None:
+        written_by = manifest.get("spo_jax_version", "an unknown version")
+        raise CheckpointError(
+            f"checkpoint {candidate} in '{directory}' is intact (it matches its manifest) but "
+            f"cannot be read by this spo_jax {run_dir_lib.package_version()} (written by "
+            f"{written_by}: {error}); evaluate or resume it with the spo_jax version that "
+            "wrote it, or start a new --run-dir") from error
+      failures.append((candidate, problem or f"Orbax cannot read it: {error}"))
+      continue
+    for bad, why in sorted(failures, reverse=True):
+      if bad > candidate:
+        notify(f"spo_jax: skipped checkpoint {bad} in '{directory}' ({why}); using "
+               f"checkpoint {candidate}")
+    return candidate, state, meta
+  details = "; ".join(f"{s}: {why}" for s, why in sorted(failures, reverse=True))
+  raise CheckpointError(f"no usable checkpoint in '{directory}' ({details or 'none saved'}); "
+                        "restore the folder from a backup, or start again with --overwrite")
 
 
 def config_differences(saved: Config, current: Config) -> list[str]:
@@ -167,26 +314,27 @@ def load_policy(path: str | Path, deterministic: bool = True, step: int | None =
   """Load a trained policy from a run directory: `policy(obs, key=None) -> action`.
 
   Needs no code: the config saved beside the weights rebuilds the networks. A run of several
-  seeds (`num_seeds`) holds one policy per seed; `seed_index` picks one.
+  seeds (`num_seeds`) holds one policy per seed; `seed_index` picks one. Without `step`, the
+  newest checkpoint that matches its manifest and reads (`restore_usable`: a damaged newer one
+  is skipped with a line on stderr); with `step`, exactly that one or a `CheckpointError`.
+  Takes no lock: a run may still be writing the directory.
   """
   from spo_jax.train import build, over_seeds, policy_params, seed_keys
 
   ckpt_dir = find_checkpoint_dir(path)
   run_dir = ckpt_dir.parent
   config = read_run_config(run_dir)
-  checkpointer = Checkpointer(ckpt_dir)
-  step = checkpointer.latest_step() if step is None else step
-  if step is None:
+  if not complete_steps(ckpt_dir):
     raise ConfigError(f"'{ckpt_dir}' holds no complete checkpoint")
-  if step not in complete_steps(ckpt_dir):
-    raise ConfigError(f"'{ckpt_dir}' holds no complete checkpoint of step {step}; complete "
-                      f"steps: {complete_steps(ckpt_dir)}")
   if not 0 <= seed_index < config.num_seeds:
     raise ConfigError(f"seed_index = {seed_index} is out of range: the run trained "
                       f"{config.num_seeds} seed(s), use 0..{config.num_seeds - 1}")
   setup = build(config)
   init = over_seeds(setup.fns.init, config.num_seeds)
-  state, _ = checkpointer.restore(step, jax.eval_shape(init, seed_keys(config)))
-  checkpointer.close()
+  checkpointer = Checkpointer(ckpt_dir)
+  try:
+    _, state, _ = restore_usable(checkpointer, jax.eval_shape(init, seed_keys(config)), step)
+  finally:
+    checkpointer.close()
   params = jax.tree.map(lambda x: x[seed_index], policy_params(state))
   return setup.make_policy(params, deterministic=deterministic)

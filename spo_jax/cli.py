@@ -4,7 +4,9 @@ Every `Config` field is a flag (`--learning-rate 1e-3`, `--policy-hidden-sizes 3
 `--env NAME` first selects that environment's preset, then the other flags override it, so
 `spo-train --env hopper --num-envs 512` means "the hopper preset with 512 environments".
 Bad input exits with code 2 and one line naming the problem, before anything is compiled
-or written.
+or written (a run directory held by another run is bad input too); a write the file system
+refuses (disk full, read-only) exits with code 4 and one line naming the file and the last
+good checkpoint (docs/long_runs.md lists every exit code).
 """
 
 from __future__ import annotations
@@ -156,6 +158,7 @@ def train_main(argv: list[str] | None = None) -> None:
   config, run = command.config, command.run
   from spo_jax.config import validate
   from spo_jax.loggers import check_options
+  from spo_jax.run_dir import RunWriteError
   from spo_jax.train import NumericalError, TrainingInterrupted, train
 
   run_dir = None
@@ -175,6 +178,9 @@ def train_main(argv: list[str] | None = None) -> None:
   except NumericalError as error:
     print(f"spo-train: error: {error}", file=sys.stderr)
     raise SystemExit(3) from None
+  except RunWriteError as error:
+    print(f"spo-train: error: {error}", file=sys.stderr)
+    raise SystemExit(4) from None
   except TrainingInterrupted as stop:
     print(f"\nspo-train: stopped by {stop.signal_name} after iteration {stop.iteration}; "
           f"checkpoint saved in {run_dir}. Continue it with the same arguments plus "

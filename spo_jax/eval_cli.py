@@ -40,46 +40,62 @@ class SavedRun(NamedTuple):
   seed_index: int
 
 
-def saved_steps(checkpoint_dir: Path) -> list[int]:
-  """The complete checkpoints' iterations (Orbax renames a checkpoint's directory to its step
-  only once it is complete, so unfinished ones never have an all-digit name)."""
-  return sorted(int(p.name) for p in checkpoint_dir.iterdir() if p.name.isdigit())
-
-
 def locate(path: str | Path, step: int | None, seed_index: int) -> SavedRun:
   """Check a run directory (or its checkpoints/ folder), the step and the seed index; reads
-  only JSON, compiles nothing."""
-  from spo_jax.checkpoint import find_checkpoint_dir, read_run_config
+  only JSON and checkpoint bytes, compiles nothing.
+
+  Which checkpoints exist is `checkpoint.complete_steps`'s answer (the one place that knows:
+  an unfinished or partly deleted folder is not one). Without `--step`, the newest whose files
+  match its manifest; each newer damaged one is named on stderr in one line. An explicit
+  `--step` that is damaged is refused.
+  """
+  from spo_jax.checkpoint import complete_steps, find_checkpoint_dir, read_run_config
 
   checkpoint_dir = find_checkpoint_dir(path)
   run_dir = checkpoint_dir.parent
   config = read_run_config(run_dir)
-  steps = saved_steps(checkpoint_dir)
+  steps = complete_steps(checkpoint_dir)
   if not steps:
     raise ConfigError(f"'{run_dir}' holds no complete checkpoint yet")
-  if step is None:
-    step = steps[-1]
-  elif step not in steps:
+  if step is not None and step not in steps:
     raise ConfigError(f"no checkpoint of iteration {step} in '{run_dir}'; saved: "
                       + ", ".join(map(str, steps)))
   if not 0 <= seed_index < config.num_seeds:
     raise ConfigError(f"--seed-index {seed_index} is out of range: '{run_dir}' trained "
                       f"{config.num_seeds} seed(s), use 0..{config.num_seeds - 1}")
-  return SavedRun(run_dir, config, step, seed_index)
+  skipped: list[tuple[int, str]] = []
+  verified = complete_steps(checkpoint_dir, verify=True, skipped=skipped)
+  if step is not None:
+    for bad, why in skipped:
+      if bad == step:
+        raise ConfigError(f"checkpoint {step} in '{run_dir}' is damaged ({why}); verified "
+                          f"checkpoints: {', '.join(map(str, verified)) or 'none'}")
+    return SavedRun(run_dir, config, step, seed_index)
+  if not verified:
+    details = "; ".join(f"{s}: {why}" for s, why in skipped)
+    raise ConfigError(f"no usable checkpoint in '{run_dir}' ({details}); restore the "
+                      "checkpoints from a backup")
+  for bad, why in skipped:
+    if bad > verified[-1]:
+      print(f"spo-eval: skipped checkpoint {bad} in '{run_dir}' ({why}); using checkpoint "
+            f"{verified[-1]}", file=sys.stderr, flush=True)
+  return SavedRun(run_dir, config, verified[-1], seed_index)
 
 
 def restore(saved: SavedRun):
-  """(Setup, PolicyParams of the chosen seed) of a located run."""
+  """(Setup, PolicyParams of the chosen seed) of a located run; a checkpoint Orbax cannot
+  read raises `CheckpointError` (one line)."""
   import jax
 
-  from spo_jax.checkpoint import Checkpointer
+  from spo_jax.checkpoint import Checkpointer, restore_usable
   from spo_jax.train import build, over_seeds, policy_params, seed_keys
 
   setup = build(saved.config)
   init = over_seeds(setup.fns.init, saved.config.num_seeds)
   checkpointer = Checkpointer(saved.run_dir / "checkpoints")
   try:
-    state, _ = checkpointer.restore(saved.step, jax.eval_shape(init, seed_keys(saved.config)))
+    _, state, _ = restore_usable(checkpointer, jax.eval_shape(init, seed_keys(saved.config)),
+                                 saved.step)
   finally:
     checkpointer.close()
   return setup, jax.tree.map(lambda x: x[saved.seed_index], policy_params(state))

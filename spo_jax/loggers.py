@@ -20,6 +20,7 @@ Logging options are run options, not `Config` fields: they may change on resume.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import dataclasses
 import importlib.util
@@ -31,6 +32,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from spo_jax.config import ConfigError
+from spo_jax.run_dir import FailedWrite, write_failure, write_text_atomic
 
 Row = dict[str, Any]
 
@@ -88,10 +90,27 @@ def read_jsonl(path: str | Path) -> list[Row]:
 
 
 def _atomic_write(path: Path, text: str) -> None:
-  # Written beside, then renamed: a kill during the rewrite leaves the old file whole.
-  tmp = path.with_name(path.name + ".tmp")
-  tmp.write_text(text)
-  os.replace(tmp, path)
+  # Written beside, then renamed: a kill or a full disk during the rewrite leaves the old
+  # file whole (and no temporary file).
+  write_text_atomic(path, text)
+
+
+def _append(fd: int, text: str) -> None:
+  """Append `text` to the file open as `fd` (O_APPEND), whole or not at all: a write cut
+  short (disk full) is truncated away, so the file keeps only whole rows."""
+  data = memoryview(text.encode())
+  size = os.fstat(fd).st_size
+  try:
+    while data:
+      data = data[os.write(fd, data):]
+  except OSError:
+    with contextlib.suppress(OSError):
+      os.ftruncate(fd, size)
+    raise
+
+
+def _open_append(path: Path) -> int:
+  return os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
 
 
 def _jsonl_text(rows: list[Row]) -> str:
@@ -129,22 +148,31 @@ def _union_keys(rows: list[Row], start: list[str] | None = None) -> list[str]:
 # -------------------------------------------------------------------------------------
 
 class _JsonlSink:
+  """metrics.jsonl, appended with unbuffered writes: each evaluation's rows reach the OS
+  before `write` returns (a kill loses nothing written), and a failed write leaves none of
+  its bytes behind."""
+
+  what = "metrics row"
+
   def __init__(self, path: Path):
     self.path = path
-    self._file = open(path, "a")  # noqa: SIM115 (closed in close())
+    self._fd: int | None = _open_append(path)
 
   def write(self, rows: list[Row]) -> None:
-    self._file.write(_jsonl_text(rows))
-    self._file.flush()
+    _append(self._fd, _jsonl_text(rows))
 
   def close(self) -> None:
-    self._file.close()
+    if self._fd is not None:
+      os.close(self._fd)
+      self._fd = None
 
 
 class _CsvSink:
   """metrics.csv. The header comes from the first row; a row with a key the header lacks
   (e.g. a metric that first appears later) rewrites the file once with the wider header, the
   earlier rows leaving that column empty."""
+
+  what = "CSV row"
 
   def __init__(self, path: Path, rows: list[Row]):
     self.path = path
@@ -159,8 +187,11 @@ class _CsvSink:
       self.header = header
       _atomic_write(self.path, _csv_text(header, self.rows))
       return
-    with open(self.path, "a") as f:
-      f.write(_csv_text(self.header, rows, write_header=False))
+    fd = _open_append(self.path)
+    try:
+      _append(fd, _csv_text(self.header, rows, write_header=False))
+    finally:
+      os.close(fd)
 
   def close(self) -> None:
     pass
@@ -169,12 +200,47 @@ class _CsvSink:
 _NOT_SCALARS = frozenset({"step", "seed"})
 
 
+class _EventFile:
+  """One TensorBoard event file, written in the calling thread. tensorboardX's `FileWriter`
+  writes from a thread of its own, where a full disk ends that thread with a traceback on
+  stderr and silently drops every later event; here a failed write raises in the training
+  loop, which stops and reports it. The cost is the same: the bytes go to a buffer, and
+  `flush` (once per evaluation) writes and fsyncs them, as `FileWriter.flush` did."""
+
+  def __init__(self, logdir: Path, filename_suffix: str):
+    from tensorboardX.event_file_writer import EventsWriter
+
+    logdir.mkdir(parents=True, exist_ok=True)
+    self._writer = EventsWriter(str(logdir / "events"), filename_suffix)
+    # For error messages only: tensorboardX keeps the file's name in a private attribute.
+    self.path = Path(getattr(self._writer, "_file_name", logdir))
+
+  def add_event(self, event) -> None:
+    if not event.wall_time:
+      event.wall_time = time.time()
+    self._writer.write_event(event)
+
+  def add_summary(self, summary, global_step: int) -> None:
+    from tensorboardX.proto.event_pb2 import Event
+
+    self.add_event(Event(summary=summary, step=int(global_step), wall_time=time.time()))
+
+  def flush(self) -> None:
+    self._writer.flush()
+
+  def close(self) -> None:
+    self._writer.close()
+
+
 class _TensorBoardSink:
-  """One `SummaryWriter` per seed under RUN_DIR/tensorboard/seed_<seed>/, global step = the
+  """One event file per seed under RUN_DIR/tensorboard/seed_<seed>/, global step = the
   row's env steps, so curves of runs with different N or H line up."""
+
+  what = "TensorBoard events"
 
   def __init__(self, directory: Path, rows: list[Row]):
     self.directory = directory
+    self.path = directory
     self._writers: dict[int, Any] = {}
     self._purge: dict[int, int] = {}
     self._backfill: dict[int, list[Row]] = {}
@@ -186,16 +252,12 @@ class _TensorBoardSink:
   def _writer(self, seed: int):
     if seed not in self._writers:
       from tensorboardX.proto.event_pb2 import Event, SessionLog
-      from tensorboardX.writer import FileWriter
 
       logdir = self.directory / f"seed_{seed}"
       had_events = logdir.is_dir() and any(logdir.glob("events.out.tfevents.*"))
       # Event file names carry whole seconds: a resume within the same second would
-      # overwrite the first file without a suffix of its own. A deep queue: the writer
-      # thread drains it, add_summary never waits (with the default of 10 it did, ~1 ms per
-      # scalar).
-      writer = FileWriter(str(logdir), max_queue=1024, flush_secs=30,
-                          filename_suffix=f".{time.time_ns()}")
+      # overwrite the first file without a suffix of its own.
+      writer = _EventFile(logdir, filename_suffix=f".{time.time_ns()}")
       if had_events:
         # What SummaryWriter(purge_step=...) writes: TensorBoard hides the events of earlier
         # files at steps >= purge (all of them when no row of this seed was kept).
@@ -224,6 +286,7 @@ class _TensorBoardSink:
       self._add(writer, row)
       writers.add(writer)
     for writer in writers:
+      self.path = writer.path
       writer.flush()
 
   def open_all(self) -> None:
@@ -239,7 +302,9 @@ class _TensorBoardSink:
       self._writer(seed)
 
   def close(self) -> None:
-    for writer in self._writers.values():
+    writers, self._writers = list(self._writers.values()), {}
+    for writer in writers:
+      self.path = writer.path
       writer.close()
 
 
@@ -250,9 +315,13 @@ class _WandbSink:
   data: rows recomputed after a resume carry iterations W&B has seen and are ignored by it
   (they are identical anyway: resume is exact)."""
 
+  what = "W&B run"
+
   def __init__(self, run_dir: Path, options: LogOptions, config: dict[str, Any],
                num_seeds: int):
     import wandb
+
+    self.path = run_dir / "wandb"
 
     id_file = run_dir / "wandb_id.txt"
     run_id = id_file.read_text().strip() if id_file.exists() else wandb.util.generate_id()
@@ -296,20 +365,25 @@ class MetricsLogger:
     options = LogOptions() if options is None else options
     check_options(options)
     self.run_dir = Path(run_dir)
-    self.run_dir.mkdir(parents=True, exist_ok=True)
+    self._sinks: list[Any] = []
     jsonl = self.run_dir / "metrics.jsonl"
-    kept: list[Row] = []
-    if resume_iteration is not None and jsonl.exists():
-      kept = [r for r in read_jsonl(jsonl) if int(r.get("iteration", 0)) <= resume_iteration]
-    _atomic_write(jsonl, _jsonl_text(kept))
-    self.last_iteration = max((int(r.get("iteration", 0)) for r in kept), default=None)
-    self.num_kept = len(kept)
-    self._sinks: list[Any] = [_JsonlSink(jsonl)]
+    # The file being written, for the FailedWrite a full disk raises here.
+    what, path = "metrics", jsonl
     try:
+      self.run_dir.mkdir(parents=True, exist_ok=True)
+      kept: list[Row] = []
+      if resume_iteration is not None and jsonl.exists():
+        kept = [r for r in read_jsonl(jsonl) if int(r.get("iteration", 0)) <= resume_iteration]
+      _atomic_write(jsonl, _jsonl_text(kept))
+      self.last_iteration = max((int(r.get("iteration", 0)) for r in kept), default=None)
+      self.num_kept = len(kept)
+      self._sinks.append(_JsonlSink(jsonl))
       if options.csv:
-        self._sinks.append(_CsvSink(self.run_dir / "metrics.csv", kept))
+        what, path = "CSV metrics", self.run_dir / "metrics.csv"
+        self._sinks.append(_CsvSink(path, kept))
       if options.tensorboard:
         tb = _TensorBoardSink(self.run_dir / "tensorboard", kept)
+        what, path = "TensorBoard events", tb.directory
         if resume_iteration is None and tb.directory.exists():
           import shutil
 
@@ -318,8 +392,11 @@ class MetricsLogger:
         self._sinks.append(tb)
       if options.wandb:
         self._sinks.append(_WandbSink(self.run_dir, options, config or {}, num_seeds))
-    except BaseException:
-      self.close()
+    except BaseException as error:
+      with contextlib.suppress(Exception):
+        self.close()
+      if isinstance(error, Exception) and write_failure(error) is not None:
+        raise FailedWrite(what, path) from error
       raise
 
   def log(self, rows: list[Row]) -> None:
@@ -330,10 +407,29 @@ class MetricsLogger:
     if not rows:
       return
     for sink in self._sinks:
-      sink.write(rows)
+      self._call(sink, sink.write, rows)
     self.last_iteration = max(int(r["iteration"]) for r in rows)
 
+  @staticmethod
+  def _call(sink: Any, method, *args) -> None:
+    """`method(*args)`; a file-system failure (disk full, ...) is raised as `FailedWrite`
+    naming the sink's file, so the user learns which one."""
+    try:
+      method(*args)
+    except Exception as error:
+      if write_failure(error) is None:
+        raise
+      raise FailedWrite(sink.what, sink.path) from error
+
   def close(self) -> None:
-    for sink in self._sinks:
-      sink.close()
-    self._sinks = []
+    """Close every sink (flushing TensorBoard); the first write failure is raised after all
+    are closed. Closing twice is harmless."""
+    sinks, self._sinks = self._sinks, []
+    failure = None
+    for sink in sinks:
+      try:
+        self._call(sink, sink.close)
+      except FailedWrite as error:
+        failure = failure or error
+    if failure is not None:
+      raise failure

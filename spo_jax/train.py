@@ -15,9 +15,8 @@ no special code. `train` is the host loop around it: evaluation, logging, checkp
 
 from __future__ import annotations
 
-import hashlib
+import contextlib
 import os
-import shutil
 import signal
 import threading
 import time
@@ -36,6 +35,7 @@ from spo_jax import policy_average as averaging
 from spo_jax import ppo
 from spo_jax import progress as progress_lib
 from spo_jax import reward_sources as sources
+from spo_jax import run_dir as run_dir_lib
 from spo_jax import teachers as teachers_lib
 from spo_jax.config import Config, ConfigError, default_config, validate
 from spo_jax.evaluate import PolicyParams, make_evaluator, make_policy_factory
@@ -373,99 +373,12 @@ def make_train(config: Config, env: Env | None = None,
 # Host loop
 # -------------------------------------------------------------------------------------
 
-def _prepare_run_dir(run_dir: Path, config: Config, resume: bool, overwrite: bool) -> bool:
-  """Check the run directory before anything is compiled or written.
-
-  Returns True when there is a checkpoint to resume from.
-  """
-  from spo_jax.checkpoint import complete_steps, config_differences, read_run_config
-
-  holds_run = (run_dir / "config.json").exists() or (run_dir / "checkpoints").exists()
-  if resume and overwrite:
-    raise ConfigError("--resume and --overwrite contradict each other; pass one of them")
-  if run_dir.exists() and not run_dir.is_dir():
-    raise ConfigError(f"run directory '{run_dir}' is a file; choose a directory path")
-  if resume and not run_dir.exists():
-    raise ConfigError(f"nothing to resume: run directory '{run_dir}' does not exist; check "
-                      "--run-dir, or drop --resume to start a new run there")
-  if resume:
-    if not holds_run:
-      raise ConfigError(f"nothing to resume: '{run_dir}' holds no run (no config.json); "
-                        "drop --resume to start a new run there")
-    saved = read_run_config(run_dir)
-    diffs = config_differences(saved, config)
-    if diffs:
-      details = ", ".join(f"{k}: saved {getattr(saved, k)!r}, now {getattr(config, k)!r}"
-                          for k in diffs)
-      raise ConfigError(f"cannot resume '{run_dir}': its checkpoint was made with a different "
-                        f"config ({details}); use the saved values or a new --run-dir")
-    if not complete_steps(run_dir / "checkpoints"):
-      raise ConfigError(f"nothing to resume: the run in '{run_dir}' stopped before its first "
-                        "checkpoint was complete; start it again with --overwrite instead of "
-                        "--resume")
-    return True
-  if holds_run and not overwrite:
-    if not complete_steps(run_dir / "checkpoints"):
-      raise ConfigError(f"run directory '{run_dir}' holds a run that stopped before its first "
-                        "checkpoint; pass --overwrite to start it again, or choose another "
-                        "--run-dir")
-    raise ConfigError(f"run directory '{run_dir}' already holds a run; pass --resume to "
-                      "continue it, --overwrite to replace it, or choose another --run-dir")
-  return False
-
-
-def _replace_run_dir(run_path: Path) -> None:
-  """Delete the old run for --overwrite: rename it aside first (one atomic step), so a kill
-  during the deletion leaves a hidden `.<name>.deleting-<pid>` folder, never a half-deleted
-  run that --resume would take for a real one."""
-  if not run_path.exists():
-    return
-  aside = run_path.with_name(f".{run_path.name}.deleting-{os.getpid()}")
-  os.replace(run_path, aside)
-  shutil.rmtree(aside)
-
-
-def _check_writable(run_dir: Path) -> None:
-  parent = run_dir
-  while not parent.exists():
-    parent = parent.parent
-  probe = parent / f".spo_jax_write_test_{time.time_ns()}"
-  try:
-    probe.touch()
-    probe.unlink()
-  except OSError as error:
-    raise ConfigError(f"cannot write to '{parent}' ({error.strerror}); choose a --run-dir "
-                      "you can write to") from error
-
-
 def _to_python(metrics: dict[str, Any]) -> dict[str, float | int]:
   out = {}
   for k, v in metrics.items():
     v = np.asarray(v)
     out[k] = int(v) if np.issubdtype(v.dtype, np.integer) else float(v)
   return out
-
-
-# Config fields that may name a file whose contents shape the teacher: a resumed run must see
-# the same bytes, not just the same path.
-_FILE_FIELDS = ("teacher_labels_file", "teacher_raters", "teacher_table")
-
-
-def _file_digests(config: Config) -> dict[str, str]:
-  digests = {}
-  for field in _FILE_FIELDS:
-    path = Path(getattr(config, field) or "")
-    if str(path) and path.is_file():
-      digests[field] = hashlib.sha256(path.read_bytes()).hexdigest()
-  return digests
-
-
-def _check_same_files(saved: dict[str, str], current: dict[str, str], run_dir: Path) -> None:
-  for field in sorted(set(saved) | set(current)):
-    if saved.get(field) != current.get(field):
-      raise ConfigError(f"cannot resume '{run_dir}': the file named by '{field}' has changed "
-                        "since the checkpoint was written, so the teacher would differ; restore "
-                        "the original file or start a new --run-dir")
 
 
 class TrainingInterrupted(KeyboardInterrupt):
@@ -552,9 +465,14 @@ def train(config: Config | None = None, *, env: Env | None = None, teacher: Any 
   With `handle_signals` (in the main thread), SIGINT and SIGTERM stop training after the
   iteration in flight, save a checkpoint and raise `TrainingInterrupted`; a second SIGINT
   interrupts at once (the last periodic checkpoint is kept).
-  """
-  from spo_jax.checkpoint import Checkpointer, write_text_atomic
 
+  The run directory has one writer: `train` holds its lock (`run_dir.RunLock`) from before it
+  inspects the directory until it returns; another process's run there raises `RunDirBusy`.
+  `resume` restores the newest checkpoint that matches its manifest, naming any newer damaged
+  one on stderr. A write the file system refuses (disk full, read-only) raises
+  `RunWriteError`, naming the file and the last good checkpoint; what was written before it
+  is left intact.
+  """
   config = default_config() if config is None else config
   validate(config)
   log_options = LogOptions() if log_options is None else log_options
@@ -562,14 +480,34 @@ def train(config: Config | None = None, *, env: Env | None = None, teacher: Any 
   if progress not in progress_lib.STYLES:
     raise ConfigError(f"progress '{progress}' is not one of {', '.join(progress_lib.STYLES)}")
   run_path = Path(run_dir) if run_dir is not None else None
+  if run_path is None:
+    if resume:
+      raise ConfigError("--resume needs the --run-dir of the run to continue")
+    return _train(config, env, teacher, progress_fn, None, False, False, verbose,
+                  handle_signals, log_options, progress)
+  run_dir_lib.check_arguments(run_path, resume, overwrite)
+  # One writer per run directory: held from before the directory is inspected until the run
+  # has closed every file (spo_jax/run_dir.py).
+  lock = run_dir_lib.RunLock(run_path).acquire()
+  try:
+    return _train(config, env, teacher, progress_fn, run_path, resume, overwrite, verbose,
+                  handle_signals, log_options, progress)
+  finally:
+    lock.release()
+
+
+def _train(config: Config, env: Env | None, teacher: Any | None,
+           progress_fn: Callable[[int, dict[str, Any]], None] | None, run_path: Path | None,
+           resume: bool, overwrite: bool, verbose: bool, handle_signals: bool,
+           log_options: LogOptions, progress: str) -> TrainResult:
+  """`train` once its arguments are checked and, with a run directory, its lock is held."""
+  from spo_jax.checkpoint import Checkpointer, restore_usable, write_text_atomic
+
   has_checkpoint = False
   if run_path is not None:
-    has_checkpoint = _prepare_run_dir(run_path, config, resume, overwrite)
-    _check_writable(run_path)
-  elif resume:
-    raise ConfigError("--resume needs the --run-dir of the run to continue")
+    has_checkpoint = run_dir_lib.check_contents(run_path, config, resume, overwrite)
   setup = build(config, env, teacher)
-  file_digests = _file_digests(config)
+  file_digests = run_dir_lib.teacher_file_digests(config)
   fit_metrics = getattr(setup.teacher, "fit_metrics", None)
   if verbose and fit_metrics:
     print("teacher fit: " + ", ".join(f"{k} {float(v):.4g}" for k, v in fit_metrics.items()),
@@ -596,19 +534,21 @@ def train(config: Config | None = None, *, env: Env | None = None, teacher: Any 
   counters["wall_time"] = 0.0
   if run_path is not None:
     if has_checkpoint:
-      checkpointer = Checkpointer(run_path / "checkpoints")
-      step = checkpointer.latest_step()  # complete: _prepare_run_dir checked one exists
-      state, meta = checkpointer.restore(step, jax.eval_shape(init, keys))
+      checkpointer = Checkpointer(run_path / run_dir_lib.CHECKPOINTS)
+      # The newest checkpoint that matches its manifest; damaged newer ones are named on
+      # stderr and left for the next save of their step to replace.
+      _, state, meta = restore_usable(checkpointer, jax.eval_shape(init, keys))
       counters.update(meta["counters"])
-      _check_same_files(meta.get("files", {}), file_digests, run_path)
+      run_dir_lib.check_same_files(meta.get("files", {}), file_digests, run_path)
     else:
       if overwrite:
-        _replace_run_dir(run_path)
-      run_path.mkdir(parents=True, exist_ok=True)
+        run_dir_lib.clear(run_path)
+      run_dir_lib.remove_leftovers(run_path)
       # Atomic: a kill leaves no config.json (an empty run dir: start it again as new) or a
       # whole one, never a truncated file that --resume cannot read.
-      write_text_atomic(run_path / "config.json", config.to_json())
-      checkpointer = Checkpointer(run_path / "checkpoints")
+      with _failed_write("config", run_path / run_dir_lib.CONFIG, None, run_path):
+        write_text_atomic(run_path / run_dir_lib.CONFIG, config.to_json())
+      checkpointer = Checkpointer(run_path / run_dir_lib.CHECKPOINTS)
   if config.shard == "seeds":
     # Every leaf of the state leads with the seed axis: split it over the devices; jit keeps
     # the layout through the vmapped iteration.
@@ -625,8 +565,9 @@ def train(config: Config | None = None, *, env: Env | None = None, teacher: Any 
   if run_path is not None:
     # On resume, rows of iterations after the checkpoint are dropped from every file: the
     # loop recomputes them.
-    logger = MetricsLogger(run_path, log_options, config.to_dict(), num_seeds,
-                           resume_iteration=int(state.iteration[0]) if has_checkpoint else None)
+    with _failed_write("metrics", run_path / run_dir_lib.METRICS, checkpointer, run_path):
+      logger = MetricsLogger(run_path, log_options, config.to_dict(), num_seeds,
+                             resume_iteration=int(state.iteration[0]) if has_checkpoint else None)
   display = progress_lib.make_progress(config, progress if verbose else "none")
   last_metrics: dict[str, Any] = {}
   windows: list[list[dict[str, Any]]] = [[] for _ in range(num_seeds)]
@@ -639,9 +580,11 @@ def train(config: Config | None = None, *, env: Env | None = None, teacher: Any 
   def save(state: TrainState) -> None:
     if checkpointer is not None:
       counters["wall_time"] = time.perf_counter() - start
-      checkpointer.save(current_iteration(state), state,
-                        {"config": config.to_dict(), "counters": dict(counters),
-                         "files": file_digests})
+      it = current_iteration(state)
+      with _failed_write("checkpoint", checkpointer.directory / str(it), checkpointer,
+                         run_path):
+        checkpointer.save(it, state, {"config": config.to_dict(), "counters": dict(counters),
+                                      "files": file_digests})
 
   def evaluate(state: TrainState) -> dict[str, Any]:
     """One metrics row per seed; returns the single row, or their mean with `per_seed`."""
@@ -667,7 +610,9 @@ def train(config: Config | None = None, *, env: Env | None = None, teacher: Any 
     for window in windows:
       window.clear()
     if logger is not None:
-      logger.log(rows)
+      with _failed_write("metrics row", run_path / run_dir_lib.METRICS, checkpointer,
+                         run_path):
+        logger.log(rows)
     if num_seeds == 1:
       return rows[0]
     summary = {k: float(np.mean([r[k] for r in rows])) for k in rows[0] if k != "seed"}
@@ -737,17 +682,38 @@ def train(config: Config | None = None, *, env: Env | None = None, teacher: Any 
       if progress_fn is not None:
         progress_fn(last_metrics["step"], last_metrics)
     save(state)
+    if logger is not None:
+      with _failed_write("metrics", run_path / run_dir_lib.METRICS, checkpointer, run_path):
+        logger.close()  # the last TensorBoard flush can meet a full disk too
   finally:
     display.close()
     if stop_signal is not None:
       stop_signal.restore()
     if logger is not None:
-      logger.close()
+      with contextlib.suppress(Exception):  # already failing: report the first error
+        logger.close()
     if checkpointer is not None:
       checkpointer.close()
   params = policy_params(state)
   return TrainResult(setup.make_policy, _seed(params, 0) if num_seeds == 1 else params,
                      last_metrics)
+
+
+@contextlib.contextmanager
+def _failed_write(what: str, path: Path, checkpointer: Any, run_path: Path):
+  """Turn a file-system failure of the write inside (disk full, quota, read-only or vanished
+  directory; `run_dir.write_failure`) into `RunWriteError`, naming the file (a logger's
+  `FailedWrite` names its own), the path and the newest checkpoint left. Other errors pass."""
+  try:
+    yield
+  except Exception as error:
+    failure = run_dir_lib.write_failure(error)
+    if failure is None:
+      raise
+    if isinstance(error, run_dir_lib.FailedWrite):
+      what, path = error.what, error.path
+    last = checkpointer.latest_step() if checkpointer is not None else None
+    raise run_dir_lib.RunWriteError(what, path, *failure, last, run_path) from error
 
 
 def _check_guard(stacked: dict[str, np.ndarray], config: Config, iteration: int,

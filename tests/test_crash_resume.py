@@ -98,9 +98,9 @@ def test_a_run_killed_before_its_first_checkpoint(tmp_path, capsys):
     assert len(err.strip().splitlines()) == 1
   assert sorted(p.name for p in run_dir.rglob("*")) == before
   with pytest.raises(ConfigError, match="does not exist"):
-    from spo_jax.train import _prepare_run_dir
+    from spo_jax.run_dir import check_arguments
 
-    _prepare_run_dir(tmp_path / "missing", config, resume=True, overwrite=False)
+    check_arguments(tmp_path / "missing", resume=True, overwrite=False)
 
 
 def read_run_config_from_flags():

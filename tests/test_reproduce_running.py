@@ -116,3 +116,27 @@ def test_deadline_reached_in_time_agrees_with_the_teachers_own_fold():
                        t=jnp.asarray(0))
     summary = teacher.update(summary, step)
   assert nonmarkov.Deadline.reached_in_time(summary) and int(summary["reached"]) == 3
+
+
+def test_a_point_another_process_is_training_is_refused_not_restarted(tmp_path):
+  """Two reproductions over one --out: the second finds a point's run held by the first. It
+  must neither resume it nor fall back to --overwrite (which would delete the first's run
+  under it): RunDirBusy goes up (the command prints it in one line, exit 2) and nothing
+  changes."""
+  import types
+
+  import pytest
+
+  import spo_jax
+  from spo_jax.run_dir import RunDirBusy, RunLock
+
+  run_dir = tmp_path / "Q2" / "spo"
+  (run_dir / "checkpoints").mkdir(parents=True)
+  config = spo_jax.preset("point_reach")
+  (run_dir / "config.json").write_text(config.to_json())
+  before = sorted(p.name for p in run_dir.rglob("*"))
+  logged = []
+  with RunLock(run_dir), pytest.raises(RunDirBusy, match="in use by another run"):
+    running.train_run(types.SimpleNamespace(config=config), run_dir, False, logged.append)
+  assert logged == []  # no "cannot resume ...; starting again"
+  assert sorted(p.name for p in run_dir.rglob("*")) == before

@@ -199,7 +199,16 @@ def main(argv: list[str] | None = None, *, prog: str = PROG, command: str = PROG
   episodes = scale_plan(args.scale, args.tiny).final_episodes
   seconds: dict[str, float] = {}
   if not args.analyze_only:
-    seconds = running.execute(runs, out, args.force, episodes)
+    from spo_jax.run_dir import RunDirBusy, RunWriteError
+
+    try:
+      seconds = running.execute(runs, out, args.force, episodes)
+    except RunDirBusy as error:  # another reproduction (or spo-train) holds a point's run
+      print(f"{prog}: error: {error}", file=sys.stderr)
+      return 2
+    except RunWriteError as error:  # disk full: finished points are kept, rerun to go on
+      print(f"{prog}: error: {error}", file=sys.stderr)
+      return 4
     running.head_to_head_q1(runs, out, args.force, episodes)
   results, finals = analysis.collect(runs, out)
   report.write_reports(runs, out, results, finals, f"{command} " + " ".join(argv), seconds,

@@ -54,6 +54,7 @@ def train_run(run: Run, run_dir: Path, force: bool, log: Callable[[str], None]) 
   time of this call in seconds."""
   import spo_jax
   from spo_jax.config import ConfigError
+  from spo_jax.run_dir import RunDirBusy
 
   start = time.perf_counter()
   resume = (not force and (run_dir / "config.json").exists()
@@ -62,6 +63,8 @@ def train_run(run: Run, run_dir: Path, force: bool, log: Callable[[str], None]) 
     try:
       spo_jax.train(run.config, run_dir=run_dir, resume=True)
       return time.perf_counter() - start
+    except RunDirBusy:  # another process is training this point: never start over under it
+      raise
     except ConfigError as error:  # a different config or no complete checkpoint: start over
       log(f"  cannot resume ({error}); starting again")
   spo_jax.train(run.config, run_dir=run_dir, overwrite=True)
