@@ -33,7 +33,8 @@ import numpy as np
 import spo_jax
 from spo_jax.config import ConfigError
 from spo_jax.teachers import env_spec, make_teacher
-from spo_jax.teachers.learned import feature_names, make_labels
+from spo_jax.teachers.labels import make_labels
+from spo_jax.teachers.learned import feature_names
 
 
 def _parse_set(items: list[str]) -> dict[str, object]:

@@ -209,37 +209,36 @@ def spo_breakdown(setup, state, repeats: int) -> tuple[dict[str, float], dict[st
   and the valid and physics steps of the rollout they were timed on."""
   import jax
 
-  from spo_jax import networks as nets
   from spo_jax import ppo
   from spo_jax import reward_sources as sources
   from spo_jax import teachers as teachers_lib
+  from spo_jax.evaluate import rollout_policy
   from spo_jax.rollout import compaction_sizes, rollout
-  from spo_jax.train import _hyperparams
+  from spo_jax.train import policy_params, ppo_hyperparams
 
   config, env, networks = setup.config, setup.env, setup.networks
   spec = teachers_lib.env_spec(env, config.episode_length, config.env)
   source = sources.make_reward_source(config, setup.teacher, spec)
   optimizer = ppo.make_optimizer(config.learning_rate, config.max_grad_norm)
 
-  def policy_fn(state, obs, key):
-    norm_obs = nets.normalize(state.normalizer, obs, config.normalize_observations)
-    mean, log_std = networks.policy.apply(state.params.policy, norm_obs)
-    raw_action = nets.sample_raw_action(mean, log_std, key)
-    return raw_action, nets.log_prob(mean, log_std, raw_action)
+  def policy_fn(state):
+    # Training's sampling policy, whatever the action distribution (matrix_game's too).
+    return rollout_policy(networks, policy_params(state), config.normalize_observations,
+                          deterministic=False)
 
   # The rollout as training runs it: the same segments and compaction (train.py).
   batch_sizes = (compaction_sizes(config.num_envs, config.compaction_factor)
                  if config.compaction_factor else None)
-  do_rollout = jax.jit(lambda s, k: rollout(env, lambda o, kk: policy_fn(s, o, kk), k,
-                                            config.num_envs, config.episode_length,
-                                            setup.teacher, segment_length=source.segment_length,
+  do_rollout = jax.jit(lambda s, k: rollout(env, policy_fn(s), k, config.num_envs,
+                                            config.episode_length, setup.teacher,
+                                            segment_length=source.segment_length,
                                             batch_sizes=batch_sizes))
   do_rewards = jax.jit(lambda s, r, k: source.rewards(s.reward_state, r, k)[0])
 
   def update(s, traj, rewards, k):
     return ppo.ppo_update(s.params, s.opt_state, optimizer, networks, s.normalizer, traj.obs,
                           traj.raw_action, traj.log_prob, rewards * config.reward_scale,
-                          traj.mask, k, _hyperparams(config))[0]
+                          traj.mask, k, ppo_hyperparams(config))[0]
 
   do_update = jax.jit(update)
   key = jax.random.PRNGKey(2)
@@ -365,37 +364,29 @@ def winrate_share(config, sizes: list[int], horizon: int, opponents: int, repeat
 # -------------------------------------------------------------------------------------
 
 def seeds_section(config, seeds: list[int], chunks: list[str], repeats: int) -> list[dict]:
-  import importlib
-
   import jax
   import jax.numpy as jnp
   import numpy as np
 
+  from spo_jax.rollout import DEFAULT_CHUNK
   from spo_jax.train import build, over_seeds
 
-  rollout_lib = importlib.import_module("spo_jax.rollout")  # the package re-exports `rollout`
-
-  default_chunk = rollout_lib.DEFAULT_CHUNK
   calls = {}
-  try:
-    for chunk_name in chunks:
-      chunk = config.episode_length if chunk_name == "horizon" else (
-          default_chunk if chunk_name == "default" else int(chunk_name))
-      rollout_lib.DEFAULT_CHUNK = chunk  # read when the iteration is traced (rollout.py)
-      for s in seeds:
-        setup = build(config)
-        keys = jnp.stack([jax.random.PRNGKey(config.seed + i) for i in range(s)])
-        state = jax.jit(over_seeds(setup.fns.init, s))(keys)
-        fn = jax.jit(over_seeds(setup.fns.iteration, s)).lower(state).compile()
-        _, (_, m) = timed(fn, state)
-        m = jax.device_get(m)
-        # One seed: the per-step cond skips inside the last chunk, physics_steps is exact.
-        # Vmapped seeds run in step to the longest loop of any seed.
-        physics = (int(np.sum(m["train/physics_steps"])) if s == 1 else
-                   config.num_envs * int(np.max(m["train/loop_steps"])) * s)
-        calls[(chunk_name, s)] = (fn, state, int(np.sum(m["train/env_steps"])), physics)
-  finally:
-    rollout_lib.DEFAULT_CHUNK = default_chunk
+  for chunk_name in chunks:
+    chunk = config.episode_length if chunk_name == "horizon" else (
+        DEFAULT_CHUNK if chunk_name == "default" else int(chunk_name))
+    for s in seeds:
+      setup = build(config, chunk=chunk)
+      keys = jnp.stack([jax.random.PRNGKey(config.seed + i) for i in range(s)])
+      state = jax.jit(over_seeds(setup.fns.init, s))(keys)
+      fn = jax.jit(over_seeds(setup.fns.iteration, s)).lower(state).compile()
+      _, (_, m) = timed(fn, state)
+      m = jax.device_get(m)
+      # One seed: the per-step cond skips inside the last chunk, physics_steps is exact.
+      # Vmapped seeds run in step to the longest loop of any seed.
+      physics = (int(np.sum(m["train/physics_steps"])) if s == 1 else
+                 config.num_envs * int(np.max(m["train/loop_steps"])) * s)
+      calls[(chunk_name, s)] = (fn, state, int(np.sum(m["train/env_steps"])), physics)
   samples: dict[tuple[str, int], list[float]] = {key: [] for key in calls}
   for _ in range(repeats):
     for key, (fn, state, _, _) in calls.items():

@@ -23,6 +23,7 @@ import time
 from pathlib import Path
 from typing import Literal
 
+from spo_jax import envs, reward_sources, teachers
 from spo_jax.config import Config, ConfigError, default_config, preset
 from spo_jax.loggers import LogOptions
 
@@ -137,12 +138,23 @@ def parse_train_args(argv: list[str]) -> TrainCommand:
           config=(tyro.conf.OmitArgPrefixes,), prog="spo-train",
           description="Train a policy by Self-Play Preference Optimization (SPO; Swamy et al., "
                       "ICML 2024) or a reference reward source, on a Brax environment. "
-                      "--env selects a preset; every other flag overrides it.")
+                      "--env selects a preset; every other flag overrides it.\n\n"
+                      + registered_plugins())
   except SystemExit as stop:
     if stop.code in (0, None):
       sys.stderr.write(captured.getvalue())
       raise
     _fail(one_line_parse_error(captured.getvalue()))
+
+
+def registered_plugins() -> str:
+  """The registered reward sources, teachers, wrappers and environments, one line each, read
+  from their registries (so a plug-in registered before `train_main` is listed too)."""
+  sections = (("reward sources (--reward-source)", reward_sources.REWARD_SOURCES),
+              ("teachers (--teacher)", teachers.TEACHERS),
+              ("teacher wrappers (--teacher 'wrapper(base)')", teachers.WRAPPER_REGISTRY),
+              ("environments (--env)", envs.ENVS))
+  return "\n\n".join(f"{title}:\n{registry.describe()}" for title, registry in sections)
 
 
 def _default_run_dir(config: Config) -> Path:

@@ -13,15 +13,21 @@ import dataclasses
 import json
 from typing import Any, Literal
 
-REWARD_SOURCES = ("spo", "ground_truth", "reward_model")
+# The errors and field checks live on the ground floor (errors.py) so that envs, teachers and
+# reward sources can raise them without importing this module; re-exported here.
+from spo_jax.errors import (  # noqa: F401  (re-exported)
+    ConfigError,
+    ProtocolError,
+    check_choice,
+    check_float,
+    check_int,
+    fail,
+)
+
 LABEL_MODES = ("soft", "sampled")
 SELF_COMPARISON_MODES = ("exclude", "tie")
 REWARD_PLACEMENTS = ("spread", "terminal")
 ACTIVATIONS = ("tanh", "relu", "swish")
-
-
-class ConfigError(ValueError):
-  """A configuration value is invalid. The message names the field and the fix."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -63,10 +69,12 @@ class Config:
   seed + S - 1); metrics.jsonl gets one row per seed per evaluation."""
 
   # --- reward source and teacher -------------------------------------------------
-  reward_source: Literal["spo", "ground_truth", "reward_model"] = "spo"
-  """Where PPO's reward comes from: 'spo' (win rate against the other trajectories, judged by
-  the teacher), 'reward_model' (an MLP reward fit to the teacher's labels by Bradley-Terry:
-  the iterative baseline) or 'ground_truth' (the environment's own reward; the reference)."""
+  reward_source: str = "spo"
+  """Where PPO's reward comes from, a name in the reward-source registry
+  (`spo_jax.reward_sources.REWARD_SOURCES`, listed by --help): 'spo' (win rate against the
+  other trajectories, judged by the teacher), 'reward_model' (an MLP reward fit to the
+  teacher's labels by Bradley-Terry: the iterative baseline) or 'ground_truth' (the
+  environment's own reward; the reference)."""
   teacher: str = "oracle"
   """Preference function, possibly wrapped: a base teacher (oracle, bradley_terry,
   intransitive, constraint, peak, deadline, steady, matrix_game, learned) inside any chain of
@@ -265,36 +273,7 @@ class Config:
     return self.batch_size // self.num_minibatches
 
 
-def fail(field: str, value: Any, allowed: str) -> None:
-  raise ConfigError(f"config field '{field}' = {value!r} is invalid: {allowed}.")
-
-
-def check_int(cfg: Config, field: str, low: int, high: int | None = None) -> None:
-  value = getattr(cfg, field)
-  if isinstance(value, bool) or not isinstance(value, int):
-    fail(field, value, f"must be an integer >= {low}")
-  if value < low or (high is not None and value > high):
-    bound = f"between {low} and {high}" if high is not None else f">= {low}"
-    fail(field, value, f"must be an integer {bound}")
-
-
-def check_float(cfg: Config, field: str, low: float, high: float, *, low_open: bool = False,
-                 high_open: bool = False) -> None:
-  value = getattr(cfg, field)
-  if isinstance(value, bool) or not isinstance(value, (int, float)):
-    fail(field, value, "must be a number")
-  ok_low = value > low if low_open else value >= low
-  ok_high = value < high if high_open else value <= high
-  if not (ok_low and ok_high) or value != value:
-    lo = "(" if low_open else "["
-    hi = ")" if high_open else "]"
-    fail(field, value, f"must lie in {lo}{low}, {high}{hi}")
-
-
-def _check_choice(cfg: Config, field: str, choices: tuple[str, ...]) -> None:
-  value = getattr(cfg, field)
-  if value not in choices:
-    fail(field, value, f"must be one of {list(choices)}")
+_check_choice = check_choice
 
 
 def validate(cfg: Config) -> Config:
@@ -305,7 +284,10 @@ def validate(cfg: Config) -> Config:
   """
   if not isinstance(cfg, Config):
     raise ConfigError(f"expected a spo_jax.Config, got {type(cfg).__name__}")
-  from spo_jax import envs, teachers  # local: keeps `import spo_jax.config` light
+  # Imported here, not at the top, only for weight: `import spo_jax.config` (presets, the
+  # reproduction's planning, --dry-run) needs neither JAX nor Brax. There is no circle: the
+  # registries import errors.py, not this module.
+  from spo_jax import envs, reward_sources, teachers
 
   if not isinstance(cfg.env, str):
     fail("env", cfg.env, "must be an environment name (pass an Env instance to train(env=...))")
@@ -328,7 +310,7 @@ def validate(cfg: Config) -> Config:
   check_int(cfg, "seed", 0, 2**31 - 1)
   check_int(cfg, "num_seeds", 1, 4096)
 
-  _check_choice(cfg, "reward_source", REWARD_SOURCES)
+  reward_sources.REWARD_SOURCES.check(cfg.reward_source)
   teachers.check_teacher_config(cfg)
 
   check_int(cfg, "rm_queries_per_iteration", 1)
@@ -360,9 +342,6 @@ def validate(cfg: Config) -> Config:
   if cfg.segment_length and cfg.episode_length % cfg.segment_length:
     fail("segment_length", cfg.segment_length,
          f"must divide episode_length = {cfg.episode_length} (or be 0 for whole episodes)")
-  if cfg.segment_length and cfg.queue_size and cfg.reward_source == "spo":
-    fail("segment_length", cfg.segment_length,
-         "cannot be combined with queue_size > 0 (past segments are not queued); set one to 0")
 
   for field in ("policy_hidden_sizes", "value_hidden_sizes"):
     sizes = getattr(cfg, field)
@@ -404,6 +383,10 @@ def validate(cfg: Config) -> Config:
   check_int(cfg, "checkpoint_every", 0)
   if cfg.target_return is not None:
     check_float(cfg, "target_return", -1e12, 1e12)
+  # Checks of the chosen plug-ins' own fields and combinations (e.g. SPO refuses segments
+  # with a queue), declared by their registry entries.
+  envs.ENVS.get(cfg.env).check_config(cfg)
+  reward_sources.REWARD_SOURCES.get(cfg.reward_source).check_config(cfg)
   return cfg
 
 

@@ -9,20 +9,31 @@ attribute `discrete_actions = True`: it then receives a one-hot float vector [ac
 (one entry per action), and the policy is categorical (networks.py). Episodes are not
 auto-reset: the rollout runs each environment for one episode from reset and masks the steps
 after termination itself.
+
+What the trainer needs of an environment is `EnvAdapter` (the Brax interface plus the two
+optional class attributes in `ENV_HOOKS`), checked by `check_env` before anything is
+compiled; what teachers and reward sources may read of it is `EnvSpec` (`env_spec`). Named
+environments come from one registry, `ENVS` (package envs and Brax's names), read by config
+validation, `spo-train --help` and `make_env`; a new one is `ENVS.register(name,
+EnvEntry(...))` (docs/design.md, "Adding a plug-in").
 """
 
 from __future__ import annotations
 
+import functools
 import inspect
 import os
 import weakref
+from collections.abc import Callable
+from typing import Any, NamedTuple, Protocol
 
 import jax
 import jax.numpy as jnp
 from brax.envs.base import Env, PipelineEnv, State, Wrapper
 
 from spo_jax._quiet import quiet_imports
-from spo_jax.config import ConfigError
+from spo_jax.errors import ConfigError, ProtocolError
+from spo_jax.registry import Registry
 
 BRAX_ENV_NAMES = (
     "ant", "fast", "halfcheetah", "hopper", "humanoid", "humanoidstandup",
@@ -163,17 +174,115 @@ class MatrixGame(_PureJaxEnv):
                          metrics={"outcome": outcome.astype(jnp.float32)})
 
 
+class EnvAdapter(Protocol):
+  """What the trainer calls on an environment: the Brax `Env` interface.
+
+  Optional class attributes (declared in `ENV_HOOKS` with their defaults, read through
+  `env_hook`): `discrete_actions: bool` (actions are one-hot [action_size], the policy is
+  categorical) and `episode_limit: int | None` (the longest horizon allowed).
+  """
+
+  def reset(self, rng: jax.Array) -> State: ...
+
+  def step(self, state: State, action: jax.Array) -> State: ...
+
+  @property
+  def observation_size(self) -> int: ...
+
+  @property
+  def action_size(self) -> int: ...
+
+
+# The optional members of `EnvAdapter`, with the value an env that leaves them out gets.
+ENV_HOOKS: dict[str, Any] = {"discrete_actions": False, "episode_limit": None}
+
+
+def env_hook(env: Any, name: str) -> Any:
+  """The optional `EnvAdapter` member `name` of `env` (an instance or a class), or its
+  default from `ENV_HOOKS`. The one place optional env members are looked up."""
+  return getattr(env, name, ENV_HOOKS[name])
+
+
+class EnvSpec(NamedTuple):
+  """What a teacher or reward source may need to know about the environment it works on."""
+
+  name: str  # registry name, or the class name of a user's Env
+  observation_size: int
+  action_size: int
+  metric_names: tuple[str, ...]  # keys of the env's State.metrics
+  episode_length: int  # the horizon H of the run
+  discrete_actions: bool = False  # actions are one-hot vectors [action_size] (matrix_game)
+
+
+def _no_config_check(cfg: Any) -> None:
+  del cfg
+
+
+class EnvEntry(NamedTuple):
+  """A named environment in `ENVS`.
+
+  make(backend, **kwargs) -> Env: builds it (`backend` is the config's Brax backend, None
+  for the default; `kwargs` are a package env's constructor arguments).
+  episode_limit: the longest horizon `validate` accepts (None: no limit).
+  family: 'package' (pure JAX, ships here) or 'brax' (Brax's registry); a new family is a
+  new value here and a `make` that builds it.
+  check_config(cfg): checks of config fields this env constrains (default: none).
+  """
+
+  make: Callable[..., Env]
+  description: str
+  episode_limit: int | None = None
+  family: str = "package"
+  check_config: Callable[[Any], None] = _no_config_check
+
+
+ENVS: Registry[EnvEntry] = Registry("environment", "env")
+
+
+def _package_env(cls: type[Env], backend: str | None = None, **kwargs) -> Env:
+  del backend  # pure-JAX envs have no physics backend
+  return cls(**kwargs)
+
+
+def _brax_env(name: str, backend: str | None = None, **kwargs) -> Env:
+  del kwargs
+  os.environ.setdefault("MUJOCO_GL", "egl")
+  with quiet_imports():
+    # Imported on first use: Brax's env registry imports every env module (seconds).
+    from brax import envs as brax_envs
+
+    return brax_envs.get_environment(name, **({} if backend is None else {"backend": backend}))
+
+
+def register_package_env(name: str, cls: type[Env], description: str) -> None:
+  """Register a pure-JAX env class (its `episode_limit` class attribute is the limit)."""
+  ENVS.register(name, EnvEntry(functools.partial(_package_env, cls), description,
+                               env_hook(cls, "episode_limit"), "package"))
+
+
+register_package_env("point_reach", PointReach, "a point in the plane reaches a target")
+register_package_env("balance", Balance, "cart-pole balancing with a continuous force")
+register_package_env("matrix_game", MatrixGame,
+                     "one-step game over K outcomes, for exact Minimax-Winner checks")
+for _name in BRAX_ENV_NAMES:
+  ENVS.register(_name, EnvEntry(functools.partial(_brax_env, _name), f"Brax's '{_name}'",
+                                BRAX_EPISODE_LIMIT, "brax"))
+
+# The package's own env classes by name (a view of `ENVS`' 'package' family at import time).
 PACKAGE_ENVS: dict[str, type[Env]] = {"point_reach": PointReach, "balance": Balance,
-                                   "matrix_game": MatrixGame}
+                                      "matrix_game": MatrixGame}
 
 
 def known_env_names() -> list[str]:
-  return sorted(PACKAGE_ENVS) + sorted(BRAX_ENV_NAMES)
+  """Registered env names: the package family first, then the others, each sorted."""
+  names = ENVS.names()
+  package = sorted(n for n in names if ENVS.get(n).family == "package")
+  return package + sorted(n for n in names if ENVS.get(n).family != "package")
 
 
 def check_env_name(name: str) -> None:
   """Raise `ConfigError` listing the known names if `name` is not one."""
-  if name not in PACKAGE_ENVS and name not in BRAX_ENV_NAMES:
+  if name not in ENVS:
     raise ConfigError(
         f"config field 'env' = {name!r} is not a known environment; known environments: "
         f"{', '.join(known_env_names())} (or pass your own brax Env instance to train(env=...))")
@@ -182,14 +291,12 @@ def check_env_name(name: str) -> None:
 def max_episode_length(name_or_env: str | Env) -> int | None:
   """Longest horizon allowed for an environment, or None when it does not say."""
   if isinstance(name_or_env, str):
-    if name_or_env in PACKAGE_ENVS:
-      return PACKAGE_ENVS[name_or_env].episode_limit
-    return BRAX_EPISODE_LIMIT
-  return getattr(name_or_env, "episode_limit", None)
+    return ENVS.get(name_or_env).episode_limit
+  return env_hook(name_or_env, "episode_limit")
 
 
 def make_env(env: str | Env, backend: str | None = None, **kwargs) -> Env:
-  """Build an environment from a name, or pass a user's `Env` instance through.
+  """Build an environment from a registered name, or pass a user's `Env` instance through.
 
   `kwargs` go to a package env's constructor (e.g. `num_outcomes` of `matrix_game`)."""
   if isinstance(env, Env):
@@ -197,17 +304,13 @@ def make_env(env: str | Env, backend: str | None = None, **kwargs) -> Env:
   if not isinstance(env, str) or not hasattr(env, "lower"):
     raise ConfigError(f"env must be a name or a brax Env instance, got {type(env).__name__}")
   check_env_name(env)
-  if env in PACKAGE_ENVS:
-    return PACKAGE_ENVS[env](**kwargs)
-  os.environ.setdefault("MUJOCO_GL", "egl")
-  with quiet_imports():
-    from brax import envs as brax_envs
-    kwargs = {} if backend is None else {"backend": backend}
-    return brax_envs.get_environment(env, **kwargs)
+  return ENVS.get(env).make(backend, **kwargs)
 
 
-def check_env(env: Env) -> None:
-  """Check a user's environment against the interface before anything is compiled."""
+def check_env(env: Any) -> None:
+  """Check an environment against `EnvAdapter` before anything is compiled; raise
+  `ProtocolError` (one line) naming the first missing or ill-typed member."""
+  name = type(env).__name__
   for attribute in ("reset", "step", "observation_size", "action_size"):
     # Looked up, not evaluated: Brax's `observation_size` property runs a reset (see
     # `observation_size` below). Attributes forwarded by `__getattr__` need the evaluation.
@@ -217,9 +320,25 @@ def check_env(env: Env) -> None:
     except AttributeError:
       present = hasattr(env, attribute)
     if not present:
-      raise ConfigError(
-          f"environment {type(env).__name__} has no '{attribute}': it must implement the "
+      raise ProtocolError(
+          f"environment {name} has no '{attribute}': it must implement the "
           "brax.envs.Env interface (reset, step, observation_size, action_size)")
+  for method in ("reset", "step"):
+    if not callable(getattr(env, method)):
+      raise ProtocolError(f"environment {name}: '{method}' must be a method, got "
+                          f"{type(getattr(env, method)).__name__}")
+  size = env.action_size
+  if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+    raise ProtocolError(f"environment {name}: 'action_size' must be a positive int, got "
+                        f"{size!r}")
+  discrete = env_hook(env, "discrete_actions")
+  if not isinstance(discrete, bool):
+    raise ProtocolError(f"environment {name}: 'discrete_actions' must be a bool, got "
+                        f"{discrete!r}")
+  limit = env_hook(env, "episode_limit")
+  if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
+    raise ProtocolError(f"environment {name}: 'episode_limit' must be None or a positive int, "
+                        f"got {limit!r}")
 
 
 # Observation sizes of Brax envs, computed once per env object (see `observation_size`).
@@ -251,3 +370,23 @@ def observation_size(env: Env) -> int:
   except TypeError:  # not weakly referenceable: computed again next time
     pass
   return size
+
+
+# Metric names of registry envs, by (name, class, sizes): tracing a Brax env's reset takes
+# 10-20 s on a 2-core CPU, and training, the checks and every reload would pay it again.
+_METRIC_NAMES: dict[tuple, tuple[str, ...]] = {}
+
+
+def env_spec(env: Any, horizon: int, name: str = "") -> EnvSpec:
+  """The `EnvSpec` of a Brax `Env`: sizes, and metric names from an abstract reset (traced,
+  not compiled or run; remembered per registry `name`, a user's env without one is traced
+  each time)."""
+  obs_size = observation_size(env)
+  key = (name, type(env).__name__, obs_size, env.action_size)
+  metric_names = _METRIC_NAMES.get(key) if name else None
+  if metric_names is None:
+    metric_names = tuple(jax.eval_shape(env.reset, jax.random.PRNGKey(0)).metrics)
+    if name:
+      _METRIC_NAMES[key] = metric_names
+  return EnvSpec(name or type(env).__name__, obs_size, env.action_size,
+                 metric_names, horizon, bool(env_hook(env, "discrete_actions")))

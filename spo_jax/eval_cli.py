@@ -128,10 +128,12 @@ def evaluate_returns(setup, params, episodes: int, key, deterministic: bool = Tr
 def _teacher(setup, expression: str | None):
   """The run's teacher, or `expression` with the run's teacher parameters."""
   from spo_jax import teachers as teachers_lib
+  from spo_jax.reward_sources import REWARD_SOURCES
 
   config = setup.config
   spec = teachers_lib.env_spec(setup.env, config.episode_length, config.env)
-  if expression is None and config.reward_source != "ground_truth":
+  # A run whose reward source asked no teacher has none of its own: build the configured one.
+  if expression is None and REWARD_SOURCES.get(config.reward_source).uses_teacher:
     return setup.teacher, config.teacher
   name = config.teacher if expression is None else expression
   return teachers_lib.make_teacher(config.replace(teacher=name), spec), name

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -11,7 +11,7 @@ from brax.envs.base import Env
 
 from spo_jax import networks as nets
 from spo_jax.rollout import PolicyFn, rollout
-from spo_jax.teachers import teacher_abstain
+from spo_jax.teachers import TeacherProtocol, ask
 
 
 class PolicyParams(NamedTuple):
@@ -34,8 +34,8 @@ def make_policy_factory(networks: nets.Networks, normalize_observations: bool = 
   def make_policy(params: PolicyParams, deterministic: bool = True
                   ) -> Callable[[jax.Array, jax.Array | None], jax.Array]:
     def policy(obs: jax.Array, key: jax.Array | None = None) -> jax.Array:
-      norm_obs = nets.normalize(params.normalizer, obs, normalize_observations)
-      dist = networks.policy.apply(params.policy, norm_obs)
+      dist = nets.apply_policy(networks, params.policy, params.normalizer, obs,
+                               normalize_observations)
       if deterministic:
         return dist_fns.mode_action(dist)
       if key is None:
@@ -58,8 +58,8 @@ def rollout_policy(networks: nets.Networks, params: PolicyParams,
   dist_fns = networks.distribution
 
   def policy_fn(obs: jax.Array, key: jax.Array) -> tuple[jax.Array, jax.Array]:
-    norm_obs = nets.normalize(params.normalizer, obs, normalize_observations)
-    dist = networks.policy.apply(params.policy, norm_obs)
+    dist = nets.apply_policy(networks, params.policy, params.normalizer, obs,
+                             normalize_observations)
     if deterministic:
       return dist_fns.mode(dist), jnp.zeros(obs.shape[:-1])
     raw = dist_fns.sample(dist, key)
@@ -87,7 +87,7 @@ def make_evaluator(env: Env, networks: nets.Networks, num_episodes: int, horizon
   return evaluate
 
 
-def head_to_head(env: Env, teacher: Any, policy_a: PolicyFn, policy_b: PolicyFn,
+def head_to_head(env: Env, teacher: TeacherProtocol, policy_a: PolicyFn, policy_b: PolicyFn,
                  key: jax.Array, num_episodes: int, horizon: int) -> dict[str, jax.Array]:
   """The teacher's verdict between two policies: `num_episodes` episodes of each from the
   same reset keys, every episode of A compared with every episode of B.
@@ -105,8 +105,7 @@ def head_to_head(env: Env, teacher: Any, policy_a: PolicyFn, policy_b: PolicyFn,
   index = rows[:, None] * num_episodes + rows[None, :]
 
   def pair(a, b, i):
-    p = jnp.asarray(teacher.compare(a, b, jax.random.fold_in(k_cmp, i)), jnp.float32)
-    return p, teacher_abstain(teacher, a, b)
+    return ask(teacher, a, b, k_cmp, i)
 
   pref, abstain = jax.vmap(jax.vmap(pair, (None, 0, 0)), (0, None, 0))(
       result_a.summaries, result_b.summaries, index)  # [N_a, N_b]

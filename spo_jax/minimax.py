@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from spo_jax.config import ConfigError
+from spo_jax.errors import ConfigError
 
 
 def check_preference_matrix(pref, *, name: str = "preference matrix",

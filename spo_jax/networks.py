@@ -32,6 +32,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from spo_jax.envs import env_hook
+
 ACTIVATIONS: dict[str, Callable[[jax.Array], jax.Array]] = {
     "tanh": jnp.tanh, "relu": jax.nn.relu, "swish": jax.nn.swish}
 _LOG_2PI = jnp.log(2.0 * jnp.pi)
@@ -269,7 +271,7 @@ CATEGORICAL = Categorical()
 
 def has_discrete_actions(env: Any) -> bool:
   """True for an env that declares `discrete_actions = True` (it takes one-hot actions [K])."""
-  return bool(getattr(env, "discrete_actions", False))
+  return bool(env_hook(env, "discrete_actions"))
 
 
 def action_distribution(env: Any) -> ActionDistribution:
@@ -306,6 +308,16 @@ def normalizer_update(norm: Normalizer, obs: jax.Array, mask: jax.Array) -> Norm
   m2 = norm.var * norm.count + batch_var * n + delta**2 * norm.count * n / jnp.maximum(total, 1.0)
   var = jnp.where(total > 0, m2 / jnp.maximum(total, 1.0), norm.var)
   return Normalizer(mean, var, total)
+
+
+def apply_policy(networks: Networks, policy_params: Any, normalizer: Normalizer,
+                 obs: jax.Array, normalize_observations: bool = True) -> Any:
+  """The policy's action-distribution parameters at obs [..., D]: obs normalised by
+  `normalizer` (when `normalize_observations`), then the policy network. The one place a
+  policy is applied to raw observations (acting, evaluation, the averaged policy); use
+  `networks.distribution` to sample, score or take the mode, so it holds for any action
+  distribution."""
+  return networks.policy.apply(policy_params, normalize(normalizer, obs, normalize_observations))
 
 
 def normalize(norm: Normalizer, obs: jax.Array, enabled: bool = True) -> jax.Array:

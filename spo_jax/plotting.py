@@ -139,9 +139,8 @@ def plot_runs(run_dirs: list[str | Path], out: str | Path, metric: str = "eval/e
       continue
     grid, ys = common_grid(curves)
     lo, hi = bootstrap_band(ys, how)
-    (line,) = ax.plot(grid, aggregate(ys, how),
-                      label=f"{label} ({how} of {len(curves)} seeds, 95% CI)")
-    ax.fill_between(grid, lo, hi, color=line.get_color(), alpha=0.2, linewidth=0)
+    draw_band(ax, grid, aggregate(ys, how), lo, hi,
+              f"{label} ({how} of {len(curves)} seeds, 95% CI)")
   ax.set_xlabel(X_LABELS[x])
   ax.set_ylabel(metric)
   ax.grid(alpha=0.3)
@@ -152,6 +151,15 @@ def plot_runs(run_dirs: list[str | Path], out: str | Path, metric: str = "eval/e
   fig.savefig(out, dpi=120)
   plt.close(fig)
   return out
+
+
+def draw_band(ax, grid, middle, lower, upper, label: str, color: str | None = None,
+              linestyle: str = "-") -> None:
+  """Draw an aggregate curve and its confidence band on a matplotlib `ax`: all [P] on the
+  x values `grid`; the band takes the line's colour (`color`, or the axes' next one). The
+  one band plotter of `spo-plot` and the reproduction's figures."""
+  (line,) = ax.plot(grid, middle, color=color, linestyle=linestyle, label=label)
+  ax.fill_between(grid, lower, upper, color=line.get_color(), alpha=0.2, linewidth=0)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -26,6 +26,7 @@ import numpy as np
 
 from spo_jax import networks as nets
 from spo_jax.minimax import minimax_winner
+from spo_jax.teachers import TeacherProtocol, hook
 
 
 class OneStepGame(NamedTuple):
@@ -50,7 +51,7 @@ def exploitability(table: jax.Array, policy: jax.Array) -> jax.Array:
   return jnp.max(table @ policy) - 0.5
 
 
-def one_step_game(env: Any, teacher: Any, episode_length: int) -> OneStepGame | None:
+def one_step_game(env: Any, teacher: TeacherProtocol, episode_length: int) -> OneStepGame | None:
   """The averaged policy is tracked for envs with discrete actions played for one step from a
   fixed observation (the observation of `reset` with key 0: such an env must not randomise it);
   None otherwise. The payoff table is the teacher's `table` (the `matrix_game` teacher's), if
@@ -58,7 +59,7 @@ def one_step_game(env: Any, teacher: Any, episode_length: int) -> OneStepGame | 
   if not nets.has_discrete_actions(env) or episode_length != 1:
     return None
   observation = np.asarray(jax.jit(env.reset)(jax.random.PRNGKey(0)).obs)
-  table = getattr(teacher, "table", None)
+  table = hook(teacher, "table")
   if table is not None:
     table = np.asarray(table, np.float64)
     if table.shape != (env.action_size, env.action_size):
@@ -70,9 +71,9 @@ def one_step_game(env: Any, teacher: Any, episode_length: int) -> OneStepGame | 
 def policy_probs(networks: nets.Networks, policy_params: Any, normalizer: nets.Normalizer,
                  game: OneStepGame, normalize_observations: bool) -> jax.Array:
   """The categorical policy's action probabilities [K] at the game's observation."""
-  obs = nets.normalize(normalizer, jnp.asarray(game.observation, jnp.float32)[None, :],
-                       normalize_observations)
-  logits = networks.policy.apply(policy_params, obs)[0]
+  obs = jnp.asarray(game.observation, jnp.float32)[None, :]
+  logits = nets.apply_policy(networks, policy_params, normalizer, obs,
+                             normalize_observations)[0]
   return jax.nn.softmax(logits)
 
 

@@ -68,8 +68,10 @@ import jax.numpy as jnp
 import optax
 
 from spo_jax import networks as nets
+from spo_jax.fifo import fifo_write
+from spo_jax.losses import preference_nll
 from spo_jax.rollout import RolloutResult
-from spo_jax.teachers import EnvSpec, invalid_answer, teacher_abstain
+from spo_jax.teachers import EnvSpec, TeacherProtocol, ask, invalid_answer
 
 REWARD_NORMALIZATIONS = ("scale", "standardize", "none")
 
@@ -117,22 +119,12 @@ def buffer_push(buffer: LabelBuffer, inputs: jax.Array, mask: jax.Array, label: 
   contiguously from `pointer` (pairs not kept leave no gap); when more than B are kept, only
   the last B are written, so no slot is written twice in one push.
   """
-  capacity = buffer.label.shape[0]
-  keep = keep.astype(bool)
-  rank = jnp.cumsum(keep.astype(jnp.int32)) - 1  # position among the kept pairs
-  num_kept = jnp.sum(keep.astype(jnp.int32))
-  write = keep & (rank >= num_kept - capacity)
-  # Out-of-range slots are dropped by the scatter: pairs not written go to `capacity`.
-  slots = jnp.where(write, (buffer.pointer + rank) % capacity, capacity)
-
-  def put(store, new):
-    return store.at[slots].set(new.astype(store.dtype), mode="drop")
-
-  return LabelBuffer(
-      inputs=put(buffer.inputs, inputs), mask=put(buffer.mask, mask),
-      label=put(buffer.label, label), valid=put(buffer.valid, write),
-      count=buffer.count + num_kept,
-      pointer=(buffer.pointer + num_kept) % capacity)
+  stores = (buffer.inputs, buffer.mask, buffer.label, buffer.valid)
+  # `keep` as the valid flag: only kept pairs are written, and a written slot stays valid.
+  out = fifo_write(stores, buffer.pointer, (inputs, mask, label, keep), keep)
+  new_inputs, new_mask, new_label, valid = out.stores
+  return LabelBuffer(inputs=new_inputs, mask=new_mask, label=new_label, valid=valid,
+                     count=buffer.count + out.num_kept, pointer=out.pointer)
 
 
 def buffer_fill(buffer: LabelBuffer) -> jax.Array:
@@ -159,8 +151,7 @@ def bradley_terry_loss(return_a: jax.Array, return_b: jax.Array,
   return_a, return_b, label: [...]; label y in [0, 1] is P(a preferred). With d = R_a - R_b,
     loss = -[y log sigma(d) + (1 - y) log sigma(-d)]      (log_sigmoid: stable for large |d|).
   """
-  d = return_a - return_b
-  return -(label * jax.nn.log_sigmoid(d) + (1.0 - label) * jax.nn.log_sigmoid(-d))
+  return preference_nll(return_a - return_b, label)
 
 
 def pair_accuracy(return_a: jax.Array, return_b: jax.Array, label: jax.Array,
@@ -214,7 +205,7 @@ def normalize_rewards(rewards: jax.Array, mask: jax.Array, mode: str = "scale") 
 class RewardModelSource:
   """Reward source: PPO on an MLP reward r_theta(s, a) fit to the teacher's labels."""
 
-  teacher: Any
+  teacher: TeacherProtocol
   observation_size: int
   action_size: int
   horizon: int
@@ -240,7 +231,7 @@ class RewardModelSource:
       raise ValueError(f"output_penalty = {self.output_penalty!r} is invalid: must be >= 0")
 
   @classmethod
-  def from_config(cls, config, teacher: Any, spec: EnvSpec) -> RewardModelSource:
+  def from_config(cls, config, teacher: TeacherProtocol, spec: EnvSpec) -> RewardModelSource:
     return cls(teacher, spec.observation_size, spec.action_size, config.episode_length,
                queries_per_iteration=config.rm_queries_per_iteration,
                buffer_size=config.rm_buffer_size, hidden_sizes=tuple(config.rm_hidden_sizes),
@@ -305,14 +296,12 @@ class RewardModelSource:
     first = jax.random.randint(k_first, (q,), 0, num)
     second = (first + jax.random.randint(k_offset, (q,), 1, num)) % num  # uniform over j != i
 
-    def ask(i, j, index):
+    def pair(i, j, index):
       a = jax.tree.map(lambda x: x[i], result.summaries)
       b = jax.tree.map(lambda x: x[j], result.summaries)
-      p = jnp.asarray(self.teacher.compare(a, b, jax.random.fold_in(k_pref, index)),
-                      jnp.float32)
-      return p, teacher_abstain(self.teacher, a, b)
+      return ask(self.teacher, a, b, k_pref, index)
 
-    p, abstain = jax.vmap(ask)(first, second, jnp.arange(q))
+    p, abstain = jax.vmap(pair)(first, second, jnp.arange(q))
     label = (jax.random.uniform(k_label, (q,)) < p).astype(jnp.float32)
     # Time-major [H, N, .] -> trajectory-major [N, H, .], then gather both sides of each pair.
     features = jnp.concatenate([traj.obs, self.env_action(traj.raw_action)], axis=-1)

@@ -12,20 +12,29 @@ teacher and answered in this iteration; 0 for sources that ask none) and, for so
 ask a teacher, `teacher_invalid` (answers that were not probabilities; the numerical guard
 stops training on them). Rollout, PPO, networks
 and evaluation are shared by all sources, so comparing two sources measures the reward
-source and nothing else. A new source (e.g. a learned reward model) adds a class here and
-an entry in `REWARD_SOURCES`.
+source and nothing else.
+
+The contract is `RewardSource` (checked by `check_reward_source` when a source is built,
+before anything is compiled); the names `Config.reward_source` accepts come from one
+registry, `REWARD_SOURCES`, read by `validate`, `spo-train --help` and the trainer. A new
+source is a file with its class and one `REWARD_SOURCES.register(name, RewardSourceEntry(...))`
+(docs/design.md, "Adding a plug-in").
 """
 
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
+from collections.abc import Callable
+from typing import Any, NamedTuple, Protocol, runtime_checkable
 
 import jax
 import jax.numpy as jnp
 
+from spo_jax.errors import ProtocolError, fail
+from spo_jax.registry import Registry
+from spo_jax.reward_model import RewardModelSource
 from spo_jax.rollout import RolloutResult
-from spo_jax.teachers import EnvSpec
+from spo_jax.teachers import EnvSpec, TeacherProtocol
 from spo_jax.winrate import (
     compute_winrates,
     place_rewards,
@@ -35,6 +44,50 @@ from spo_jax.winrate import (
     segment_winrates,
     segments_begun,
 )
+
+
+@runtime_checkable
+class RewardSource(Protocol):
+  """What the trainer calls on a reward source (all inside the jitted iteration but
+  `uses_teacher` and `segment_length`, which are read when the iteration is built).
+
+  uses_teacher: whether the rollout folds teacher summaries for it (and so whether a teacher
+    is built, fit and contract-checked for a run).
+  segment_length: L > 0 folds the teacher over blocks of L steps (summaries [N, H/L, ...]);
+    0 folds whole episodes.
+  init(key, summary_template) -> state: its device state, kept in `TrainState.reward_state`
+    (and so checkpointed); `summary_template` is one teacher summary, or None.
+  rewards(state, rollout, key) -> (rewards [H, N], state, metrics): metrics hold at least
+    `num_queries` and `num_labels` (int32 []), and `teacher_invalid` if it asks a teacher.
+  """
+
+  uses_teacher: bool
+  segment_length: int
+
+  def init(self, key: jax.Array, summary_template: Any) -> Any: ...
+
+  def rewards(self, state: Any, result: RolloutResult, key: jax.Array
+              ) -> tuple[jax.Array, Any, dict[str, jax.Array]]: ...
+
+
+def check_reward_source(source: Any) -> None:
+  """Refuse an object that is not a `RewardSource`, before anything is compiled: raise
+  `ProtocolError` (one line) naming the first missing or ill-typed member."""
+  name = type(source).__name__
+  for method in ("init", "rewards"):
+    if not callable(getattr(source, method, None)):
+      raise ProtocolError(f"reward source {name} has no '{method}' method; a reward source "
+                          "needs init(key, summary_template) -> state and "
+                          "rewards(state, rollout, key) -> (rewards, state, metrics)")
+  uses_teacher = getattr(source, "uses_teacher", None)
+  if not isinstance(uses_teacher, bool):
+    raise ProtocolError(f"reward source {name}: 'uses_teacher' must be a bool, got "
+                        f"{uses_teacher!r}")
+  segment_length = getattr(source, "segment_length", None)
+  if (isinstance(segment_length, bool) or not isinstance(segment_length, int)
+      or segment_length < 0):
+    raise ProtocolError(f"reward source {name}: 'segment_length' must be an int >= 0, got "
+                        f"{segment_length!r}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -65,7 +118,7 @@ class SelfPlayPreference:
   around it instead of the whole episode (no queue: refused by `config.validate`).
   """
 
-  teacher: Any
+  teacher: TeacherProtocol
   num_opponents: int = 0
   queue_size: int = 0
   self_comparison: str = "exclude"
@@ -112,17 +165,60 @@ class SelfPlayPreference:
     return rewards, state, metrics
 
 
-REWARD_SOURCES = ("spo", "ground_truth", "reward_model")
+def _no_config_check(cfg: Any) -> None:
+  del cfg
 
 
-def make_reward_source(config, teacher: Any, spec: EnvSpec):
-  """The reward source named by `config.reward_source`; `spec` gives the env's sizes."""
-  if config.reward_source == "ground_truth":
-    return GroundTruth()
-  if config.reward_source == "reward_model":
-    from spo_jax.reward_model import RewardModelSource
+def _check_spo(cfg: Any) -> None:
+  if cfg.segment_length and cfg.queue_size:
+    fail("segment_length", cfg.segment_length,
+         "cannot be combined with queue_size > 0 (past segments are not queued); set one to 0")
 
-    return RewardModelSource.from_config(config, teacher, spec)
+
+class RewardSourceEntry(NamedTuple):
+  """A named reward source in `REWARD_SOURCES`.
+
+  build(config, teacher, spec) -> RewardSource: `teacher` is the run's teacher (None when
+    `uses_teacher` is False: none is built), `spec` the env's `EnvSpec`.
+  uses_teacher: known before building, so that a run whose source asks no teacher neither
+    builds, fits nor checks one.
+  check_config(cfg): checks of config combinations this source refuses (run by `validate`).
+  preference_matrix: it compares every trajectory with N + Q opponents (memory estimate).
+  """
+
+  build: Callable[[Any, TeacherProtocol | None, EnvSpec], RewardSource]
+  description: str
+  uses_teacher: bool = True
+  check_config: Callable[[Any], None] = _no_config_check
+  preference_matrix: bool = False
+
+
+REWARD_SOURCES: Registry[RewardSourceEntry] = Registry("reward source", "reward_source")
+
+
+def _build_spo(config, teacher: TeacherProtocol, spec: EnvSpec) -> SelfPlayPreference:
+  del spec
   return SelfPlayPreference(teacher, config.num_opponents, config.queue_size,
                             config.self_comparison, config.labels, config.reward_placement,
                             config.center_rewards, config.segment_length)
+
+
+REWARD_SOURCES.register("spo", RewardSourceEntry(
+    _build_spo, "SPO: win rate against the other trajectories, judged by the teacher",
+    check_config=_check_spo, preference_matrix=True))
+REWARD_SOURCES.register("ground_truth", RewardSourceEntry(
+    lambda config, teacher, spec: GroundTruth(),
+    "PPO on the environment's own reward (the reference)", uses_teacher=False))
+REWARD_SOURCES.register("reward_model", RewardSourceEntry(
+    RewardModelSource.from_config,
+    "an MLP reward fit to the teacher's labels by Bradley-Terry (the baseline)"))
+
+
+def make_reward_source(config, teacher: TeacherProtocol | None, spec: EnvSpec
+                       ) -> RewardSource:
+  """The reward source named by `config.reward_source`; `spec` gives the env's sizes.
+  Its members are checked against `RewardSource` here, before anything is compiled."""
+  entry = REWARD_SOURCES.get(config.reward_source)
+  source = entry.build(config, teacher if entry.uses_teacher else None, spec)
+  check_reward_source(source)
+  return source

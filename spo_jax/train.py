@@ -38,10 +38,11 @@ from spo_jax import reward_sources as sources
 from spo_jax import run_dir as run_dir_lib
 from spo_jax import teachers as teachers_lib
 from spo_jax.config import Config, ConfigError, default_config, validate
-from spo_jax.evaluate import PolicyParams, make_evaluator, make_policy_factory
+from spo_jax.evaluate import PolicyParams, make_evaluator, make_policy_factory, rollout_policy
 from spo_jax.loggers import LogOptions, MetricsLogger
 from spo_jax.loggers import check_options as check_log_options
 from spo_jax.rollout import compaction_sizes, rollout
+from spo_jax.teachers import TeacherProtocol, hook
 
 
 class TrainState(NamedTuple):
@@ -68,7 +69,7 @@ class Setup(NamedTuple):
 
   config: Config
   env: Env
-  teacher: Any
+  teacher: TeacherProtocol
   networks: nets.Networks
   fns: TrainFunctions
   evaluate: Callable[[PolicyParams, jax.Array], dict[str, jax.Array]]
@@ -83,7 +84,8 @@ def policy_params(state: TrainState) -> PolicyParams:
   return PolicyParams(state.normalizer, state.params.policy)
 
 
-def _hyperparams(config: Config) -> ppo.PPOHyperparams:
+def ppo_hyperparams(config: Config) -> ppo.PPOHyperparams:
+  """PPO's settings from the config's PPO fields."""
   return ppo.PPOHyperparams(
       discount=config.discount, gae_lambda=config.gae_lambda, clip_epsilon=config.clip_epsilon,
       value_coef=config.value_coef, entropy_coef=config.entropy_coef,
@@ -148,9 +150,10 @@ class NumericalError(RuntimeError):
     self.quantities, self.iteration, self.seed = quantities, iteration, seed
 
 
-def _make_functions(config: Config, env: Env, teacher: Any, networks: nets.Networks,
-                    spec: teachers_lib.EnvSpec,
-                    game: averaging.OneStepGame | None = None) -> TrainFunctions:
+def _make_functions(config: Config, env: Env, teacher: TeacherProtocol,
+                    networks: nets.Networks, spec: teachers_lib.EnvSpec,
+                    game: averaging.OneStepGame | None = None,
+                    chunk: int | None = None) -> TrainFunctions:
   source = sources.make_reward_source(config, teacher, spec)
   shard_envs = None
   if config.shard == "envs":
@@ -158,7 +161,7 @@ def _make_functions(config: Config, env: Env, teacher: Any, networks: nets.Netwo
     shard_envs = lambda tree: jax.tree.map(
         lambda x: jax.lax.with_sharding_constraint(x, sharding) if jnp.ndim(x) else x, tree)
   optimizer = ppo.make_optimizer(config.learning_rate, config.max_grad_norm)
-  hp = _hyperparams(config)
+  hp = ppo_hyperparams(config)
   num_envs, horizon = config.num_envs, config.episode_length
   rollout_teacher = teacher if source.uses_teacher else None
   batch_sizes = (compaction_sizes(num_envs, config.compaction_factor)
@@ -177,14 +180,10 @@ def _make_functions(config: Config, env: Env, teacher: Any, networks: nets.Netwo
   def one_iteration(state: TrainState, _) -> tuple[TrainState, dict[str, jax.Array]]:
     key, k_rollout, k_reward, k_ppo = jax.random.split(state.key, 4)
 
-    def policy_fn(obs, key):
-      norm_obs = nets.normalize(state.normalizer, obs, config.normalize_observations)
-      dist = networks.policy.apply(state.params.policy, norm_obs)
-      raw_action = networks.distribution.sample(dist, key)
-      return raw_action, networks.distribution.log_prob(dist, raw_action)
-
+    policy_fn = rollout_policy(networks, policy_params(state), config.normalize_observations,
+                               deterministic=False)
     result = rollout(env, policy_fn, k_rollout, num_envs, horizon, rollout_teacher,
-                     shard_envs, segment_length=source.segment_length,
+                     shard_envs, chunk=chunk, segment_length=source.segment_length,
                      batch_sizes=batch_sizes)
     traj = result.trajectory
     rewards, reward_state, reward_metrics = source.rewards(state.reward_state, result, k_reward)
@@ -225,11 +224,14 @@ def _make_functions(config: Config, env: Env, teacher: Any, networks: nets.Netwo
   return TrainFunctions(init, iteration)
 
 
-def build(config: Config, env: Env | None = None, teacher: Any | None = None) -> Setup:
+def build(config: Config, env: Env | None = None, teacher: TeacherProtocol | None = None, *,
+          chunk: int | None = None) -> Setup:
   """Validate the config and build env, teacher, networks and the pure functions.
 
-  `env` and `teacher` override the config's names with user objects. The teacher's contract
-  is checked on sample data shaped like this environment's steps.
+  `env` and `teacher` override the config's names with user objects; both are checked
+  against their protocols (`envs.check_env`, `teachers.check_teacher_protocol`) and the
+  teacher's contract on sample data shaped like this environment's steps. `chunk`: steps per
+  trip of the rollout's time loop (None: `rollout.DEFAULT_CHUNK`; results do not depend on it).
   """
   validate(config)
   if config.shard != "none":
@@ -246,14 +248,13 @@ def build(config: Config, env: Env | None = None, teacher: Any | None = None) ->
       raise ConfigError(f"config field '{field}' = {getattr(config, field)} is invalid: "
                         f"this environment's episodes last at most {limit} steps")
   spec = teachers_lib.env_spec(env, config.episode_length, config.env if user_env is None else "")
+  uses_teacher = sources.REWARD_SOURCES.get(config.reward_source).uses_teacher
   if teacher is None:
-    # PPO on the env reward asks no teacher: don't build (or fit) the configured one.
-    teacher = (teachers_lib.Oracle() if config.reward_source == "ground_truth"
-               else teachers_lib.make_teacher(config, spec))
-  check_env = getattr(teacher, "check_env", None)
-  if callable(check_env):  # teachers that can only check the env object itself (outcome count)
-    check_env(env)
-  if config.reward_source != "ground_truth":
+    # A source that asks no teacher (PPO on the env reward): don't build (or fit) one.
+    teacher = teachers_lib.make_teacher(config, spec) if uses_teacher else teachers_lib.Oracle()
+  teachers_lib.check_teacher_protocol(teacher)
+  hook(teacher, "check_env")(env)  # what only the env object can tell (an outcome count)
+  if uses_teacher:
     teachers_lib.validate_teacher(teacher, obs_size=obs_size,
                                   action_size=env.action_size, metric_names=spec.metric_names,
                                   horizon=min(config.episode_length, 6))
@@ -262,7 +263,7 @@ def build(config: Config, env: Env | None = None, teacher: Any | None = None) ->
                                 config.activation, config.init_log_std,
                                 discrete=nets.has_discrete_actions(env))
   game = averaging.one_step_game(env, teacher, config.episode_length)
-  fns = _make_functions(config, env, teacher, networks, spec, game)
+  fns = _make_functions(config, env, teacher, networks, spec, game, chunk)
   evaluate = make_evaluator(env, networks, config.num_eval_envs, config.eval_horizon,
                             config.normalize_observations)
   make_policy = make_policy_factory(networks, config.normalize_observations)
@@ -277,21 +278,17 @@ def build(config: Config, env: Env | None = None, teacher: Any | None = None) ->
   return Setup(config, env, teacher, networks, fns, evaluate, make_policy, game, game_metrics)
 
 
-def _package_env_kwargs(config: Config, teacher: Any | None) -> dict[str, Any]:
+def _package_env_kwargs(config: Config, teacher: TeacherProtocol | None) -> dict[str, Any]:
   """Constructor arguments of the package env named by `config.env`: `matrix_game` gets as
   many actions as the payoff table has outcomes (the teacher's, or `teacher_table`'s)."""
   if config.env != "matrix_game":
     return {}
   if teacher is not None:
-    size = getattr(teacher, "num_outcomes", None)
+    size = hook(teacher, "num_outcomes")
     return {} if size is None else {"num_outcomes": int(size)}
-  if (config.reward_source == "ground_truth"
-      or teachers_lib.parse_teacher(config.teacher)[-1] != "matrix_game"):
+  if not sources.REWARD_SOURCES.get(config.reward_source).uses_teacher:
     return {}
-  from spo_jax.teachers.matrix_game import check_table, load_table
-
-  return {"num_outcomes": len(check_table(load_table(config.teacher_table),
-                                          config.teacher_table))}
+  return teachers_lib.teacher_env_kwargs(config)
 
 
 # Floats stored per step of the rollout besides the observation and the action: log-prob,
@@ -313,7 +310,8 @@ def iteration_bytes(config: Config, obs_size: int, action_size: int) -> dict[str
   opponents = config.num_opponents or n + config.queue_size
   rollout_bytes = s * h * n * (obs_size + action_size + _SCALARS_PER_STEP) * 4
   # Only SPO compares every trajectory with its opponents; the reward model labels a few pairs.
-  preference_bytes = s * n * opponents * 4 if config.reward_source == "spo" else 0
+  entry = sources.REWARD_SOURCES.get(config.reward_source)
+  preference_bytes = s * n * opponents * 4 if entry.preference_matrix else 0
   return {"rollout": rollout_bytes, "preferences": preference_bytes}
 
 
@@ -360,7 +358,7 @@ def check_memory(config: Config, obs_size: int, action_size: int,
 
 
 def make_train(config: Config, env: Env | None = None,
-               teacher: Any | None = None) -> TrainFunctions:
+               teacher: TeacherProtocol | None = None) -> TrainFunctions:
   """Pure `init(key) -> TrainState` and `iteration(state) -> (state, metrics)`.
 
   Neither is jitted here: wrap them in `jax.jit` (or `jax.vmap` then `jax.jit` for many
@@ -441,7 +439,8 @@ def _seed(tree: Any, index: int) -> Any:
   return jax.tree.map(lambda x: x[index], tree)
 
 
-def train(config: Config | None = None, *, env: Env | None = None, teacher: Any | None = None,
+def train(config: Config | None = None, *, env: Env | None = None,
+          teacher: TeacherProtocol | None = None,
           progress_fn: Callable[[int, dict[str, Any]], None] | None = None,
           run_dir: str | Path | None = None, resume: bool = False, overwrite: bool = False,
           verbose: bool = False, handle_signals: bool = True,
@@ -508,7 +507,7 @@ def _train(config: Config, env: Env | None, teacher: Any | None,
     has_checkpoint = run_dir_lib.check_contents(run_path, config, resume, overwrite)
   setup = build(config, env, teacher)
   file_digests = run_dir_lib.teacher_file_digests(config)
-  fit_metrics = getattr(setup.teacher, "fit_metrics", None)
+  fit_metrics = hook(setup.teacher, "fit_metrics")
   if verbose and fit_metrics:
     print("teacher fit: " + ", ".join(f"{k} {float(v):.4g}" for k, v in fit_metrics.items()),
           flush=True)

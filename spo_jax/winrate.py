@@ -26,7 +26,8 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from spo_jax.teachers import invalid_answer, teacher_abstain
+from spo_jax.fifo import fifo_write
+from spo_jax.teachers import TeacherProtocol, ask, invalid_answer
 
 
 class OpponentQueue(NamedTuple):
@@ -79,29 +80,22 @@ def queue_valid(queue: OpponentQueue) -> jax.Array:
 
 def queue_push(queue: OpponentQueue, summaries: Any) -> OpponentQueue:
   """Push the first min(N, Q) of `summaries` (leaves [N, ...]) into the FIFO."""
-  size = queue_size(queue)
   num = jax.tree.leaves(summaries)[0].shape[0]
-  count = min(num, size)
-  slots = (queue.pointer + jnp.arange(count)) % size
-  new = jax.tree.map(lambda q, s: q.at[slots].set(s[:count]), queue.summaries, summaries)
-  return OpponentQueue(new, queue.count + count, (queue.pointer + count) % size)
+  out = fifo_write(queue.summaries, queue.pointer, summaries,
+                   jnp.arange(num) < min(num, queue_size(queue)))
+  return OpponentQueue(out.stores, queue.count + out.num_kept, out.pointer)
 
 
-def _pair_fn(teacher: Any, key: jax.Array):
-  """compare and abstain for one pair (a, b), with a key folded from the pair's index."""
-
-  def pair(a, b, index):
-    p = jnp.asarray(teacher.compare(a, b, jax.random.fold_in(key, index)), jnp.float32)
-    return p, teacher_abstain(teacher, a, b)
-
-  return pair
+def _pair_fn(teacher: TeacherProtocol, key: jax.Array):
+  """`ask` for one pair (a, b), with a key folded from the pair's index."""
+  return lambda a, b, index: ask(teacher, a, b, key, index)
 
 
 def _take(tree: Any, index: jax.Array) -> Any:
   return jax.tree.map(lambda x: x[index], tree)
 
 
-def all_pairs_winrates(teacher: Any, summaries: Any, queue: OpponentQueue | None,
+def all_pairs_winrates(teacher: TeacherProtocol, summaries: Any, queue: OpponentQueue | None,
                        key: jax.Array, *, self_comparison: str = "exclude",
                        labels: str = "soft", valid: jax.Array | None = None) -> WinRates:
   """Win rates of N trajectories against every other one (and every valid queue entry).
@@ -162,7 +156,7 @@ def all_pairs_winrates(teacher: Any, summaries: Any, queue: OpponentQueue | None
                   num_labels.astype(jnp.int32), num_invalid.astype(jnp.int32))
 
 
-def sampled_opponent_winrates(teacher: Any, summaries: Any, queue: OpponentQueue | None,
+def sampled_opponent_winrates(teacher: TeacherProtocol, summaries: Any, queue: OpponentQueue | None,
                               key: jax.Array, num_opponents: int, *,
                               self_comparison: str = "exclude",
                               labels: str = "soft", valid: jax.Array | None = None) -> WinRates:
@@ -222,7 +216,7 @@ def sampled_opponent_winrates(teacher: Any, summaries: Any, queue: OpponentQueue
                   jnp.sum(asked & ~abstain).astype(jnp.int32), num_invalid.astype(jnp.int32))
 
 
-def compute_winrates(teacher: Any, summaries: Any, queue: OpponentQueue | None,
+def compute_winrates(teacher: TeacherProtocol, summaries: Any, queue: OpponentQueue | None,
                      key: jax.Array, *, num_opponents: int = 0,
                      self_comparison: str = "exclude", labels: str = "soft",
                      valid: jax.Array | None = None) -> WinRates:
@@ -241,7 +235,7 @@ def segments_begun(mask: jax.Array, num_segments: int) -> jax.Array:
   return mask.reshape(num_segments, horizon // num_segments, num)[:, 0, :] > 0
 
 
-def segment_winrates(teacher: Any, summaries: Any, mask: jax.Array, key: jax.Array, *,
+def segment_winrates(teacher: TeacherProtocol, summaries: Any, mask: jax.Array, key: jax.Array, *,
                      num_opponents: int = 0, self_comparison: str = "exclude",
                      labels: str = "soft") -> WinRates:
   """Win rates of each segment against the same segment of the other trajectories.

@@ -96,7 +96,7 @@ CASES = [
     ("sizes-empty", lambda f, t: [*POINT, "--rm-hidden-sizes"], ["rm_hidden_sizes", "non-empty"]),
     # --- choice and name fields ---
     ("choice-reward-source", lambda f, t: [*POINT, "--reward-source", "human"],
-     ["--reward-source", "'spo'"]),
+     ["reward_source", "not a known reward source", "spo"]),
     ("choice-activation", lambda f, t: [*POINT, "--activation", "gelu"], ["'tanh'"]),
     ("choice-shard", lambda f, t: [*POINT, "--shard", "gpus"], ["'envs'"]),
     ("unknown-env", lambda f, t: ["--env", "cheetah", *TINY], ["known environments"]),

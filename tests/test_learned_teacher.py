@@ -19,16 +19,16 @@ import pytest
 import spo_jax
 from spo_jax.config import ConfigError
 from spo_jax.teachers import EnvSpec, Mistake, TeacherStep, make_teacher, validate_teacher
+from spo_jax.teachers.labels import make_labels
 from spo_jax.teachers.learned import (
-    LearnedPreference,
-    TrajectoryFeatures,
-    batch_features,
-    feature_names,
-    feature_size,
-    fit_preference_model,
-    init_preference_model,
-    load_labels,
-    make_labels,
+  LearnedPreference,
+  TrajectoryFeatures,
+  batch_features,
+  feature_names,
+  feature_size,
+  fit_preference_model,
+  init_preference_model,
+  load_labels,
 )
 from spo_jax.teachers.returns import Oracle
 

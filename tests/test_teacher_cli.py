@@ -19,7 +19,7 @@ import spo_jax
 from spo_jax.cli import parse_train_args, train_main
 from spo_jax.rollout import rollout
 from spo_jax.teachers import BASE_TEACHERS, WRAPPERS
-from spo_jax.teachers.learned import make_labels
+from spo_jax.teachers.labels import make_labels
 from spo_jax.winrate import compute_winrates
 
 TINY_FLAGS = ["--num-envs", "8", "--episode-length", "8", "--num-minibatches", "2",

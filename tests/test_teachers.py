@@ -304,3 +304,109 @@ def test_teacher_expressions_build_the_wrapped_teacher():
                      ("mistake(", "not a teacher expression"), ("orcale", "not a known")]:
     with pytest.raises(ConfigError, match=words):
       parse_teacher(bad)
+
+
+# -------------------------------------------------------------------------------------
+# The registry and the protocol (docs/design.md, "Adding a plug-in")
+# -------------------------------------------------------------------------------------
+
+import dataclasses  # noqa: E402
+
+import spo_jax  # noqa: E402
+from spo_jax import teachers as teachers_lib  # noqa: E402
+from spo_jax.errors import ConfigError  # noqa: E402
+
+TINY = spo_jax.preset("point_reach").replace(
+    num_envs=8, episode_length=8, num_minibatches=2, update_epochs=1, num_eval_envs=4,
+    policy_hidden_sizes=(8,), value_hidden_sizes=(8,), num_timesteps=10**9, max_iterations=2,
+    eval_every=1)
+
+
+@dataclasses.dataclass(frozen=True)
+class CloserWins(teachers_lib.Teacher):
+  """A throwaway teacher: prefers the trajectory that ended closer to its target (the env's
+  'distance' metric at the last valid step)."""
+
+  def init(self):
+    return {"distance": jnp.zeros(())}
+
+  def update(self, summary, step):
+    return {"distance": step.metrics["distance"]}
+
+  def compare(self, a, b, key):
+    del key
+    return jnp.where(a["distance"] < b["distance"], 1.0,
+                     jnp.where(a["distance"] > b["distance"], 0.0, 0.5))
+
+
+def test_a_registered_teacher_is_validated_wrapped_and_trains():
+  teachers_lib.register_teacher("closer_wins", lambda cfg, spec: CloserWins(),
+                                description="test: the closer end wins")
+  try:
+    config = TINY.replace(teacher="mistake(closer_wins)", teacher_epsilon=0.1)
+    spo_jax.validate(config)
+    # myopic reads the return: the registry knows closer_wins is not return-based.
+    with pytest.raises(ConfigError, match="return-based"):
+      spo_jax.validate(TINY.replace(teacher="myopic(closer_wins)"))
+    result = spo_jax.train(config)
+    assert result.metrics["iteration"] == 2
+    assert result.metrics["train/total_queries"] == 2 * 8 * 7 // 2
+  finally:
+    teachers_lib.TEACHERS.unregister("closer_wins")
+  with pytest.raises(ConfigError, match="not a known teacher"):
+    spo_jax.validate(TINY.replace(teacher="closer_wins"))
+
+
+class _NoCompare:
+  def init(self):
+    return {}
+
+  def update(self, summary, step):
+    return summary
+
+
+@pytest.mark.parametrize("teacher, member", [
+    (_NoCompare(), "'compare'"),
+    (dataclasses.replace(CloserWins()), None),  # a good one passes
+    (type("BadAbstain", (CloserWins,), {"abstain": 3})(), "'abstain'"),
+    (type("BadOutcomes", (CloserWins,), {"num_outcomes": "three"})(), "'num_outcomes'"),
+    (type("BadFit", (CloserWins,), {"fit_metrics": [1.0]})(), "'fit_metrics'"),
+    (type("BadTable", (CloserWins,), {"table": ((0.5, 0.5),)})(), "'table'"),
+])
+def test_a_teacher_that_breaks_the_protocol_is_refused_in_one_line(teacher, member):
+  if member is None:
+    teachers_lib.check_teacher_protocol(teacher)
+    return
+  with pytest.raises(TeacherContractError, match=member) as error:
+    teachers_lib.check_teacher_protocol(teacher)
+  assert "\n" not in str(error.value)
+  # train refuses it before compiling anything.
+  with pytest.raises(TeacherContractError, match=member):
+    spo_jax.build(TINY, teacher=teacher)
+
+
+def test_hook_defaults_are_declared_in_one_place():
+  plain = CloserWins()
+  assert set(teachers_lib.TEACHER_HOOKS) == {"abstain", "check_env", "num_outcomes", "table",
+                                             "fit_metrics", "return_based"}
+  assert not bool(teachers_lib.hook(plain, "abstain")(plain.init(), plain.init()))
+  assert teachers_lib.hook(plain, "check_env")(None) is None
+  assert teachers_lib.hook(plain, "table") is None
+  assert teachers_lib.hook(teachers_lib.Oracle(), "return_based") is True
+  with pytest.raises(KeyError, match="not a teacher hook"):
+    teachers_lib.hook(plain, "no_such_hook")
+
+
+def test_ask_folds_the_pair_index_into_the_key():
+  """`ask` is what every site uses: the key of pair `index` is fold_in(key, index)."""
+
+  @dataclasses.dataclass(frozen=True)
+  class KeyEcho(CloserWins):
+    def compare(self, a, b, key):
+      return jax.random.uniform(key)
+
+  key = jax.random.PRNGKey(3)
+  s = KeyEcho().init()
+  p, abstain = teachers_lib.ask(KeyEcho(), s, s, key, 7)
+  assert p.dtype == jnp.float32 and not bool(abstain)
+  assert float(p) == float(jax.random.uniform(jax.random.fold_in(key, 7)))

@@ -168,9 +168,8 @@ def validate_runs(runs: list[Run]) -> None:
       envs[config.env] = make_env(config.env, config.backend)
     spec = teachers_lib.env_spec(envs[config.env], config.episode_length, config.env)
     teacher = teachers_lib.make_teacher(config, spec)
-    check_env = getattr(teacher, "check_env", None)
-    if callable(check_env) and config.env != "matrix_game":
-      check_env(envs[config.env])
+    if config.env != "matrix_game":
+      teachers_lib.hook(teacher, "check_env")(envs[config.env])
 
 
 def main(argv: list[str] | None = None, *, prog: str = PROG, command: str = PROG) -> int:

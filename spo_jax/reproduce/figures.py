@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from spo_jax.plotting import draw_band
 from spo_jax.reproduce.analysis import curve_iqm, exact_minimax_winner
 from spo_jax.reproduce.extras import require
 from spo_jax.reproduce.plans import DEFAULT_TABLE, METHOD_COLORS, METHOD_LABELS
@@ -46,8 +47,7 @@ def band(ax, results, run_filter, x_key: str, y_key: str, label: str, color: str
   if not xs:
     return False
   grid, mid, lower, upper = curve_iqm(xs, ys)
-  ax.plot(grid, mid, color=color, linestyle=linestyle, label=f"{label} (n={len(xs)})")
-  ax.fill_between(grid, lower, upper, color=color, alpha=0.2)
+  draw_band(ax, grid, mid, lower, upper, f"{label} (n={len(xs)})", color, linestyle)
   return True
 
 

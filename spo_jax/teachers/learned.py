@@ -38,7 +38,7 @@ Labels file (`teacher_labels_file`, an .npz; `load_labels` checks it):
 Other arrays are ignored (`scripts/make_labels.py` adds `feature_names`). Real human labels
 need only the same feature layout: fold the trajectories the rater saw through
 `TrajectoryFeatures` (or `batch_features`) and store the rater's answers as `labels`.
-`make_labels` writes such a file from a simulated teacher.
+`spo_jax.teachers.labels.make_labels` writes such a file from a simulated teacher.
 """
 
 from __future__ import annotations
@@ -47,7 +47,7 @@ import dataclasses
 import functools
 import os
 import zipfile
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import flax
@@ -56,17 +56,15 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from spo_jax.config import ConfigError
+from spo_jax.errors import ConfigError
+from spo_jax.losses import preference_nll
 from spo_jax.networks import MLP
-from spo_jax.rollout import rollout
 from spo_jax.teachers.protocol import (
   EnvSpec,
   Summary,
   Teacher,
   TeacherStep,
-  env_spec,
   summarize,
-  teacher_abstain,
 )
 
 LABEL_ARRAYS = ("features_a", "features_b", "labels")
@@ -221,8 +219,7 @@ def init_preference_model(key: jax.Array, num_features: int, *,
 
 def _bce(model: PreferenceModel, x_a: jax.Array, x_b: jax.Array, y: jax.Array) -> jax.Array:
   """Mean binary cross-entropy  -[y log P + (1 - y) log(1 - P)]  over pairs [B]."""
-  logits = jax.vmap(model.logit)(x_a, x_b)
-  return jnp.mean(optax.sigmoid_binary_cross_entropy(logits, y))
+  return jnp.mean(preference_nll(jax.vmap(model.logit)(x_a, x_b), y))
 
 
 @jax.jit
@@ -232,7 +229,7 @@ def _pair_stats(model: PreferenceModel, x_a: jax.Array, x_b: jax.Array,
   (P - 1/2)(y - 1/2) > 0 (a predicted 1/2 never agrees). One compiled call for all pairs;
   train and held-out metrics are numpy means over its rows."""
   logits = jax.vmap(model.logit)(x_a, x_b)
-  return (optax.sigmoid_binary_cross_entropy(logits, y),
+  return (preference_nll(logits, y),
           (jax.nn.sigmoid(logits) - 0.5) * (y - 0.5) > 0)
 
 
@@ -479,88 +476,3 @@ def build_learned(cfg, spec: EnvSpec) -> LearnedPreference:
                                         holdout_fraction=_FIT_HOLDOUT,
                                         batch_size=_FIT_BATCH_SIZE)
   return LearnedPreference(model, TrajectoryFeatures.from_spec(spec), metrics)
-
-
-# -------------------------------------------------------------------------------------
-# 7. Making a labels file from a simulated teacher
-# -------------------------------------------------------------------------------------
-
-@dataclasses.dataclass(frozen=True)
-class _Both:
-  """Folds one trajectory through two summaries at once (features, teacher)."""
-
-  first: Any
-  second: Any
-
-  def init(self) -> Summary:
-    return self.first.init(), self.second.init()
-
-  def update(self, summary: Summary, step: TeacherStep) -> Summary:
-    return self.first.update(summary[0], step), self.second.update(summary[1], step)
-
-
-def _make_random_policy(action_size: int) -> Callable:
-  """Random actions: raw action u ~ N(0, I), env action tanh(u); log_prob = log N(u; 0, I)."""
-
-  def policy(obs: jax.Array, key: jax.Array) -> tuple[jax.Array, jax.Array]:
-    raw = jax.random.normal(key, obs.shape[:1] + (action_size,))
-    return raw, -0.5 * jnp.sum(raw**2 + jnp.log(2.0 * jnp.pi), axis=-1)
-
-  return policy
-
-
-def make_labels(env: Any, teacher: Any, num_pairs: int, horizon: int, key: jax.Array,
-                policy: Callable | None = None, *, labels: str = "soft",
-                num_trajectories: int | None = None
-                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-  """Labelled pairs in the labels-file format, from rollouts judged by a simulated teacher.
-
-  Rolls out `num_trajectories` episodes of at most `horizon` steps (default 2 * num_pairs,
-  paired (0, 1), (2, 3), ... so no trajectory is in two pairs; otherwise random distinct
-  pairs) with `policy` (obs [N, D], key) -> (raw_action [N, A], log_prob [N]), by default
-  random actions tanh(u), u ~ N(0, I). Features come from `TrajectoryFeatures`, labels from
-  `teacher.compare`: 'soft' keeps P(a > b), 'sampled' draws one Bernoulli(P) label.
-  Pairs the teacher abstains on are dropped, so fewer than num_pairs rows may come back.
-
-  Returns numpy features_a [P, F], features_b [P, F], labels [P] (float32).
-  """
-  if labels not in ("soft", "sampled"):
-    raise ValueError(f"labels = {labels!r} must be 'soft' or 'sampled'")
-  if num_pairs < 1 or horizon < 1:
-    raise ValueError(f"num_pairs = {num_pairs} and horizon = {horizon} must be >= 1")
-  spec = env_spec(env, horizon)
-  fold = TrajectoryFeatures.from_spec(spec)
-  policy = _make_random_policy(spec.action_size) if policy is None else policy
-  num = 2 * num_pairs if num_trajectories is None else int(num_trajectories)
-  if num < 2:
-    raise ValueError(f"num_trajectories = {num} must be >= 2 to form a pair")
-  k_rollout, k_pairs, k_compare, k_sample = jax.random.split(key, 4)
-
-  @jax.jit
-  def run(k_rollout, k_pairs, k_compare, k_sample):
-    result = rollout(env, policy, k_rollout, num, horizon, _Both(fold, teacher))
-    feature_summary, teacher_summary = result.summaries
-    x = jax.vmap(fold.vector)(feature_summary)  # [N, F]
-    if num_trajectories is None:
-      first = jnp.arange(num_pairs) * 2
-      second = first + 1
-    else:
-      k_first, k_offset = jax.random.split(k_pairs)
-      first = jax.random.randint(k_first, (num_pairs,), 0, num)
-      second = (first + jax.random.randint(k_offset, (num_pairs,), 1, num)) % num
-
-    def judge(i, j, index):
-      a = jax.tree.map(lambda s: s[i], teacher_summary)
-      b = jax.tree.map(lambda s: s[j], teacher_summary)
-      p = jnp.asarray(teacher.compare(a, b, jax.random.fold_in(k_compare, index)), jnp.float32)
-      return p, teacher_abstain(teacher, a, b)
-
-    p, abstain = jax.vmap(judge)(first, second, jnp.arange(num_pairs))
-    if labels == "sampled":
-      p = (jax.random.uniform(k_sample, p.shape) < p).astype(jnp.float32)
-    return x[first], x[second], p, abstain
-
-  x_a, x_b, y, abstain = jax.device_get(run(k_rollout, k_pairs, k_compare, k_sample))
-  keep = ~np.asarray(abstain)
-  return (np.asarray(x_a, np.float32)[keep], np.asarray(x_b, np.float32)[keep],
-          np.asarray(y, np.float32)[keep])

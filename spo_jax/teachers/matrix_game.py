@@ -37,7 +37,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from spo_jax.config import ConfigError
+from spo_jax.errors import ConfigError
 from spo_jax.minimax import check_preference_matrix, minimax_winner  # noqa: F401
 from spo_jax.teachers.protocol import EnvSpec, Summary, Teacher, TeacherStep
 
@@ -133,6 +133,13 @@ def check_table(table, value: str = "") -> np.ndarray:
   the offending entry (i, j) and its value (`spo_jax.minimax.check_preference_matrix`)."""
   return check_preference_matrix(table, name=f"config field 'teacher_table' = {value!r}",
                                  atol=_ANTISYMMETRY_ATOL)
+
+
+def matrix_game_env_kwargs(cfg) -> dict[str, int]:
+  """The `matrix_game` env's constructor arguments for this teacher: as many actions as the
+  payoff table named by `cfg.teacher_table` has outcomes."""
+  value = cfg.teacher_table
+  return {"num_outcomes": len(check_table(load_table(value), value))}
 
 
 def build_matrix_game(cfg, spec: EnvSpec) -> PayoffTable:

@@ -28,7 +28,7 @@ import dataclasses
 import jax
 import jax.numpy as jnp
 
-from spo_jax.config import ConfigError
+from spo_jax.errors import ConfigError
 from spo_jax.teachers.protocol import EnvSpec, Summary, Teacher, TeacherStep
 
 NONMARKOV_TEACHERS = ("constraint", "peak", "deadline", "steady")

@@ -7,7 +7,19 @@ without storing them:
   init() -> summary                     # pytree for ONE trajectory (e.g. {"return": 0.})
   update(summary, step) -> summary      # fold ONE time step in; called inside the rollout scan
   compare(a, b, key) -> p               # P(a preferred to b) in [0, 1] for ONE pair
-  abstain(a, b) -> bool                 # optional: True where the teacher gives no label
+
+Optional hooks, declared in `TEACHER_HOOKS` with the value a teacher without them gets, and
+read only through `hook(teacher, name)`:
+
+  abstain(a, b) -> bool                 # True where the teacher gives no label (never)
+  check_env(env) -> None                # raise ConfigError if it cannot judge this env
+                                        #   object (e.g. a payoff table's outcome count)
+  num_outcomes: int | None              # finite-outcome teachers: the number K of outcomes,
+                                        #   which sizes `matrix_game`'s action set
+  table: tuple[tuple[float]] | None     # a payoff table P[i, j] over K outcomes: enables
+                                        #   exploitability and Minimax-Winner metrics
+  fit_metrics: Mapping[str, float] | None  # teachers fit before training: how the fit went
+  return_based: bool                    # it compares returns: myopic/equal/skip may wrap it
 
 The package vmaps `update` over the N environments and `compare` over all pairs, and only
 folds in steps taken before termination (masked steps never reach `update`). Everything is
@@ -15,15 +27,23 @@ plain `jax.numpy`; a teacher is a frozen dataclass, so its parameters are static
 
 Contract (checked by `validate_teacher`): p is finite and in [0, 1]; compare(a, a) = 1/2;
 compare(a, b) + compare(b, a) = 1 for every pair on which the teacher does not abstain.
+`check_teacher_protocol` refuses, in one line, an object whose members are missing or of the
+wrong type; `ask(teacher, a, b, key, index)` is the one place the package puts a pair to a
+teacher.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, NamedTuple
+from collections.abc import Mapping
+from typing import Any, NamedTuple, Protocol, runtime_checkable
 
 import jax
 import jax.numpy as jnp
+import numpy as np
+
+from spo_jax.envs import EnvSpec, env_spec  # noqa: F401  (re-exported: teachers read them)
+from spo_jax.errors import TeacherContractError
 
 Summary = Any  # a pytree
 
@@ -40,41 +60,77 @@ class TeacherStep(NamedTuple):
   t: jax.Array  # [], int32 step index from 0
 
 
-class EnvSpec(NamedTuple):
-  """What a teacher factory may need to know about the environment it will judge."""
+@runtime_checkable
+class TeacherProtocol(Protocol):
+  """The members every teacher has (see the module docstring; optional hooks in
+  `TEACHER_HOOKS`). Any object with them is a teacher; `Teacher` is a convenient base."""
 
-  name: str  # registry name, or the class name of a user's Env
-  observation_size: int
-  action_size: int
-  metric_names: tuple[str, ...]  # keys of the env's State.metrics
-  episode_length: int  # the horizon H of the run
-  discrete_actions: bool = False  # actions are one-hot vectors [action_size] (matrix_game)
+  def init(self) -> Summary: ...
 
+  def update(self, summary: Summary, step: TeacherStep) -> Summary: ...
 
-# Metric names of registry envs, by (name, class, sizes): tracing a Brax env's reset takes
-# 10-20 s on a 2-core CPU, and training, the checks and every reload would pay it again.
-_METRIC_NAMES: dict[tuple, tuple[str, ...]] = {}
+  def compare(self, a: Summary, b: Summary, key: jax.Array) -> jax.Array: ...
 
 
-def env_spec(env: Any, horizon: int, name: str = "") -> EnvSpec:
-  """The `EnvSpec` of a Brax `Env`: sizes, and metric names from an abstract reset (traced,
-  not compiled or run; remembered per registry `name`, a user's env without one is traced
-  each time)."""
-  from spo_jax.envs import observation_size
-
-  obs_size = observation_size(env)
-  key = (name, type(env).__name__, obs_size, env.action_size)
-  metric_names = _METRIC_NAMES.get(key) if name else None
-  if metric_names is None:
-    metric_names = tuple(jax.eval_shape(env.reset, jax.random.PRNGKey(0)).metrics)
-    if name:
-      _METRIC_NAMES[key] = metric_names
-  return EnvSpec(name or type(env).__name__, obs_size, env.action_size,
-                 metric_names, horizon, bool(getattr(env, "discrete_actions", False)))
+def _never_abstain(a: Summary, b: Summary) -> jax.Array:
+  del a, b
+  return jnp.zeros((), bool)
 
 
-class TeacherContractError(ValueError):
-  """A teacher breaks the protocol; the message names the rule and the offending pair."""
+def _accepts_any_env(env: Any) -> None:
+  del env
+
+
+# The optional hooks of the teacher protocol: name -> (default, what it must be). The only
+# place they are declared; `hook` is the only place they are read.
+TEACHER_HOOKS: dict[str, tuple[Any, str]] = {
+    "abstain": (_never_abstain, "a method abstain(a, b) -> bool"),
+    "check_env": (_accepts_any_env, "a method check_env(env) -> None"),
+    "num_outcomes": (None, "an int >= 2 or None"),
+    "table": (None, "a square tuple of tuples of floats or None"),
+    "fit_metrics": (None, "a mapping of names to numbers or None"),
+    "return_based": (False, "a bool"),
+}
+
+
+def hook(teacher: Any, name: str) -> Any:
+  """The optional hook `name` of `teacher` (see `TEACHER_HOOKS`), or its default: a method
+  that never abstains / accepts every env, or None for the attributes."""
+  if name not in TEACHER_HOOKS:
+    raise KeyError(f"{name!r} is not a teacher hook; hooks: {', '.join(TEACHER_HOOKS)}")
+  value = getattr(teacher, name, None)
+  return TEACHER_HOOKS[name][0] if value is None else value
+
+
+
+def _hook_ok(name: str, value: Any) -> bool:
+  if name in ("abstain", "check_env"):
+    return callable(value)
+  if name == "num_outcomes":
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 2
+  if name == "return_based":
+    return isinstance(value, bool)
+  if name == "table":
+    return (isinstance(value, (tuple, list)) and len(value) > 0
+            and all(isinstance(row, (tuple, list)) and len(row) == len(value) for row in value))
+  return isinstance(value, Mapping)
+
+
+def check_teacher_protocol(teacher: Any) -> None:
+  """Refuse an object that is not a teacher, before anything runs: raise
+  `TeacherContractError` (one line) naming the first missing required method or ill-typed
+  optional hook."""
+  name = type(teacher).__name__
+  for method in ("init", "update", "compare"):
+    if not callable(getattr(teacher, method, None)):
+      raise TeacherContractError(
+          f"teacher {name} has no '{method}' method; a teacher needs "
+          "init() -> summary, update(summary, step) -> summary and compare(a, b, key) -> p")
+  for member, (_, expected) in TEACHER_HOOKS.items():
+    value = getattr(teacher, member, None)
+    if value is not None and not _hook_ok(member, value):
+      raise TeacherContractError(f"teacher {name}: optional member '{member}' must be "
+                                 f"{expected}, got {type(value).__name__} {value!r:.60}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -101,12 +157,22 @@ def invalid_answer(p: jax.Array) -> jax.Array:
   return ~jnp.isfinite(p) | (p < 0.0) | (p > 1.0)
 
 
-def teacher_abstain(teacher: Any, a: Summary, b: Summary) -> jax.Array:
+def teacher_abstain(teacher: TeacherProtocol, a: Summary, b: Summary) -> jax.Array:
   """`teacher.abstain(a, b)` where defined, else False (duck-typed teachers need not have it)."""
-  abstain = getattr(teacher, "abstain", None)
-  if abstain is None:
-    return jnp.zeros((), bool)
-  return jnp.asarray(abstain(a, b), bool)
+  return jnp.asarray(hook(teacher, "abstain")(a, b), bool)
+
+
+def ask(teacher: TeacherProtocol, a: Summary, b: Summary, key: jax.Array,
+        index: jax.Array | int) -> tuple[jax.Array, jax.Array]:
+  """Put ONE pair to the teacher: (P(a preferred to b) as float32 [], abstains bool []).
+
+  The comparison's key is `fold_in(key, index)`, so each pair of a batch (its `index`) gets
+  its own stream from one key. Every site that asks a teacher (win rates, the reward model's
+  queries, head-to-head evaluation, labels files, the contract check) calls this, so they all
+  see the same answer for the same pair and key.
+  """
+  p = jnp.asarray(teacher.compare(a, b, jax.random.fold_in(key, index)), jnp.float32)
+  return p, teacher_abstain(teacher, a, b)
 
 
 # -------------------------------------------------------------------------------------
@@ -131,7 +197,7 @@ def random_steps(key: jax.Array, num: int, horizon: int, obs_size: int, action_s
   )
 
 
-def summarize(teacher: Any, steps: TeacherStep) -> Summary:
+def summarize(teacher: TeacherProtocol, steps: TeacherStep) -> Summary:
   """Fold steps [H, N, ...] into N summaries with the teacher's `init`/`update`."""
   num = steps.reward.shape[1]
   init = jax.vmap(lambda _: teacher.init())(jnp.arange(num))
@@ -149,7 +215,7 @@ def _expand(mask: jax.Array, like: jax.Array) -> jax.Array:
   return mask.reshape(mask.shape + (1,) * (like.ndim - mask.ndim))
 
 
-def validate_teacher(teacher: Any, summaries: Summary | None = None, *, num: int = 12,
+def validate_teacher(teacher: TeacherProtocol, summaries: Summary | None = None, *, num: int = 12,
                      horizon: int = 6, obs_size: int = 4, action_size: int = 2,
                      metric_names: tuple[str, ...] = (), key: jax.Array | None = None,
                      atol: float = 1e-5) -> None:
@@ -159,11 +225,7 @@ def validate_teacher(teacher: Any, summaries: Summary | None = None, *, num: int
   trajectories of `horizon` steps through the teacher. Checks, for every pair (i, j):
   p finite and in [0, 1]; p(i, i) = 1/2; p(i, j) + p(j, i) = 1 where neither abstains.
   """
-  for method in ("init", "update", "compare"):
-    if not callable(getattr(teacher, method, None)):
-      raise TeacherContractError(
-          f"teacher {type(teacher).__name__} has no '{method}' method; a teacher needs "
-          "init() -> summary, update(summary, step) -> summary and compare(a, b, key) -> p")
+  check_teacher_protocol(teacher)
   key = jax.random.PRNGKey(0) if key is None else key
   k_steps, k_cmp = jax.random.split(key)
   if summaries is None:
@@ -183,8 +245,7 @@ def validate_teacher(teacher: Any, summaries: Summary | None = None, *, num: int
   def pair(i, j):
     a = jax.tree.map(lambda x: x[i], summaries)
     b = jax.tree.map(lambda x: x[j], summaries)
-    k = jax.random.fold_in(k_cmp, i * size + j)
-    return jnp.asarray(teacher.compare(a, b, k), jnp.float32), teacher_abstain(teacher, a, b)
+    return ask(teacher, a, b, k_cmp, i * size + j)
 
   try:
     pref, abstain = jax.jit(jax.vmap(jax.vmap(pair, (None, 0)), (0, None)))(idx, idx)
@@ -197,8 +258,6 @@ def validate_teacher(teacher: Any, summaries: Summary | None = None, *, num: int
         f"teacher {type(teacher).__name__}: compare(a, b, key) must return one number per "
         f"pair, got shape {pref.shape[2:]}")
   name = type(teacher).__name__
-  import numpy as np
-
   pref, abstain = np.asarray(pref), np.asarray(abstain)
   bad = ~np.isfinite(pref)
   if bad.any():

@@ -53,7 +53,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-from spo_jax.config import ConfigError, fail
+from spo_jax.errors import ConfigError, fail
 from spo_jax.teachers.nonmarkov import (
     Quantity,
     parse_quantity,

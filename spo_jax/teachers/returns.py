@@ -24,11 +24,19 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from spo_jax.teachers.protocol import Summary, Teacher, TeacherStep, teacher_abstain
+from spo_jax.teachers.protocol import (
+    Summary,
+    Teacher,
+    TeacherProtocol,
+    TeacherStep,
+    hook,
+    teacher_abstain,
+)
 
 
 def is_return_based(teacher: Any) -> bool:
-  return bool(getattr(teacher, "return_based", False))
+  """Whether `teacher` compares environment returns (the `return_based` hook)."""
+  return bool(hook(teacher, "return_based"))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -71,7 +79,7 @@ class _Wrapper(Teacher):
   """Delegates everything to `inner`; a wrapper overrides only what it changes. Wrappers
   share the inner teacher's summary, so a chain has one summary, not one per layer."""
 
-  inner: Any = dataclasses.field(default_factory=Oracle)
+  inner: TeacherProtocol = dataclasses.field(default_factory=Oracle)
 
   @property
   def return_based(self) -> bool:
