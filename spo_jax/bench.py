@@ -481,6 +481,8 @@ def build_parser() -> argparse.ArgumentParser:
   parser.add_argument("--num-envs", type=int, default=64, help="N (default 64)")
   parser.add_argument("--episode-length", type=int, default=None,
                       help="H (default: the preset's)")
+  parser.add_argument("--compaction-factor", type=int, default=None,
+                      help="the rollout's compaction factor (default: the preset's; 0: off)")
   parser.add_argument("--contenders", default=",".join(CONTENDERS),
                       help=f"comma-separated subset of {','.join(CONTENDERS)}")
   parser.add_argument("--repeats", type=int, default=3)
@@ -527,6 +529,8 @@ def main(argv: list[str] | None = None) -> int:
     config = preset(args.env).replace(num_envs=args.num_envs, iterations_per_call=1)
     if args.episode_length:
       config = config.replace(episode_length=args.episode_length)
+    if args.compaction_factor is not None:
+      config = config.replace(compaction_factor=args.compaction_factor)
     validate(config)
   except (BenchError, ConfigError) as e:
     print(f"spo-bench: {e}", file=sys.stderr)

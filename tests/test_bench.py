@@ -69,3 +69,26 @@ def test_tiny_bench_runs_and_counts_consistently(tmp_path, capsys):
       2 * rows[("default", 1)]["median_s"])
   printed = capsys.readouterr().out
   assert "| contender |" in printed and "| spo |" in printed
+
+
+def test_breakdown_times_the_compacted_rollout_and_reports_its_valid_steps(tmp_path):
+  """With the breakdown on, the rollout alone (as training runs it: balance at N = 32 with
+  compaction factor 4, batches of 32 then 8) reports its valid and physics steps, its valid
+  steps per second of the timed rollout and that rate against raw physics."""
+  out = tmp_path / "bench.json"
+  argv = ["--env", "balance", "--num-envs", "32", "--episode-length", "100", "--repeats", "1",
+          "--contenders", "raw,spo", "--skip-time-to-target", "--winrate-sizes", "",
+          "--seeds", "", "--compaction-factor", "4", "--out", str(out)]
+  assert main(argv) == 0
+  r = json.loads(out.read_text())["results"]["throughput"]
+  steps = r["spo_rollout"]
+  assert 0 < steps["valid_steps"] < steps["physics_steps"]
+  raw_rate = r["raw"]["physics_steps_per_s"]
+  assert steps["vs_raw"] == pytest.approx(steps["valid_steps_per_s"] / raw_rate)
+  assert steps["valid_steps_per_s"] == pytest.approx(
+      steps["valid_steps"] / r["spo_breakdown"]["rollout"])
+
+
+def test_a_compaction_factor_of_one_is_refused(capsys):
+  assert main(["--compaction-factor", "1", "--out", "/nonexistent/bench.json"]) == 2
+  assert "compaction_factor" in capsys.readouterr().err
