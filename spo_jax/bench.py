@@ -424,7 +424,7 @@ def print_tables(report: dict, sections: tuple[str, ...] | None = None) -> None:
           "| physics steps/s | valid steps/s | vs raw |")
     print("|---|---|---|---|---|---|---|---|---|")
     for name, t in r["throughput"].items():
-      if name == "spo_breakdown":
+      if name in ("spo_breakdown", "spo_rollout"):
         continue
       print(f"| {name} | {t['compile_s']:.1f} | {t['median_s']:.3f} | {t['physics_steps']:,d} "
             f"| {t['useful_fraction']:.2f} | {_fmt(t.get('ppo_work'), '.2f')} "
