@@ -5,6 +5,8 @@ Layout (the names below are the contract; readers and writers use these constant
   RUN_DIR/run.lock             the owner's lock (`RunLock`): present while a run holds it,
                                or stale after a crash (harmless: the OS lock is what counts)
   RUN_DIR/config.json          the run's Config, written once, atomically
+  RUN_DIR/policy.json          what loading the policy needs besides its weights (network
+                               factory arguments, ...; spo_jax/saved_policy.py), atomically
   RUN_DIR/metrics.jsonl        one JSON object per seed per evaluation (spo_jax/loggers.py)
   RUN_DIR/checkpoints/<step>/  Orbax checkpoints (spo_jax/checkpoint.py), each with a
      MANIFEST.json             size and SHA-256 of every file, written last (`write_manifest`)
@@ -50,6 +52,7 @@ from spo_jax.config import Config, ConfigError
 
 LOCK = "run.lock"
 CONFIG = "config.json"
+POLICY = "policy.json"
 METRICS = "metrics.jsonl"
 CHECKPOINTS = "checkpoints"
 MANIFEST = "MANIFEST.json"

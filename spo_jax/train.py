@@ -42,6 +42,7 @@ from spo_jax.evaluate import PolicyParams, make_evaluator, make_policy_factory, 
 from spo_jax.loggers import LogOptions, MetricsLogger
 from spo_jax.loggers import check_options as check_log_options
 from spo_jax.rollout import compaction_sizes, rollout
+from spo_jax.saved_policy import PolicySpec, write_spec
 from spo_jax.teachers import TeacherProtocol, hook
 
 
@@ -78,6 +79,8 @@ class Setup(NamedTuple):
   # `game_metrics(state) -> eval/ metrics` of the last and the averaged policy; else None.
   game: averaging.OneStepGame | None = None
   game_metrics: Callable[[TrainState], dict[str, jax.Array]] | None = None
+  # What loading the policy needs besides its weights (written to RUN_DIR/policy.json).
+  policy_spec: PolicySpec | None = None
 
 
 def policy_params(state: TrainState) -> PolicyParams:
@@ -237,8 +240,8 @@ def build(config: Config, env: Env | None = None, teacher: TeacherProtocol | Non
   if config.shard != "none":
     device_mesh(config)  # the device count must divide the sharded axis: check before compiling
   user_env = env
-  env = envs_lib.make_env(config.env if env is None else env, config.backend,
-                          **({} if user_env is not None else _package_env_kwargs(config, teacher)))
+  env_kwargs = {} if user_env is not None else _package_env_kwargs(config, teacher)
+  env = envs_lib.make_env(config.env if env is None else env, config.backend, **env_kwargs)
   envs_lib.check_env(env)
   obs_size = envs_lib.observation_size(env)
   check_memory(config, obs_size, env.action_size)
@@ -258,10 +261,8 @@ def build(config: Config, env: Env | None = None, teacher: TeacherProtocol | Non
     teachers_lib.validate_teacher(teacher, obs_size=obs_size,
                                   action_size=env.action_size, metric_names=spec.metric_names,
                                   horizon=min(config.episode_length, 6))
-  networks = nets.make_networks(obs_size, env.action_size,
-                                config.policy_hidden_sizes, config.value_hidden_sizes,
-                                config.activation, config.init_log_std,
-                                discrete=nets.has_discrete_actions(env))
+  policy_spec = PolicySpec.from_config(config, env, obs_size, env_kwargs)
+  networks = policy_spec.make_networks()
   game = averaging.one_step_game(env, teacher, config.episode_length)
   fns = _make_functions(config, env, teacher, networks, spec, game, chunk)
   evaluate = make_evaluator(env, networks, config.num_eval_envs, config.eval_horizon,
@@ -275,7 +276,8 @@ def build(config: Config, env: Env | None = None, teacher: TeacherProtocol | Non
       # Before the first iteration the average holds no iterate yet: it is the initial policy.
       average = jnp.where(state.iteration > 0, state.policy_average, last)
       return averaging.game_metrics(game, last, average)
-  return Setup(config, env, teacher, networks, fns, evaluate, make_policy, game, game_metrics)
+  return Setup(config, env, teacher, networks, fns, evaluate, make_policy, game, game_metrics,
+               policy_spec)
 
 
 def _package_env_kwargs(config: Config, teacher: TeacherProtocol | None) -> dict[str, Any]:
@@ -539,6 +541,9 @@ def _train(config: Config, env: Env | None, teacher: Any | None,
       _, state, meta = restore_usable(checkpointer, jax.eval_shape(init, keys))
       counters.update(meta["counters"])
       run_dir_lib.check_same_files(meta.get("files", {}), file_digests, run_path)
+      if not (run_path / run_dir_lib.POLICY).exists():  # a run from before policy.json
+        with _failed_write("policy", run_path / run_dir_lib.POLICY, checkpointer, run_path):
+          write_spec(run_path, setup.policy_spec)
     else:
       if overwrite:
         run_dir_lib.clear(run_path)
@@ -547,6 +552,8 @@ def _train(config: Config, env: Env | None, teacher: Any | None,
       # whole one, never a truncated file that --resume cannot read.
       with _failed_write("config", run_path / run_dir_lib.CONFIG, None, run_path):
         write_text_atomic(run_path / run_dir_lib.CONFIG, config.to_json())
+      with _failed_write("policy", run_path / run_dir_lib.POLICY, None, run_path):
+        write_spec(run_path, setup.policy_spec)
       checkpointer = Checkpointer(run_path / run_dir_lib.CHECKPOINTS)
   if config.shard == "seeds":
     # Every leaf of the state leads with the seed axis: split it over the devices; jit keeps
