@@ -34,6 +34,7 @@ that verifies (spo_jax/checkpoint.py).
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import errno
 import fcntl
@@ -508,3 +509,22 @@ class RunWriteError(RuntimeError):
     super().__init__(f"could not write the {what} '{path}' ({name}: {reason}); training "
                      f"stopped and {kept}")
     self.what, self.path, self.code, self.last_checkpoint = what, path, code, last_checkpoint
+
+
+@contextlib.contextmanager
+def failed_write(what: str, path: Path, checkpointer: Any, run_path: Path):
+  """Turn a file-system failure of the write inside (disk full, quota, read-only or vanished
+  directory; `run_dir.write_failure`) into `RunWriteError`, naming the file (a logger's
+  `FailedWrite` names its own), the path and the newest checkpoint left. Other errors pass."""
+  try:
+    yield
+  except Exception as error:
+    failure = write_failure(error)
+    if failure is None:
+      raise
+    if isinstance(error, FailedWrite):
+      what, path = error.what, error.path
+    last = checkpointer.latest_step() if checkpointer is not None else None
+    raise RunWriteError(what, path, *failure, last, run_path) from error
+
+

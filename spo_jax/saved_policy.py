@@ -147,7 +147,8 @@ def load(run_path: Path, config: Config, step: int | None = None, seed_index: in
 def _load_by_building(run_path: Path, config: Config, step: int | None,
                       seed_index: int) -> LoadedPolicy:
   from spo_jax.checkpoint import Checkpointer, restore_usable
-  from spo_jax.train import build, over_seeds, policy_params, seed_keys
+  from spo_jax.iteration import policy_params
+  from spo_jax.setup import build, over_seeds, seed_keys
 
   setup = build(config)
   init = over_seeds(setup.fns.init, config.num_seeds)

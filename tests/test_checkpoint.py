@@ -107,7 +107,6 @@ def test_a_learned_teacher_run_loads_without_its_labels_file(tmp_path, monkeypat
 
   from spo_jax import eval_cli, saved_policy
 
-  train_lib = importlib.import_module("spo_jax.train")  # the module, not spo_jax.train()
 
   labels = tmp_path / "labels.npz"
   rng = np.random.default_rng(0)
@@ -124,7 +123,8 @@ def test_a_learned_teacher_run_loads_without_its_labels_file(tmp_path, monkeypat
   def no_build(*args, **kwargs):
     raise AssertionError("loading a policy built the training setup")
 
-  monkeypatch.setattr(train_lib, "build", no_build)
+  for module in ("spo_jax.setup", "spo_jax.train"):  # spo_jax.train is also the function
+    monkeypatch.setattr(importlib.import_module(module), "build", no_build)
   obs = np.linspace(-1, 1, 12).reshape(3, 4).astype(np.float32)
   expected = result.make_policy(result.params)(obs)
   np.testing.assert_array_equal(spo_jax.load_policy(tmp_path / "run")(obs), expected)
