@@ -192,17 +192,31 @@ class Checkpointer:
       for path in self.directory.glob("*.orbax-checkpoint-tmp*"):
         shutil.rmtree(path, ignore_errors=True)
 
-  def restore(self, step: int, abstract_state: Any) -> tuple[Any, dict[str, Any]]:
+  def restore(self, step: int, abstract_state: Any, partial: bool = False
+              ) -> tuple[Any, dict[str, Any]]:
     """The state and meta of `step`; raises `CheckpointError` (one line) when Orbax cannot
-    read it: damaged files, or a state whose structure differs from `abstract_state`."""
+    read it: damaged files, or a state whose structure differs from `abstract_state`.
+
+    `partial`: `abstract_state` names only some of the state's leaves, as nested dicts (the
+    TrainState's NamedTuples are stored as dicts of their fields); only those are read
+    (`saved_policy` reads the policy's weights and the normalizer this way)."""
     args = self._ocp.args
     abstract = jax.tree.map(
         lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype) if hasattr(x, "shape") else x,
         abstract_state)
+    if partial:
+      # Onto this process's first device whatever devices wrote it (a policy trained on a
+      # GPU loads on a CPU); the saved sharding metadata is then not needed.
+      device = jax.sharding.SingleDeviceSharding(jax.devices()[0])
+      restore_args = jax.tree.map(lambda x: self._ocp.ArrayRestoreArgs(
+          sharding=device, global_shape=x.shape, dtype=x.dtype), abstract)
+      state_args = args.PyTreeRestore(abstract, restore_args=restore_args, partial_restore=True)
+    else:
+      state_args = args.StandardRestore(abstract)
     try:
       with _quiet_orbax():
         restored = self._manager.restore(step, args=args.Composite(
-            state=args.StandardRestore(abstract), meta=args.JsonRestore()))
+            state=state_args, meta=args.JsonRestore()))
     except Exception as error:  # noqa: BLE001 (Orbax raises many kinds; all mean "unreadable")
       raise CheckpointError(_first_line(error)) from error
     return restored.state, dict(restored.meta)
@@ -224,7 +238,8 @@ def _first_line(error: BaseException) -> str:
 
 
 def restore_usable(checkpointer: Checkpointer, abstract_state: Any, step: int | None = None,
-                   notify: Callable[[str], None] | None = None) -> tuple[int, Any, dict]:
+                   notify: Callable[[str], None] | None = None, partial: bool = False
+                   ) -> tuple[int, Any, dict]:
   """Restore the newest checkpoint that verifies and reads (or exactly `step`, when given).
 
   Newer checkpoints that fail are skipped, each reported through `notify` in one line saying
@@ -254,7 +269,7 @@ def restore_usable(checkpointer: Checkpointer, abstract_state: Any, step: int | 
     except ValueError:  # damaged since it was verified a moment ago: judged again below
       manifest = None
     try:
-      state, meta = checkpointer.restore(candidate, abstract_state)
+      state, meta = checkpointer.restore(candidate, abstract_state, partial)
     except CheckpointError as error:
       # Still matching its manifest after the failed read: the bytes are as written, so the
       # format is what this version cannot read. (A run writing the directory may instead
@@ -317,9 +332,13 @@ def load_policy(path: str | Path, deterministic: bool = True, step: int | None =
   seeds (`num_seeds`) holds one policy per seed; `seed_index` picks one. Without `step`, the
   newest checkpoint that matches its manifest and reads (`restore_usable`: a damaged newer one
   is skipped with a line on stderr); with `step`, exactly that one or a `CheckpointError`.
+  A run with `policy.json` (spo_jax/saved_policy.py) is loaded without building training:
+  the networks come from that description and only the policy's weights and the normalizer
+  are read, so a `learned` teacher is not refitted and its labels file may be gone. Older
+  runs are loaded by building the saved config's setup, as before.
   Takes no lock: a run may still be writing the directory.
   """
-  from spo_jax.train import build, over_seeds, policy_params, seed_keys
+  from spo_jax import saved_policy
 
   ckpt_dir = find_checkpoint_dir(path)
   run_dir = ckpt_dir.parent
@@ -329,12 +348,5 @@ def load_policy(path: str | Path, deterministic: bool = True, step: int | None =
   if not 0 <= seed_index < config.num_seeds:
     raise ConfigError(f"seed_index = {seed_index} is out of range: the run trained "
                       f"{config.num_seeds} seed(s), use 0..{config.num_seeds - 1}")
-  setup = build(config)
-  init = over_seeds(setup.fns.init, config.num_seeds)
-  checkpointer = Checkpointer(ckpt_dir)
-  try:
-    _, state, _ = restore_usable(checkpointer, jax.eval_shape(init, seed_keys(config)), step)
-  finally:
-    checkpointer.close()
-  params = jax.tree.map(lambda x: x[seed_index], policy_params(state))
-  return setup.make_policy(params, deterministic=deterministic)
+  loaded = saved_policy.load(run_dir, config, step, seed_index, with_env=False)
+  return loaded.make_policy(loaded.params, deterministic=deterministic)

@@ -83,27 +83,19 @@ def locate(path: str | Path, step: int | None, seed_index: int) -> SavedRun:
 
 
 def restore(saved: SavedRun):
-  """(Setup, PolicyParams of the chosen seed) of a located run; a checkpoint Orbax cannot
-  read raises `CheckpointError` (one line)."""
-  import jax
+  """The chosen seed's policy of a located run (`saved_policy.LoadedPolicy`): from its
+  policy.json without building training (no teacher built, no labels file read), or, for a
+  run from before policy.json, by building the saved config; a checkpoint Orbax cannot read
+  raises `CheckpointError` (one line)."""
+  from spo_jax import saved_policy
 
-  from spo_jax.checkpoint import Checkpointer, restore_usable
-  from spo_jax.train import build, over_seeds, policy_params, seed_keys
-
-  setup = build(saved.config)
-  init = over_seeds(setup.fns.init, saved.config.num_seeds)
-  checkpointer = Checkpointer(saved.run_dir / "checkpoints")
-  try:
-    _, state, _ = restore_usable(checkpointer, jax.eval_shape(init, seed_keys(saved.config)),
-                                 saved.step)
-  finally:
-    checkpointer.close()
-  return setup, jax.tree.map(lambda x: x[saved.seed_index], policy_params(state))
+  return saved_policy.load(saved.run_dir, saved.config, saved.step, saved.seed_index)
 
 
 def evaluate_returns(setup, params, episodes: int, key, deterministic: bool = True
                      ) -> dict[str, float]:
-  """Ground-truth return and length over `episodes` episodes from reset (jitted rollout)."""
+  """Ground-truth return and length over `episodes` episodes from reset (jitted rollout);
+  `setup` has the run's `config`, `env` and `networks` (a `LoadedPolicy` or a `Setup`)."""
   import jax
   import jax.numpy as jnp
 
@@ -133,7 +125,9 @@ def _teacher(setup, expression: str | None):
   config = setup.config
   spec = teachers_lib.env_spec(setup.env, config.episode_length, config.env)
   # A run whose reward source asked no teacher has none of its own: build the configured one.
-  if expression is None and REWARD_SOURCES.get(config.reward_source).uses_teacher:
+  # A policy loaded from policy.json comes without its teacher: only a duel builds one.
+  if (expression is None and REWARD_SOURCES.get(config.reward_source).uses_teacher
+      and setup.teacher is not None):
     return setup.teacher, config.teacher
   name = config.teacher if expression is None else expression
   return teachers_lib.make_teacher(config.replace(teacher=name), spec), name
@@ -205,7 +199,8 @@ def run_eval(args: argparse.Namespace) -> dict[str, Any]:
   if args.save_rollout is not None and Path(args.save_rollout).is_dir():
     raise ConfigError(f"--save-rollout '{args.save_rollout}' is a directory; give a file path")
 
-  setup, params = restore(saved)
+  setup = restore(saved)
+  params = setup.params
   key = jax.random.PRNGKey(args.seed)
   k_eval, k_duel, k_show = jax.random.split(key, 3)
   deterministic = not args.stochastic
@@ -214,7 +209,8 @@ def run_eval(args: argparse.Namespace) -> dict[str, Any]:
                             "episodes": args.episodes, "deterministic": deterministic}
   result.update(evaluate_returns(setup, params, args.episodes, k_eval, deterministic))
   if other is not None:
-    other_setup, other_params = restore(other)
+    other_setup = restore(other)
+    other_params = other_setup.params
     sizes = (setup.networks.observation_size, setup.env.action_size)
     other_sizes = (other_setup.networks.observation_size, other_setup.env.action_size)
     if sizes != other_sizes:

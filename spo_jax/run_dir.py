@@ -5,6 +5,8 @@ Layout (the names below are the contract; readers and writers use these constant
   RUN_DIR/run.lock             the owner's lock (`RunLock`): present while a run holds it,
                                or stale after a crash (harmless: the OS lock is what counts)
   RUN_DIR/config.json          the run's Config, written once, atomically
+  RUN_DIR/policy.json          what loading the policy needs besides its weights (network
+                               factory arguments, ...; spo_jax/saved_policy.py), atomically
   RUN_DIR/metrics.jsonl        one JSON object per seed per evaluation (spo_jax/loggers.py)
   RUN_DIR/checkpoints/<step>/  Orbax checkpoints (spo_jax/checkpoint.py), each with a
      MANIFEST.json             size and SHA-256 of every file, written last (`write_manifest`)
@@ -32,6 +34,7 @@ that verifies (spo_jax/checkpoint.py).
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import errno
 import fcntl
@@ -50,6 +53,7 @@ from spo_jax.config import Config, ConfigError
 
 LOCK = "run.lock"
 CONFIG = "config.json"
+POLICY = "policy.json"
 METRICS = "metrics.jsonl"
 CHECKPOINTS = "checkpoints"
 MANIFEST = "MANIFEST.json"
@@ -505,3 +509,22 @@ class RunWriteError(RuntimeError):
     super().__init__(f"could not write the {what} '{path}' ({name}: {reason}); training "
                      f"stopped and {kept}")
     self.what, self.path, self.code, self.last_checkpoint = what, path, code, last_checkpoint
+
+
+@contextlib.contextmanager
+def failed_write(what: str, path: Path, checkpointer: Any, run_path: Path):
+  """Turn a file-system failure of the write inside (disk full, quota, read-only or vanished
+  directory; `run_dir.write_failure`) into `RunWriteError`, naming the file (a logger's
+  `FailedWrite` names its own), the path and the newest checkpoint left. Other errors pass."""
+  try:
+    yield
+  except Exception as error:
+    failure = write_failure(error)
+    if failure is None:
+      raise
+    if isinstance(error, FailedWrite):
+      what, path = error.what, error.path
+    last = checkpointer.latest_step() if checkpointer is not None else None
+    raise RunWriteError(what, path, *failure, last, run_path) from error
+
+

@@ -96,3 +96,56 @@ def test_a_run_ending_on_a_checkpoint_iteration_saves_once(tmp_path):
   spo_jax.train(TINY.replace(max_iterations=2, checkpoint_every=2), run_dir=tmp_path / "run")
   assert sorted(p.name for p in (tmp_path / "run" / "checkpoints").iterdir()
                 if p.name.isdigit()) == ["2"]
+
+
+def test_a_learned_teacher_run_loads_without_its_labels_file(tmp_path, monkeypatch):
+  """policy.json describes the networks: loading builds neither the training setup nor the
+  teacher, so a `learned` run whose labels file is gone still loads (load_policy and
+  spo-eval) and acts exactly like the trained policy. Without policy.json (a run written
+  before it) loading falls back to building the saved config, which needs the file."""
+  import importlib
+
+  from spo_jax import eval_cli, saved_policy
+
+
+  labels = tmp_path / "labels.npz"
+  rng = np.random.default_rng(0)
+  x_a, x_b = (rng.normal(size=(50, 9)).astype(np.float32) for _ in range(2))
+  np.savez(labels, features_a=x_a, features_b=x_b, labels=(x_a[:, 0] > x_b[:, 0]) * 1.0)
+  config = TINY.replace(teacher="learned", teacher_labels_file=str(labels),
+                        teacher_fit_steps=5, max_iterations=1, queue_size=0)
+  result = spo_jax.train(config, run_dir=tmp_path / "run")
+  spec = saved_policy.read_spec(tmp_path / "run")
+  assert spec.observation_size == 4 and spec.action_size == 2 and spec.env_kwargs == {}
+  assert spec.policy_hidden_sizes == (8,) and not spec.discrete
+  labels.unlink()
+
+  def no_build(*args, **kwargs):
+    raise AssertionError("loading a policy built the training setup")
+
+  for module in ("spo_jax.setup", "spo_jax.train"):  # spo_jax.train is also the function
+    monkeypatch.setattr(importlib.import_module(module), "build", no_build)
+  obs = np.linspace(-1, 1, 12).reshape(3, 4).astype(np.float32)
+  expected = result.make_policy(result.params)(obs)
+  np.testing.assert_array_equal(spo_jax.load_policy(tmp_path / "run")(obs), expected)
+  saved = eval_cli.locate(tmp_path / "run", None, 0)
+  loaded = eval_cli.restore(saved)
+  assert loaded.step == 1 and loaded.teacher is None
+  np.testing.assert_array_equal(loaded.make_policy(loaded.params)(obs), expected)
+  returns = eval_cli.evaluate_returns(loaded, loaded.params, 2, jax.random.PRNGKey(0))
+  assert np.isfinite(returns["return_mean"])
+
+  monkeypatch.undo()
+  (tmp_path / "run" / "policy.json").unlink()  # as written before policy.json existed
+  with pytest.raises(ConfigError, match="teacher_labels_file"):
+    spo_jax.load_policy(tmp_path / "run")
+
+
+def test_a_run_without_policy_json_loads_and_resumes_as_before(tmp_path):
+  spo_jax.train(TINY.replace(max_iterations=1), run_dir=tmp_path / "run")
+  policy = spo_jax.load_policy(tmp_path / "run")
+  (tmp_path / "run" / "policy.json").unlink()
+  obs = np.ones((2, 4), np.float32)
+  np.testing.assert_array_equal(spo_jax.load_policy(tmp_path / "run")(obs), policy(obs))
+  spo_jax.train(TINY.replace(max_iterations=2), run_dir=tmp_path / "run", resume=True)
+  assert (tmp_path / "run" / "policy.json").exists()  # written on resume

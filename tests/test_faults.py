@@ -473,9 +473,12 @@ def test_legacy_checkpoints_without_a_manifest_still_load(run, capsys):
 def test_a_damaged_legacy_checkpoint_is_skipped_when_orbax_cannot_read_it(run, capsys, how):
   """Without manifests (checkpoints from before them) damage shows only when Orbax fails to
   read the files: that failure, hidden from the terminal, is the reason in the one line, and
-  the previous checkpoint is used."""
+  the previous checkpoint is used. Such a run predates policy.json too, so it loads through
+  the whole restore (a policy.json run reads only the policy's arrays, not the sharding
+  file damaged here, and its manifests catch the damage first)."""
   for manifest in (run / "checkpoints").glob("*/MANIFEST.json"):
     manifest.unlink()
+  (run / "policy.json").unlink()
   _damage(run / "checkpoints" / "3", how)
   spo_jax.load_policy(run)
   _one_line(capsys, "skipped checkpoint 3", "Orbax cannot read it", "using checkpoint 2")

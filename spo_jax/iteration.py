@@ -1,0 +1,139 @@
+"""One training iteration as pure functions: `init(key) -> TrainState` and
+`iteration(state) -> (state, metrics)`, all inside one `jax.jit`:
+
+  key -> rollout (N episodes from reset, H steps, teacher summaries folded in the scan)
+      -> reward source (win rates -> per-step rewards, or the env reward)
+      -> PPO (masked GAE, clipped surrogate, minibatch epochs)
+      -> observation normalizer update
+      -> new TrainState
+
+The whole state is one NamedTuple, so `jax.vmap(iteration)` over a leading seed axis needs
+no special code. `setup.build` makes these from a config; `train` is the host loop around
+them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+from brax.envs.base import Env
+
+from spo_jax import networks as nets
+from spo_jax import policy_average as averaging
+from spo_jax import ppo
+from spo_jax import reward_sources as sources
+from spo_jax import teachers as teachers_lib
+from spo_jax.config import Config
+from spo_jax.evaluate import PolicyParams, rollout_policy
+from spo_jax.guard import guard_flags
+from spo_jax.rollout import compaction_sizes, rollout
+from spo_jax.teachers import TeacherProtocol
+
+
+class TrainState(NamedTuple):
+  """Everything a run needs to continue exactly where it stopped."""
+
+  params: nets.Params
+  opt_state: Any  # optax state of the actor-critic optimizer
+  normalizer: nets.Normalizer
+  reward_state: Any  # the reward source's state (the opponent queue for SPO)
+  key: jax.Array  # [2], uint32
+  iteration: jax.Array  # [], int32: iterations completed
+  # One-step games with discrete actions (policy_average.py): [K] float32, the uniform mean
+  # of the action probabilities of the policies after iterations 1..iteration; () otherwise.
+  policy_average: Any
+
+
+class TrainFunctions(NamedTuple):
+  init: Callable[[jax.Array], TrainState]
+  iteration: Callable[[TrainState], tuple[TrainState, dict[str, jax.Array]]]
+
+
+def policy_params(state: TrainState) -> PolicyParams:
+  return PolicyParams(state.normalizer, state.params.policy)
+
+
+def ppo_hyperparams(config: Config) -> ppo.PPOHyperparams:
+  """PPO's settings from the config's PPO fields."""
+  return ppo.PPOHyperparams(
+      discount=config.discount, gae_lambda=config.gae_lambda, clip_epsilon=config.clip_epsilon,
+      value_coef=config.value_coef, entropy_coef=config.entropy_coef,
+      normalize_advantages=config.normalize_advantages, update_epochs=config.update_epochs,
+      num_minibatches=config.num_minibatches,
+      normalize_observations=config.normalize_observations,
+      num_microbatches=config.num_microbatches)
+
+
+def make_functions(config: Config, env: Env, teacher: TeacherProtocol,
+                   networks: nets.Networks, spec: teachers_lib.EnvSpec,
+                   game: averaging.OneStepGame | None = None, chunk: int | None = None,
+                   shard_envs: Callable | None = None) -> TrainFunctions:
+  """The pure `init(key) -> TrainState` and `iteration(state) -> (state, metrics)` of a built
+  run (`setup.build`); `shard_envs` constrains the env axis of the rollout's arrays to the
+  device mesh (`config.shard = 'envs'`)."""
+  source = sources.make_reward_source(config, teacher, spec)
+  optimizer = ppo.make_optimizer(config.learning_rate, config.max_grad_norm)
+  hp = ppo_hyperparams(config)
+  num_envs, horizon = config.num_envs, config.episode_length
+  rollout_teacher = teacher if source.uses_teacher else None
+  batch_sizes = (compaction_sizes(num_envs, config.compaction_factor)
+                 if config.compaction_factor else None)
+
+  def init(key: jax.Array) -> TrainState:
+    k_params, k_state, k_reward = jax.random.split(key, 3)
+    params = nets.init_params(networks, k_params)
+    summary_template = teacher.init() if source.uses_teacher else None
+    return TrainState(params=params, opt_state=optimizer.init(params),
+                      normalizer=nets.normalizer_init(networks.observation_size),
+                      reward_state=source.init(k_reward, summary_template), key=k_state,
+                      iteration=jnp.zeros((), jnp.int32),
+                      policy_average=() if game is None else jnp.zeros((game.num_actions,)))
+
+  def one_iteration(state: TrainState, _) -> tuple[TrainState, dict[str, jax.Array]]:
+    key, k_rollout, k_reward, k_ppo = jax.random.split(state.key, 4)
+
+    policy_fn = rollout_policy(networks, policy_params(state), config.normalize_observations,
+                               deterministic=False)
+    result = rollout(env, policy_fn, k_rollout, num_envs, horizon, rollout_teacher,
+                     shard_envs, chunk=chunk, segment_length=source.segment_length,
+                     batch_sizes=batch_sizes)
+    traj = result.trajectory
+    rewards, reward_state, reward_metrics = source.rewards(state.reward_state, result, k_reward)
+    params, opt_state, ppo_metrics = ppo.ppo_update(
+        state.params, state.opt_state, optimizer, networks, state.normalizer, traj.obs,
+        traj.raw_action, traj.log_prob, rewards * config.reward_scale, traj.mask, k_ppo, hp)
+    normalizer = state.normalizer
+    if config.normalize_observations:
+      normalizer = nets.normalizer_update(normalizer, traj.obs, traj.mask)
+    lengths = jnp.sum(traj.mask, axis=0)
+    metrics = {
+        "train/episode_reward": jnp.mean(jnp.sum(traj.reward, axis=0)),
+        "train/episode_length": jnp.mean(lengths),
+        "train/env_steps": jnp.sum(lengths).astype(jnp.int32),
+        "train/physics_steps": result.physics_steps,
+        "train/loop_steps": result.loop_steps,
+        "train/reward_mean": jnp.sum(rewards) / num_envs,
+    }
+    metrics.update({f"train/{k}": v for k, v in reward_metrics.items()})
+    metrics.update({f"ppo/{k}": v for k, v in ppo_metrics.items()})
+    if config.numerical_guard:
+      metrics.update(guard_flags(reward_metrics, rewards, ppo_metrics, params))
+    policy_average = state.policy_average
+    if game is not None:
+      probs = averaging.policy_probs(networks, params.policy, normalizer, game,
+                                     config.normalize_observations)
+      policy_average = averaging.running_average(policy_average, probs, state.iteration + 1)
+    new_state = TrainState(params, opt_state, normalizer, reward_state, key,
+                           state.iteration + 1, policy_average)
+    return new_state, metrics
+
+  def iteration(state: TrainState) -> tuple[TrainState, dict[str, jax.Array]]:
+    """`config.iterations_per_call` iterations; metrics stacked with a leading axis."""
+    iteration.num_traces += 1  # counts compilations (tests check it stays at 1)
+    return jax.lax.scan(one_iteration, state, None, length=config.iterations_per_call)
+
+  iteration.num_traces = 0
+  return TrainFunctions(init, iteration)

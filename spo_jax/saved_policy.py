@@ -1,0 +1,165 @@
+"""What acting with a saved policy needs, and loading it without rebuilding training.
+
+A run writes `RUN_DIR/policy.json` (`run_dir.POLICY`, atomically, next to config.json): the
+network factory's arguments (`networks.make_networks`), whether observations are normalized,
+and the package env's constructor arguments (matrix_game's number of outcomes). Training
+builds its networks from the same `PolicySpec` (`setup.build`), so the description cannot
+drift from the weights. Loading (`load`, `checkpoint.load_policy`, `spo-eval`) then rebuilds
+the networks from it and reads only the policy's weights and the observation normalizer from
+the checkpoint (an Orbax partial restore): no teacher is built, no labels file read, no
+model refitted. A run written before policy.json existed has none: `read_spec` returns None
+and the callers build the whole training setup from config.json as before.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import jax
+from brax.envs.base import Env
+
+from spo_jax import networks as nets
+from spo_jax import run_dir as run_dir_lib
+from spo_jax.config import Config, ConfigError
+from spo_jax.evaluate import PolicyParams, make_policy_factory
+
+FORMAT = 1  # policy.json's layout version; a newer one is refused in one line
+
+
+@dataclasses.dataclass(frozen=True)
+class PolicySpec:
+  """The network factory's arguments plus what acting and evaluating need besides weights."""
+
+  observation_size: int
+  action_size: int
+  policy_hidden_sizes: tuple[int, ...]
+  value_hidden_sizes: tuple[int, ...]
+  activation: str
+  init_log_std: float
+  discrete: bool  # categorical policy over action_size actions, else tanh-Gaussian
+  normalize_observations: bool
+  env_kwargs: dict[str, Any]  # the package env's constructor arguments (`envs.make_env`)
+
+  @classmethod
+  def from_config(cls, config: Config, env: Env, observation_size: int,
+                  env_kwargs: dict[str, Any]) -> PolicySpec:
+    return cls(observation_size, env.action_size, tuple(config.policy_hidden_sizes),
+               tuple(config.value_hidden_sizes), config.activation, float(config.init_log_std),
+               nets.has_discrete_actions(env), config.normalize_observations,
+               dict(env_kwargs))
+
+  def make_networks(self) -> nets.Networks:
+    return nets.make_networks(self.observation_size, self.action_size,
+                              self.policy_hidden_sizes, self.value_hidden_sizes,
+                              self.activation, self.init_log_std, discrete=self.discrete)
+
+  def to_json(self) -> str:
+    return json.dumps({"format": FORMAT, **dataclasses.asdict(self)}, indent=2) + "\n"
+
+  @classmethod
+  def from_json(cls, text: str, where: str) -> PolicySpec:
+    try:
+      data = json.loads(text)
+      if data.get("format", 0) > FORMAT:
+        raise ConfigError(f"'{where}' has format {data['format']}, newer than this spo_jax "
+                          f"reads ({FORMAT}); load it with the spo_jax version that wrote it")
+      fields = {f.name for f in dataclasses.fields(cls)}
+      values = {k: v for k, v in data.items() if k in fields}
+      for name in ("policy_hidden_sizes", "value_hidden_sizes"):
+        values[name] = tuple(values[name])
+      return cls(**values)
+    except (json.JSONDecodeError, AttributeError, KeyError, TypeError) as error:
+      raise ConfigError(f"'{where}' is not a valid policy description ({error})") from error
+
+
+def write_spec(run_path: Path, spec: PolicySpec) -> None:
+  run_dir_lib.write_text_atomic(run_path / run_dir_lib.POLICY, spec.to_json())
+
+
+def read_spec(run_path: Path) -> PolicySpec | None:
+  """The run's policy description; None for a run written before policy.json existed."""
+  path = Path(run_path) / run_dir_lib.POLICY
+  if not path.exists():
+    return None
+  return PolicySpec.from_json(path.read_text(), str(path))
+
+
+def abstract_policy_params(networks: nets.Networks, num_seeds: int) -> PolicyParams:
+  """Shapes and dtypes of a run's PolicyParams with its leading seed axis [S, ...]."""
+  def one(key):
+    params = nets.init_params(networks, key)
+    return PolicyParams(nets.normalizer_init(networks.observation_size), params.policy)
+
+  return jax.eval_shape(jax.vmap(one), jax.random.split(jax.random.PRNGKey(0), num_seeds))
+
+
+def restore_policy_params(checkpoint_dir: Path, networks: nets.Networks, num_seeds: int,
+                          step: int | None = None) -> tuple[int, PolicyParams]:
+  """(step, PolicyParams [S, ...]) read from the newest usable checkpoint (or `step`):
+  only the policy's weights and the normalizer, the rest of the TrainState is not read."""
+  from spo_jax.checkpoint import Checkpointer, restore_usable
+
+  abstract = abstract_policy_params(networks, num_seeds)
+  # The checkpoint stores the TrainState's NamedTuples as dicts of their fields.
+  wanted = {"params": {"policy": abstract.policy}, "normalizer": abstract.normalizer._asdict()}
+  checkpointer = Checkpointer(checkpoint_dir)
+  try:
+    step, state, _ = restore_usable(checkpointer, wanted, step, partial=True)
+  finally:
+    checkpointer.close()
+  return step, PolicyParams(nets.Normalizer(**state["normalizer"]), state["params"]["policy"])
+
+
+class LoadedPolicy(NamedTuple):
+  """A saved policy ready to act and be evaluated: `params` of one seed."""
+
+  config: Config
+  env: Env
+  networks: nets.Networks
+  make_policy: Any  # make_policy(params, deterministic=True) -> policy(obs, key=None)
+  params: PolicyParams
+  step: int
+  teacher: Any = None  # the run's teacher when the old path built it; else None
+
+
+def load(run_path: Path, config: Config, step: int | None = None, seed_index: int = 0,
+         with_env: bool = True) -> LoadedPolicy:
+  """Load seed `seed_index` of a run: from policy.json without building training, or, for a
+  run written before it, through `setup.build` of the saved config (teacher included)."""
+  from spo_jax import envs as envs_lib
+
+  run_path = Path(run_path)
+  checkpoint_dir = run_path / run_dir_lib.CHECKPOINTS
+  spec = read_spec(run_path)
+  if spec is None:
+    return _load_by_building(run_path, config, step, seed_index)
+  networks = spec.make_networks()
+  step, params = restore_policy_params(checkpoint_dir, networks, config.num_seeds, step)
+  env = envs_lib.make_env(config.env, config.backend, **spec.env_kwargs) if with_env else None
+  return LoadedPolicy(config, env, networks,
+                      make_policy_factory(networks, spec.normalize_observations),
+                      _seed(params, seed_index), step)
+
+
+def _load_by_building(run_path: Path, config: Config, step: int | None,
+                      seed_index: int) -> LoadedPolicy:
+  from spo_jax.checkpoint import Checkpointer, restore_usable
+  from spo_jax.iteration import policy_params
+  from spo_jax.setup import build, over_seeds, seed_keys
+
+  setup = build(config)
+  init = over_seeds(setup.fns.init, config.num_seeds)
+  checkpointer = Checkpointer(run_path / run_dir_lib.CHECKPOINTS)
+  try:
+    step, state, _ = restore_usable(checkpointer, jax.eval_shape(init, seed_keys(config)), step)
+  finally:
+    checkpointer.close()
+  return LoadedPolicy(config, setup.env, setup.networks, setup.make_policy,
+                      _seed(policy_params(state), seed_index), step, setup.teacher)
+
+
+def _seed(tree: Any, index: int) -> Any:
+  return jax.tree.map(lambda x: x[index], tree)
