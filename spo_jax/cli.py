@@ -163,6 +163,16 @@ def _default_run_dir(config: Config) -> Path:
                          f"-seed{config.seed}-{stamp}")
 
 
+def silence_stderr() -> None:
+  """Send the rest of the process's stderr to /dev/null, after a failed write was reported in
+  one line: the writes Orbax abandoned finish on background threads and may print "Event loop
+  is closed" tracebacks until the interpreter exits, at a time no context manager covers."""
+  devnull = os.open(os.devnull, os.O_WRONLY)
+  os.dup2(devnull, 2)
+  os.close(devnull)
+  sys.stderr = open(os.devnull, "w")  # noqa: SIM115  (open until exit, on purpose)
+
+
 def train_main(argv: list[str] | None = None) -> None:
   argv = sys.argv[1:] if argv is None else argv
   os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -191,7 +201,8 @@ def train_main(argv: list[str] | None = None) -> None:
     print(f"spo-train: error: {error}", file=sys.stderr)
     raise SystemExit(3) from None
   except RunWriteError as error:
-    print(f"spo-train: error: {error}", file=sys.stderr)
+    print(f"spo-train: error: {error}", file=sys.stderr, flush=True)
+    silence_stderr()
     raise SystemExit(4) from None
   except TrainingInterrupted as stop:
     print(f"\nspo-train: stopped by {stop.signal_name} after iteration {stop.iteration}; "

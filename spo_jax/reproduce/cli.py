@@ -206,7 +206,10 @@ def main(argv: list[str] | None = None, *, prog: str = PROG, command: str = PROG
       print(f"{prog}: error: {error}", file=sys.stderr)
       return 2
     except RunWriteError as error:  # disk full: finished points are kept, rerun to go on
-      print(f"{prog}: error: {error}", file=sys.stderr)
+      print(f"{prog}: error: {error}", file=sys.stderr, flush=True)
+      from spo_jax.cli import silence_stderr
+
+      silence_stderr()  # Orbax's abandoned writes may still complain until exit
       return 4
     running.head_to_head_q1(runs, out, args.force, episodes)
   results, finals = analysis.collect(runs, out)
