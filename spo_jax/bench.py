@@ -227,8 +227,7 @@ def spo_breakdown(setup, state, repeats: int) -> tuple[dict[str, float], dict[st
                           deterministic=False)
 
   # The rollout as training runs it: the same segments and compaction (train.py).
-  batch_sizes = (compaction_sizes(config.num_envs, config.compaction_factor)
-                 if config.compaction_factor else None)
+  batch_sizes = compaction_sizes(config.num_envs, config.compaction_factor)
   do_rollout = jax.jit(lambda s, k: rollout(env, policy_fn(s), k, config.num_envs,
                                             config.episode_length, setup.teacher,
                                             segment_length=source.segment_length,

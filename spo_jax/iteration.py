@@ -79,8 +79,7 @@ def make_functions(config: Config, env: Env, teacher: TeacherProtocol,
   hp = ppo_hyperparams(config)
   num_envs, horizon = config.num_envs, config.episode_length
   rollout_teacher = teacher if source.uses_teacher else None
-  batch_sizes = (compaction_sizes(num_envs, config.compaction_factor)
-                 if config.compaction_factor else None)
+  batch_sizes = compaction_sizes(num_envs, config.compaction_factor)
 
   def init(key: jax.Array) -> TrainState:
     k_params, k_state, k_reward = jax.random.split(key, 3)

@@ -140,7 +140,8 @@ def shuffle_widths(size: int) -> tuple[int, ...]:
   return tuple(reversed(widths))
 
 
-def valid_first_order(key: jax.Array, valid: jax.Array) -> jax.Array:
+def valid_first_order(key: jax.Array, valid: jax.Array,
+                      in_time_order: jax.Array | None = None) -> jax.Array:
   """[B] int32: a permutation of the B slots with the valid ones first, in uniformly random
   order, then the masked ones (ties between random floats have probability ~0).
 
@@ -148,10 +149,12 @@ def valid_first_order(key: jax.Array, valid: jax.Array) -> jax.Array:
   smallest of `shuffle_widths(B)` that holds the V valid slots (gathered to the front in index
   order first): its cost follows V (within a factor of 8), not B. Under `vmap` the choice of
   width becomes a select and every width is sorted (about 1.14x one sort of B).
+  `in_time_order`: `valid_first_in_time_order(valid)` if the caller already has it.
   """
   size = valid.shape[0]
   u = jax.random.uniform(key, (size,))
-  in_time_order = valid_first_in_time_order(valid)
+  if in_time_order is None:
+    in_time_order = valid_first_in_time_order(valid)
   count = jnp.sum(valid.astype(jnp.int32))
   widths = shuffle_widths(size)
 
@@ -284,7 +287,7 @@ def ppo_update(params: nets.Params, opt_state: Any, optimizer: optax.GradientTra
 
   def epoch_step(carry, epoch_key):
     params, opt_state = carry
-    order = valid_first_order(epoch_key, flat_valid)
+    order = valid_first_order(epoch_key, flat_valid, in_time_order)
     (params, opt_state, _), aux = jax.lax.scan(minibatch_step, (params, opt_state, order),
                                                jnp.arange(hp.num_minibatches))
     return (params, opt_state), aux

@@ -75,8 +75,11 @@ def compaction_sizes(num_envs: int, factor: int = COMPACTION_FACTOR,
   """The batch sizes a compacting rollout steps its live episodes in: N, N / f, N / f^2, ...
   down to `smallest` (each size a whole division by `factor`), e.g. 256 -> (256, 64, 16).
 
-  The first entry is always N; (N,) alone means no compaction (N too small to divide).
+  The first entry is always N; (N,) alone means no compaction (factor 0, the config's "off",
+  or N too small to divide).
   """
+  if factor == 0:
+    return (num_envs,)
   if factor < 2:
     raise ValueError(f"compaction factor must be at least 2, got {factor}")
   sizes = [num_envs]
