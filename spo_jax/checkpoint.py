@@ -237,6 +237,17 @@ def _first_line(error: BaseException) -> str:
   return f"{type(error).__name__}: {line[:300]}"
 
 
+def refuse_damaged_step(step: int, skipped: list[tuple[int, str]], verified: list[int],
+                        where: str | Path) -> None:
+  """Raise `CheckpointError` in one line if the requested `step` is among the `skipped`
+  (step, why) checkpoints of `complete_steps(..., verify=True)`: an explicit step is never
+  replaced by another one."""
+  for bad, why in skipped:
+    if bad == step:
+      raise CheckpointError(f"checkpoint {step} in '{where}' is damaged ({why}); verified "
+                            f"checkpoints: {', '.join(map(str, verified)) or 'none'}")
+
+
 def restore_usable(checkpointer: Checkpointer, abstract_state: Any, step: int | None = None,
                    notify: Callable[[str], None] | None = None, partial: bool = False
                    ) -> tuple[int, Any, dict]:
@@ -253,10 +264,7 @@ def restore_usable(checkpointer: Checkpointer, abstract_state: Any, step: int | 
   skipped: list[tuple[int, str]] = []
   steps = complete_steps(directory, verify=True, skipped=skipped)
   if step is not None:
-    for bad, why in skipped:
-      if bad == step:
-        raise CheckpointError(f"checkpoint {step} in '{directory}' is damaged ({why}); "
-                              f"verified checkpoints: {steps or 'none'}")
+    refuse_damaged_step(step, skipped, steps, directory)
     if step not in steps:
       raise CheckpointError(f"'{directory}' holds no complete checkpoint of step {step}; "
                             f"complete steps: {steps or 'none'}")

@@ -49,7 +49,12 @@ def locate(path: str | Path, step: int | None, seed_index: int) -> SavedRun:
   match its manifest; each newer damaged one is named on stderr in one line. An explicit
   `--step` that is damaged is refused.
   """
-  from spo_jax.checkpoint import complete_steps, find_checkpoint_dir, read_run_config
+  from spo_jax.checkpoint import (
+    complete_steps,
+    find_checkpoint_dir,
+    read_run_config,
+    refuse_damaged_step,
+  )
 
   checkpoint_dir = find_checkpoint_dir(path)
   run_dir = checkpoint_dir.parent
@@ -66,10 +71,7 @@ def locate(path: str | Path, step: int | None, seed_index: int) -> SavedRun:
   skipped: list[tuple[int, str]] = []
   verified = complete_steps(checkpoint_dir, verify=True, skipped=skipped)
   if step is not None:
-    for bad, why in skipped:
-      if bad == step:
-        raise ConfigError(f"checkpoint {step} in '{run_dir}' is damaged ({why}); verified "
-                          f"checkpoints: {', '.join(map(str, verified)) or 'none'}")
+    refuse_damaged_step(step, skipped, verified, run_dir)
     return SavedRun(run_dir, config, step, seed_index)
   if not verified:
     details = "; ".join(f"{s}: {why}" for s, why in skipped)
