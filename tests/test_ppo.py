@@ -153,6 +153,73 @@ def test_ppo_update_ignores_masked_steps():
   assert all(np.isfinite(float(v)) for v in metrics_a.values())
 
 
+def test_ppo_loss_hand_example():
+  """The clipped surrogate, value loss and entropy bonus on five valid samples and one masked
+  one, with every number worked out by hand (not by calling `ppo_loss` again).
+
+  A one-layer categorical policy over K = 2 actions whose logits are obs[:2] and a one-layer
+  critic whose value is obs[2]; old log-probs are chosen so that the ratio
+  r = pi_new / pi_old takes the listed values. clip_epsilon = 0.2: the clip range [0.8, 1.2].
+
+    sample  logits     action  pi_new  r    A    r A   clip(r) A  min    V    target  (V-R)^2
+    1       (0, 0)     0       1/2     1.1  +3   3.3   3.3        3.3    0.5  1.5     1
+    2       (0, 0)     1       1/2     1.5  +1   1.5   1.2        1.2    0    2       4
+    3       (ln 3, 0)  0       3/4     0.5  -1  -0.5  -0.8       -0.8    1    1       0
+    4       (ln 3, 0)  1       1/4     1.5  -2  -3.0  -2.4       -3.0   -1    0       1
+    5       (0, 0)     0       1/2     0.5  +1   0.5   0.8        0.5    2   -1       9
+    6       masked: large garbage everywhere, must count for nothing
+
+  Sample 1 lies inside the clip range; 2 is clipped above with A > 0 (the gain is capped);
+  3 is clipped below with A < 0 (the loss is kept at its worse, clipped value); 4 and 5 lie
+  outside but min() keeps the unclipped, more pessimistic term.
+    policy loss = -mean(min) = -(3.3 + 1.2 - 0.8 - 3.0 + 0.5) / 5 = -1.2 / 5 = -0.24
+    value loss  = 0.5 * mean((V - target)^2) = 0.5 * (1 + 4 + 0 + 1 + 9) / 5 = 0.5 * 3 = 1.5
+                  (no value clipping in ppo.py: the plain squared error)
+    entropy: H(1/2, 1/2) = ln 2 = 0.693147 (samples 1, 2, 5);
+             H(3/4, 1/4) = 0.75 ln(4/3) + 0.25 ln 4 = 0.215762 + 0.346574 = 0.562335 (3, 4);
+             mean = (3 * 0.693147 + 2 * 0.562335) / 5 = 3.204113 / 5 = 0.640823
+    loss = policy + 0.5 value - 0.1 entropy = -0.24 + 0.75 - 0.0640823 = 0.4459177
+    approx_kl = mean((r - 1) - ln r): r = 1.1 gives 0.1 - 0.0953102 = 0.0046898,
+                1.5 gives 0.5 - 0.4054651 = 0.0945349, 0.5 gives -0.5 + 0.6931472 = 0.1931472;
+                (0.0046898 + 2 * 0.0945349 + 2 * 0.1931472) / 5 = 0.5800540 / 5 = 0.1160108
+    clip_fraction = 4 / 5 = 0.8 (all but sample 1 have |r - 1| > 0.2)
+  Given count = 10 (a microbatch of a 10-slot minibatch), every term halves.
+  """
+  networks = nets.make_networks(3, 2, (), (), discrete=True)
+  params = nets.Params(
+      policy={"params": {"MLP_0": {"Dense_0": {
+          "kernel": jnp.array([[1.0, 0.0], [0.0, 1.0], [0.0, 0.0]]), "bias": jnp.zeros(2)}}}},
+      value={"params": {"MLP_0": {"Dense_0": {
+          "kernel": jnp.array([[0.0], [0.0], [1.0], [0.0]]), "bias": jnp.zeros(1)}}}})
+  ln3 = np.log(3.0)
+  logits = np.array([[0, 0], [0, 0], [ln3, 0], [ln3, 0], [0, 0], [5, -5]])
+  values = np.array([0.5, 0.0, 1.0, -1.0, 2.0, 0.0])
+  actions = np.eye(2)[[0, 1, 0, 1, 0, 0]]
+  pi_new = np.array([1 / 2, 1 / 2, 3 / 4, 1 / 4, 1 / 2, 1.0])
+  ratio = np.array([1.1, 1.5, 0.5, 1.5, 0.5, 1.0])
+  batch = Batch(
+      obs=jnp.asarray(np.concatenate([logits, values[:, None]], axis=1), jnp.float32),
+      time=jnp.zeros(6, jnp.int32),
+      raw_action=jnp.asarray(actions, jnp.float32),
+      # log pi_old = log pi_new - log r; the masked slot's is far off (ratio e^50).
+      log_prob=jnp.asarray(np.append(np.log(pi_new[:5] / ratio[:5]), -50.0), jnp.float32),
+      advantage=jnp.array([3.0, 1.0, -1.0, -2.0, 1.0, 100.0]),
+      target=jnp.array([1.5, 2.0, 1.0, 0.0, -1.0, 100.0]),
+      mask=jnp.array([1.0, 1.0, 1.0, 1.0, 1.0, 0.0]))
+  # Only clip_epsilon, value_coef and entropy_coef enter the loss.
+  hp = PPOHyperparams(discount=0.99, gae_lambda=0.95, clip_epsilon=0.2, value_coef=0.5,
+                      entropy_coef=0.1, normalize_advantages=False, update_epochs=1,
+                      num_minibatches=1, normalize_observations=False)
+  loss_fn = jax.jit(ppo_loss, static_argnums=(1, 3, 4))
+  expected = {"policy_loss": -0.24, "value_loss": 1.5, "entropy": 0.640823,
+              "approx_kl": 0.1160108, "clip_fraction": 0.8}
+  for count, scale in ((None, 1.0), (jnp.asarray(10.0), 0.5)):
+    loss, aux = loss_fn(params, networks, batch, 1, hp, count)
+    np.testing.assert_allclose(loss, scale * 0.4459177, rtol=1e-5)
+    for name, value in expected.items():
+      np.testing.assert_allclose(aux[name], scale * value, rtol=1e-5, err_msg=name)
+
+
 # --- The update's cost follows the valid steps -------------------------------------------
 
 def _update_setup(lengths, horizon, seed=0):
