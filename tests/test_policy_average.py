@@ -26,8 +26,39 @@ def test_running_average_by_hand():
     np.testing.assert_allclose(average, want, rtol=1e-6, atol=1e-7)
 
 
+def _brute_force_exploitability(table, policy):
+  """The definition, one pure response at a time in plain Python: the probability that
+  response k beats a draw i ~ policy is sum_i policy_i P[k, i]; a best response may be taken
+  pure (the payoff is linear in the response), so exploitability = max over k, minus the 1/2
+  that pi earns against itself."""
+  size = len(policy)
+  best = -float("inf")
+  for k in range(size):
+    wins = 0.0
+    for i in range(size):
+      wins += float(policy[i]) * float(table[k][i])
+    best = max(best, wins)
+  return best - 0.5
+
+
+def test_exploitability_of_a_rock_heavy_mix_by_hand():
+  # Rock-paper-scissors, P[i, j] = P(i beats j), pi = (rock 0.6, paper 0.3, scissors 0.1):
+  #   rock     vs pi: 0.6 * 0.5 + 0.3 * 0   + 0.1 * 1   = 0.40
+  #   paper    vs pi: 0.6 * 1   + 0.3 * 0.5 + 0.1 * 0   = 0.75   <- the best response
+  #   scissors vs pi: 0.6 * 0   + 0.3 * 1   + 0.1 * 0.5 = 0.35
+  # exploitability 0.75 - 0.5 = 0.25. The transposed table (P(pi beats k)) would give
+  # 1 - 0.35 - 0.5 = 0.15, and a min instead of the max 0.35 - 0.5 < 0: both caught here.
+  table, policy = np.asarray(TABLES["rps"]), np.asarray([0.6, 0.3, 0.1])
+  assert _brute_force_exploitability(table, policy) == pytest.approx(0.25)
+  assert minimax.exploitability(table, policy) == pytest.approx(0.25)
+  got = jax.jit(averaging.exploitability)(jnp.asarray(table, jnp.float32),
+                                          jnp.asarray(policy, jnp.float32))
+  np.testing.assert_allclose(got, 0.25, rtol=1e-6)
+
+
 @pytest.mark.parametrize("name", sorted(TABLES) + ["random"])
-def test_exploitability_matches_minimax(name):
+def test_exploitability_matches_a_brute_force_best_response(name):
+  """The JAX metric and spo_jax.minimax's, against the loop reference on random policies."""
   rng = np.random.default_rng(0)
   if name == "random":
     upper = rng.uniform(size=(5, 5))
@@ -36,9 +67,11 @@ def test_exploitability_matches_minimax(name):
     table = np.asarray(TABLES[name])
   exploit = jax.jit(averaging.exploitability)
   for policy in rng.dirichlet(np.ones(len(table)), size=8):
+    expected = _brute_force_exploitability(table, policy)
     np.testing.assert_allclose(
         exploit(jnp.asarray(table, jnp.float32), jnp.asarray(policy, jnp.float32)),
-        minimax.exploitability(table, policy), atol=1e-6)
+        expected, atol=1e-6)
+    assert minimax.exploitability(table, policy) == pytest.approx(expected, abs=1e-12)
   # 0 at the Minimax Winner; cycle3's pure outcome 0 is beaten by outcome 2 at 0.8: 0.3.
   mw = minimax.minimax_winner(table)
   assert abs(float(exploit(jnp.asarray(table, jnp.float32), jnp.asarray(mw, jnp.float32)))) < 1e-6
