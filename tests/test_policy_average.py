@@ -82,21 +82,30 @@ def test_exploitability_matches_a_brute_force_best_response(name):
 
 def test_spo_average_approaches_the_minimax_winner_on_cycle3():
   """80 iterations of the matrix_game preset (cycle3, N = 64). The initial policy is nearly
-  uniform, at L1 distance |1/3 - 2/9| + 0 + |1/3 - 4/9| = 0.222 from MW = (2/9, 1/3, 4/9);
-  the average must end closer to MW, and less exploitable than the last iterate."""
+  uniform, at L1 distance |1/3 - 2/9| + 0 + |1/3 - 4/9| = 0.222 from MW = (2/9, 1/3, 4/9),
+  and exploitable by 1/30: against uniform, outcome 0 wins (0.5 + 0.9 + 0.2) / 3 = 0.533 and
+  outcome 2 (0.8 + 0.3 + 0.5) / 3 = 0.533 (test_minimax.py). The average must end closer to
+  MW, less exploitable than the last iterate, and below HALF the starting exploitability: a
+  bound the start itself fails, so the test can tell training that did nothing.
+  (Measured on a CPU: start 0.0341, average 0.0298 after 40 iterations, 0.0075 after 80.)"""
   config = spo_jax.preset("matrix_game").replace(max_iterations=80, eval_every=40,
                                                  num_timesteps=10**9)
   setup = spo_jax.build(config)
   np.testing.assert_allclose(setup.game.minimax_winner, MINIMAX_WINNERS["cycle3"], atol=1e-6)
   initial = setup.game_metrics(jax.jit(setup.fns.init)(jax.random.PRNGKey(config.seed)))
-  np.testing.assert_allclose(initial["eval/mw_distance_average"], 2 / 9, atol=0.03)
+  start_distance = float(initial["eval/mw_distance_average"])
+  start_exploit = float(initial["eval/exploitability_average"])
+  np.testing.assert_allclose(start_distance, 2 / 9, atol=0.03)
+  np.testing.assert_allclose(start_exploit, 1 / 30, atol=0.005)
+  threshold = start_exploit / 2
+  assert start_exploit > threshold + 0.01  # the bound below is one the start cannot meet
   rows = []
   result = spo_jax.train(config, progress_fn=lambda step, m: rows.append(m))
   assert [r["iteration"] for r in rows] == [40, 80]
   m = result.metrics
-  assert m["eval/mw_distance_average"] < float(initial["eval/mw_distance_average"]) - 0.1
+  assert m["eval/mw_distance_average"] < start_distance - 0.1
   assert m["eval/exploitability_average"] < m["eval/exploitability_last"]
-  assert m["eval/exploitability_average"] < 0.05
+  assert m["eval/exploitability_average"] < threshold
 
 
 def test_average_is_checkpointed_and_resumes_exactly_over_seeds(tmp_path):
