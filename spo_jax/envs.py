@@ -285,7 +285,15 @@ def check_env_name(name: str) -> None:
   if name not in ENVS:
     raise ConfigError(
         f"config field 'env' = {name!r} is not a known environment; known environments: "
-        f"{', '.join(known_env_names())} (or pass your own brax Env instance to train(env=...))")
+        f"{', '.join(known_env_names())} (or pass your own brax Env instance: "
+        "train(config, env=MyEnv()) takes any name for it)")
+
+
+def class_path(env: Any) -> str:
+  """'module:qualname' of `env`'s class: how a run directory names a user's own env
+  (policy.json's `user_env_class`) so that the reader knows which object to pass back."""
+  cls = type(env)
+  return f"{cls.__module__}:{cls.__qualname__}"
 
 
 def max_episode_length(name_or_env: str | Env) -> int | None:
