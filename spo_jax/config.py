@@ -37,7 +37,8 @@ class Config:
   # --- environment ---------------------------------------------------------------
   env: str = "inverted_pendulum"
   """Environment: a Brax registry name (ant, halfcheetah, hopper, humanoid, inverted_pendulum,
-  ...) or one of the package's own tiny environments (point_reach, balance, matrix_game)."""
+  ...) or one of the package's own tiny environments (point_reach, balance, matrix_game). With
+  your own Env object (`train(config, env=MyEnv())`) any non-empty name: it labels the run."""
   backend: str | None = None
   """Brax physics backend (generalized, positional, spring, mjx); None keeps the env's default."""
   episode_length: int = 1000
