@@ -333,8 +333,13 @@ def read_run_config(run_dir: str | Path) -> Config:
 
 
 def load_policy(path: str | Path, deterministic: bool = True, step: int | None = None,
-                seed_index: int = 0):
+                seed_index: int = 0, env=None):
   """Load a trained policy from a run directory: `policy(obs, key=None) -> action`.
+
+  `env`: required for a run trained on your own env object (`train(config, env=MyEnv())`;
+  its policy.json names the class): pass an instance, whose observation and action sizes
+  must be the policy's. Without it such a run is refused in one line naming the class,
+  before the checkpoint is opened; with a registry env's run it is optional and only checked.
 
   Needs no code: the config saved beside the weights rebuilds the networks. A run of several
   seeds (`num_seeds`) holds one policy per seed; `seed_index` picks one. Without `step`, the
@@ -356,5 +361,5 @@ def load_policy(path: str | Path, deterministic: bool = True, step: int | None =
   if not 0 <= seed_index < config.num_seeds:
     raise ConfigError(f"seed_index = {seed_index} is out of range: the run trained "
                       f"{config.num_seeds} seed(s), use 0..{config.num_seeds - 1}")
-  loaded = saved_policy.load(run_dir, config, step, seed_index, with_env=False)
+  loaded = saved_policy.load(run_dir, config, step, seed_index, with_env=False, env=env)
   return loaded.make_policy(loaded.params, deterministic=deterministic)

@@ -37,7 +37,8 @@ class Config:
   # --- environment ---------------------------------------------------------------
   env: str = "inverted_pendulum"
   """Environment: a Brax registry name (ant, halfcheetah, hopper, humanoid, inverted_pendulum,
-  ...) or one of the package's own tiny environments (point_reach, balance, matrix_game)."""
+  ...) or one of the package's own tiny environments (point_reach, balance, matrix_game). With
+  your own Env object (`train(config, env=MyEnv())`) any non-empty name: it labels the run."""
   backend: str | None = None
   """Brax physics backend (generalized, positional, spring, mjx); None keeps the env's default."""
   episode_length: int = 1000
@@ -276,11 +277,16 @@ class Config:
 _check_choice = check_choice
 
 
-def validate(cfg: Config) -> Config:
+def validate(cfg: Config, env: Any = None) -> Config:
   """Check every field and derived quantity; raise one `ConfigError` naming the first problem.
 
   Environment and teacher names are checked against their registries here too, so that a
-  typo fails before anything is compiled. Returns `cfg` unchanged for chaining.
+  typo fails before anything is compiled. `env`: the user's own environment object given to
+  `train(env=...)` or `build` (None: the env is built from `cfg.env`). With one, `cfg.env`
+  is only the run's label (any non-empty name; the run directory records the object's class,
+  spo_jax/saved_policy.py), the object is checked against `envs.EnvAdapter` and its own
+  `episode_limit` bounds the horizons; every other check is the same. Returns `cfg`
+  unchanged for chaining.
   """
   if not isinstance(cfg, Config):
     raise ConfigError(f"expected a spo_jax.Config, got {type(cfg).__name__}")
@@ -289,20 +295,26 @@ def validate(cfg: Config) -> Config:
   # registries import errors.py, not this module.
   from spo_jax import envs, reward_sources, teachers
 
-  if not isinstance(cfg.env, str):
-    fail("env", cfg.env, "must be an environment name (pass an Env instance to train(env=...))")
-  envs.check_env_name(cfg.env)
+  if not isinstance(cfg.env, str) or not cfg.env:
+    fail("env", cfg.env, "must be an environment name, or with your own Env instance "
+         "(train(config, env=...)) any non-empty name for the run")
+  if env is None:
+    envs.check_env_name(cfg.env)
+    label = cfg.env
+  else:
+    envs.check_env(env)  # before its episode_limit is compared below
+    label = type(env).__name__
   if cfg.backend is not None and cfg.backend not in envs.BRAX_BACKENDS:
     fail("backend", cfg.backend, f"must be None or one of {list(envs.BRAX_BACKENDS)}")
   check_int(cfg, "episode_length", 1)
-  max_len = envs.max_episode_length(cfg.env)
+  max_len = envs.max_episode_length(cfg.env if env is None else env)
   if max_len is not None and cfg.episode_length > max_len:
     fail("episode_length", cfg.episode_length,
-          f"the '{cfg.env}' episode lasts at most {max_len} steps; use episode_length <= {max_len}")
+          f"the '{label}' episode lasts at most {max_len} steps; use episode_length <= {max_len}")
   check_int(cfg, "eval_episode_length", 0)
   if max_len is not None and cfg.eval_episode_length > max_len:
     fail("eval_episode_length", cfg.eval_episode_length,
-         f"the '{cfg.env}' episode lasts at most {max_len} steps; use a value <= {max_len} "
+         f"the '{label}' episode lasts at most {max_len} steps; use a value <= {max_len} "
          "(0: the training horizon)")
   check_int(cfg, "num_envs", 2)
   check_int(cfg, "num_timesteps", 1)
@@ -385,7 +397,8 @@ def validate(cfg: Config) -> Config:
     check_float(cfg, "target_return", -1e12, 1e12)
   # Checks of the chosen plug-ins' own fields and combinations (e.g. SPO refuses segments
   # with a queue), declared by their registry entries.
-  envs.ENVS.get(cfg.env).check_config(cfg)
+  if env is None:  # a user's env object is not the registry entry its label may name
+    envs.ENVS.get(cfg.env).check_config(cfg)
   reward_sources.REWARD_SOURCES.get(cfg.reward_source).check_config(cfg)
   return cfg
 

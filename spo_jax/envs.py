@@ -285,7 +285,48 @@ def check_env_name(name: str) -> None:
   if name not in ENVS:
     raise ConfigError(
         f"config field 'env' = {name!r} is not a known environment; known environments: "
-        f"{', '.join(known_env_names())} (or pass your own brax Env instance to train(env=...))")
+        f"{', '.join(known_env_names())} (or pass your own brax Env instance: "
+        "train(config, env=MyEnv()) takes any name for it)")
+
+
+def class_path(env: Any) -> str:
+  """'module:qualname' of `env`'s class: how a run directory names a user's own env
+  (policy.json's `user_env_class`) so that the reader knows which object to pass back."""
+  cls = type(env)
+  return f"{cls.__module__}:{cls.__qualname__}"
+
+
+def from_class_path(path: str, flag: str = "--env-class") -> Env:
+  """The env `MODULE:QUALNAME()` (built with no arguments): how a command line gets back a
+  user's own env that `class_path` recorded. Raises `ConfigError` (one line, naming `flag`)
+  when the module does not import, the class is missing or building it fails."""
+  import importlib
+
+  module_name, _, qualname = path.partition(":")
+  if not module_name or not qualname:
+    raise ConfigError(f"{flag} {path!r} must read MODULE:CLASS, e.g. my_envs:MyEnv")
+  try:
+    target: Any = importlib.import_module(module_name)
+  except ImportError as error:
+    raise ConfigError(f"{flag} {path!r}: cannot import module '{module_name}' "
+                      f"({_one_line(error)}); put its folder on PYTHONPATH") from error
+  for part in qualname.split("."):
+    if not hasattr(target, part):
+      raise ConfigError(f"{flag} {path!r}: module '{module_name}' has no '{qualname}'")
+    target = getattr(target, part)
+  try:
+    env = target()
+  except Exception as error:  # noqa: BLE001 (a user's constructor may raise anything)
+    raise ConfigError(f"{flag} {path!r}: building {qualname}() with no arguments failed "
+                      f"({type(error).__name__}: {_one_line(error)})") from error
+  if not isinstance(env, Env):
+    raise ConfigError(f"{flag} {path!r} built a {type(env).__name__}, not a brax.envs.Env")
+  return env
+
+
+def _one_line(error: BaseException) -> str:
+  lines = str(error).strip().splitlines()
+  return lines[0] if lines else type(error).__name__
 
 
 def max_episode_length(name_or_env: str | Env) -> int | None:

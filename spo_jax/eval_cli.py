@@ -2,7 +2,7 @@
 
   spo-eval RUN_DIR [--episodes 16] [--step N] [--seed-index i] [--stochastic] [--seed 0]
            [--against OTHER_RUN [--against-step M] [--against-seed-index j]] [--teacher EXPR]
-           [--save-rollout out.html] [--json out.json]
+           [--save-rollout out.html] [--json out.json] [--env-class MODULE:CLASS]
 
 Prints the ground-truth return (mean, std, min, max over `--episodes` episodes from reset,
 at most the run's evaluation horizon: `eval_episode_length`, or `episode_length` when that is 0)
@@ -16,6 +16,11 @@ or `--teacher EXPR` with the run's teacher parameters.
 (`brax.io.html.render`), which loads three.js and the viewer from unpkg.com and
 cdn.jsdelivr.net when opened, so it needs network access; for the package's pure-JAX envs
 (no physics system to draw), a JSON (or .npz) of observations, actions and rewards instead.
+A run trained on the user's own env object (`train(config, env=MyEnv())`; its policy.json
+names the class) needs `--env-class MODULE:CLASS`: the class is imported and built with no
+arguments, and its sizes checked against the policy's (it may also replace the env of a
+registry run of the same sizes). Without it such a run is refused in one line.
+
 Bad input exits with code 2 and one line, before anything is compiled.
 """
 
@@ -84,14 +89,36 @@ def locate(path: str | Path, step: int | None, seed_index: int) -> SavedRun:
   return SavedRun(run_dir, config, verified[-1], seed_index)
 
 
-def restore(saved: SavedRun):
+def _env_fix(user_env_class: str | None) -> str:
+  """How to give spo-eval the user's env a run names (the end of `check_env`'s line)."""
+  module = (user_env_class or "").partition(":")[0]
+  if module and module != "__main__":
+    return (f"pass --env-class {user_env_class} (its module importable, the class built with "
+            "no arguments), or evaluate it in Python: spo_jax.load_policy(run_dir, env=...)")
+  return ("define the class in an importable module and pass --env-class MODULE:CLASS, or "
+          "evaluate it in Python: spo_jax.load_policy(run_dir, env=...)")
+
+
+def check_env(saved: SavedRun, env) -> None:
+  """Before anything is read from the checkpoint: a run on a user's own env needs
+  `--env-class`, and a given env must fit the policy (`saved_policy.check_env`)."""
+  from spo_jax import saved_policy
+
+  spec = saved_policy.read_spec(saved.run_dir)
+  if spec is not None:
+    saved_policy.check_env(spec, env, saved.run_dir, _env_fix(spec.user_env_class))
+
+
+def restore(saved: SavedRun, env=None):
   """The chosen seed's policy of a located run (`saved_policy.LoadedPolicy`): from its
   policy.json without building training (no teacher built, no labels file read), or, for a
   run from before policy.json, by building the saved config; a checkpoint Orbax cannot read
-  raises `CheckpointError` (one line)."""
+  raises `CheckpointError` (one line). `env`: the env to act in (`--env-class`) instead of
+  the one the config names."""
   from spo_jax import saved_policy
 
-  return saved_policy.load(saved.run_dir, saved.config, saved.step, saved.seed_index)
+  return saved_policy.load(saved.run_dir, saved.config, saved.step, saved.seed_index, env=env,
+                           fix=_env_fix(None))
 
 
 def evaluate_returns(setup, params, episodes: int, key, deterministic: bool = True
@@ -125,7 +152,7 @@ def _teacher(setup, expression: str | None):
   from spo_jax.reward_sources import REWARD_SOURCES
 
   config = setup.config
-  spec = teachers_lib.env_spec(setup.env, config.episode_length, config.env)
+  spec = teachers_lib.env_spec(setup.env, config.episode_length, _registry_name(setup))
   # A run whose reward source asked no teacher has none of its own: build the configured one.
   # A policy loaded from policy.json comes without its teacher: only a duel builds one.
   if (expression is None and REWARD_SOURCES.get(config.reward_source).uses_teacher
@@ -133,6 +160,12 @@ def _teacher(setup, expression: str | None):
     return setup.teacher, config.teacher
   name = config.teacher if expression is None else expression
   return teachers_lib.make_teacher(config.replace(teacher=name), spec), name
+
+
+def _registry_name(setup) -> str:
+  """The env's registry name for `env_spec`, '' for a user's own env (whose `config.env` is
+  only a label): teachers then see the class name, as in training (`setup.build`)."""
+  return "" if setup.user_env else setup.config.env
 
 
 def save_rollout(setup, params, path: Path, key, deterministic: bool = True) -> str:
@@ -174,8 +207,10 @@ def save_rollout(setup, params, path: Path, key, deterministic: bool = True) -> 
   else:
     written = path if path.suffix == ".json" else path.with_suffix(".json")
     written.write_text(json.dumps(data))
+  what = (f"your env {type(env).__name__} has no `sys`" if setup.user_env
+          else f"{config.env} is a pure-JAX env with no physics system")
   return (f"wrote {written}: {len(actions)} steps of observations, actions and rewards "
-          f"({config.env} is a pure-JAX env with no physics system for Brax's HTML viewer)")
+          f"({what} for Brax's HTML viewer)")
 
 
 def run_eval(args: argparse.Namespace) -> dict[str, Any]:
@@ -200,8 +235,16 @@ def run_eval(args: argparse.Namespace) -> dict[str, Any]:
     teachers_lib.check_teacher_name(args.teacher)
   if args.save_rollout is not None and Path(args.save_rollout).is_dir():
     raise ConfigError(f"--save-rollout '{args.save_rollout}' is a directory; give a file path")
+  env = None
+  if args.env_class is not None:
+    from spo_jax.envs import from_class_path
 
-  setup = restore(saved)
+    env = from_class_path(args.env_class)
+  for run in (saved, other):
+    if run is not None:
+      check_env(run, env)
+
+  setup = restore(saved, env)
   params = setup.params
   key = jax.random.PRNGKey(args.seed)
   k_eval, k_duel, k_show = jax.random.split(key, 3)
@@ -211,7 +254,7 @@ def run_eval(args: argparse.Namespace) -> dict[str, Any]:
                             "episodes": args.episodes, "deterministic": deterministic}
   result.update(evaluate_returns(setup, params, args.episodes, k_eval, deterministic))
   if other is not None:
-    other_setup = restore(other)
+    other_setup = restore(other, env)
     other_params = other_setup.params
     sizes = (setup.networks.observation_size, setup.env.action_size)
     other_sizes = (other_setup.networks.observation_size, other_setup.env.action_size)
@@ -224,7 +267,7 @@ def run_eval(args: argparse.Namespace) -> dict[str, Any]:
                                     action_size=setup.env.action_size,
                                     metric_names=teachers_lib.env_spec(
                                         setup.env, saved.config.episode_length,
-                                        saved.config.env).metric_names,
+                                        _registry_name(setup)).metric_names,
                                     horizon=min(saved.config.episode_length, 6))
     policy_a = rollout_policy(setup.networks, params, saved.config.normalize_observations,
                               deterministic)
@@ -287,6 +330,9 @@ def main(argv: list[str] | None = None) -> None:
   parser.add_argument("--save-rollout", default=None, metavar="PATH",
                       help="write one episode: HTML viewer (Brax envs) or JSON/.npz")
   parser.add_argument("--json", default=None, metavar="PATH", help="write the results as JSON")
+  parser.add_argument("--env-class", default=None, metavar="MODULE:CLASS",
+                      help="the env to act in, built as CLASS() after importing MODULE: needed "
+                      "for a run trained on your own env (its policy.json names the class)")
   args = parser.parse_args(argv)
   try:
     result = run_eval(args)

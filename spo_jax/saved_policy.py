@@ -9,6 +9,15 @@ the networks from it and reads only the policy's weights and the observation nor
 the checkpoint (an Orbax partial restore): no teacher is built, no labels file read, no
 model refitted. A run written before policy.json existed has none: `read_spec` returns None
 and the callers build the whole training setup from config.json as before.
+
+A run trained on the user's own env object (`train(config, env=MyEnv())`) cannot rebuild it
+from `config.env`, which is then only a label: policy.json records the object's class as
+`user_env_class` ('module:qualname'; null for an env built from its registry name), and
+loading such a run needs the env passed back (`load_policy(run_dir, env=MyEnv())`,
+`spo-eval --env-class`). Without it, loading stops in one line naming the class, before the
+checkpoint is opened; a given env whose observation or action size differs from the policy's
+is refused the same way (`check_env`). Files written before the field existed read as null:
+they were all trained on registry envs (a user's env then had to borrow a registry name).
 """
 
 from __future__ import annotations
@@ -42,14 +51,21 @@ class PolicySpec:
   discrete: bool  # categorical policy over action_size actions, else tanh-Gaussian
   normalize_observations: bool
   env_kwargs: dict[str, Any]  # the package env's constructor arguments (`envs.make_env`)
+  # 'module:qualname' of the user's own env object the run trained on (`envs.class_path`);
+  # None when the env was built from `config.env` by name.
+  user_env_class: str | None = None
 
   @classmethod
   def from_config(cls, config: Config, env: Env, observation_size: int,
-                  env_kwargs: dict[str, Any]) -> PolicySpec:
+                  env_kwargs: dict[str, Any], user_env_class: str | None = None) -> PolicySpec:
     return cls(observation_size, env.action_size, tuple(config.policy_hidden_sizes),
                tuple(config.value_hidden_sizes), config.activation, float(config.init_log_std),
                nets.has_discrete_actions(env), config.normalize_observations,
-               dict(env_kwargs))
+               dict(env_kwargs), user_env_class)
+
+  def env_facts(self) -> tuple[int, int, bool]:
+    """(observation size, action size, discrete): what an env must match to run this policy."""
+    return self.observation_size, self.action_size, self.discrete
 
   def make_networks(self) -> nets.Networks:
     return nets.make_networks(self.observation_size, self.action_size,
@@ -85,6 +101,47 @@ def read_spec(run_path: Path) -> PolicySpec | None:
   if not path.exists():
     return None
   return PolicySpec.from_json(path.read_text(), str(path))
+
+
+def check_env(spec: PolicySpec, env: Env | None, run_path: Path, fix: str) -> None:
+  """Before the checkpoint is opened: a run trained on a user's own env needs it back, and a
+  given env must have the sizes the policy was built for. Raises `ConfigError` in one line;
+  `fix` says how the caller passes an env (an argument, a flag)."""
+  from spo_jax import envs as envs_lib
+
+  if env is None:
+    if spec.user_env_class is not None:
+      raise ConfigError(f"'{run_path}' was trained on your own environment "
+                        f"{spec.user_env_class}, which cannot be rebuilt from its name; {fix}")
+    return
+  envs_lib.check_env(env)
+  given = (envs_lib.observation_size(env), env.action_size, nets.has_discrete_actions(env))
+  if given != spec.env_facts():
+    trained_on = spec.user_env_class or "the env its config.json names"
+    raise ConfigError(f"environment {envs_lib.class_path(env)} ({_in_words(*given)}) does not "
+                      f"fit the policy of '{run_path}' ({_in_words(*spec.env_facts())}); pass "
+                      f"the environment it was trained on ({trained_on})")
+
+
+def check_resume_env(saved: PolicySpec, current: PolicySpec | None, run_path: Path) -> None:
+  """Before a resume opens the checkpoint: the env now given must be the kind the run trained
+  on, else Orbax would fail on mismatched shapes, or a run on a user's env would go on in
+  the registry env its label names. `current`: the resuming setup's spec (None: checked
+  before building, no env object given). Raises `ConfigError` in one line."""
+  if saved.user_env_class is not None and (current is None or current.user_env_class is None):
+    raise ConfigError(f"cannot resume '{run_path}': it was trained on your own environment "
+                      f"{saved.user_env_class}; pass it again: train(config, env=..., "
+                      "resume=True, run_dir=...)")
+  if current is not None and saved.env_facts() != current.env_facts():
+    raise ConfigError(f"cannot resume '{run_path}': its policy was trained for "
+                      f"{_in_words(*saved.env_facts())}, the environment now has "
+                      f"{_in_words(*current.env_facts())}; resume with the environment it "
+                      f"was trained on ({saved.user_env_class or 'the env config.json names'})")
+
+
+def _in_words(observation_size: int, action_size: int, discrete: bool) -> str:
+  actions = f"{action_size} discrete actions" if discrete else f"action size {action_size}"
+  return f"observation size {observation_size}, {actions}"
 
 
 def abstract_policy_params(networks: nets.Networks, num_seeds: int) -> PolicyParams:
@@ -123,34 +180,44 @@ class LoadedPolicy(NamedTuple):
   params: PolicyParams
   step: int
   teacher: Any = None  # the run's teacher when the old path built it; else None
+  # The run trained on a user's own env object: `config.env` is only its label, not a
+  # registry name (policy.json's `user_env_class`; in an old run, an env passed to `load`).
+  user_env: bool = False
 
 
 def load(run_path: Path, config: Config, step: int | None = None, seed_index: int = 0,
-         with_env: bool = True) -> LoadedPolicy:
+         with_env: bool = True, env: Env | None = None,
+         fix: str = "pass an instance: spo_jax.load_policy(run_dir, env=...)") -> LoadedPolicy:
   """Load seed `seed_index` of a run: from policy.json without building training, or, for a
-  run written before it, through `setup.build` of the saved config (teacher included)."""
+  run written before it, through `setup.build` of the saved config (teacher included).
+
+  `env`: the environment to act in instead of the one `config.env` names (required for a run
+  trained on a user's own env; `check_env`, whose message ends with `fix`). `with_env` False
+  (and no `env`): the result's env is None (`load_policy` needs only the networks)."""
   from spo_jax import envs as envs_lib
 
   run_path = Path(run_path)
   checkpoint_dir = run_path / run_dir_lib.CHECKPOINTS
   spec = read_spec(run_path)
   if spec is None:
-    return _load_by_building(run_path, config, step, seed_index)
+    return _load_by_building(run_path, config, step, seed_index, env)
+  check_env(spec, env, run_path, fix)
   networks = spec.make_networks()
   step, params = restore_policy_params(checkpoint_dir, networks, config.num_seeds, step)
-  env = envs_lib.make_env(config.env, config.backend, **spec.env_kwargs) if with_env else None
+  if env is None and with_env:
+    env = envs_lib.make_env(config.env, config.backend, **spec.env_kwargs)
   return LoadedPolicy(config, env, networks,
                       make_policy_factory(networks, spec.normalize_observations),
-                      _seed(params, seed_index), step)
+                      _seed(params, seed_index), step, user_env=spec.user_env_class is not None)
 
 
 def _load_by_building(run_path: Path, config: Config, step: int | None,
-                      seed_index: int) -> LoadedPolicy:
+                      seed_index: int, env: Env | None = None) -> LoadedPolicy:
   from spo_jax.checkpoint import Checkpointer, restore_usable
   from spo_jax.iteration import policy_params
   from spo_jax.setup import build, over_seeds, seed_keys
 
-  setup = build(config)
+  setup = build(config, env)
   init = over_seeds(setup.fns.init, config.num_seeds)
   checkpointer = Checkpointer(run_path / run_dir_lib.CHECKPOINTS)
   try:
@@ -158,7 +225,8 @@ def _load_by_building(run_path: Path, config: Config, step: int | None,
   finally:
     checkpointer.close()
   return LoadedPolicy(config, setup.env, setup.networks, setup.make_policy,
-                      _seed(policy_params(state), seed_index), step, setup.teacher)
+                      _seed(policy_params(state), seed_index), step, setup.teacher,
+                      user_env=env is not None)
 
 
 def _seed(tree: Any, index: int) -> Any:

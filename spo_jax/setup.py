@@ -65,12 +65,13 @@ def build(config: Config, env: Env | None = None, teacher: TeacherProtocol | Non
           chunk: int | None = None) -> Setup:
   """Validate the config and build env, teacher, networks and the pure functions.
 
-  `env` and `teacher` override the config's names with user objects; both are checked
+  `env` and `teacher` override the config's names with user objects (`config.env` is then
+  only the run's label, and policy.json records the env's class path); both are checked
   against their protocols (`envs.check_env`, `teachers.check_teacher_protocol`) and the
   teacher's contract on sample data shaped like this environment's steps. `chunk`: steps per
   trip of the rollout's time loop (None: `rollout.DEFAULT_CHUNK`; results do not depend on it).
   """
-  validate(config)
+  validate(config, env)  # with a user's env object, config.env is only the run's label
   if config.shard != "none":
     device_mesh(config)  # the device count must divide the sharded axis: check before compiling
   user_env = env
@@ -95,7 +96,8 @@ def build(config: Config, env: Env | None = None, teacher: TeacherProtocol | Non
     teachers_lib.validate_teacher(teacher, obs_size=obs_size,
                                   action_size=env.action_size, metric_names=spec.metric_names,
                                   horizon=min(config.episode_length, 6))
-  policy_spec = PolicySpec.from_config(config, env, obs_size, env_kwargs)
+  policy_spec = PolicySpec.from_config(config, env, obs_size, env_kwargs,
+                                       None if user_env is None else envs_lib.class_path(env))
   networks = policy_spec.make_networks()
   game = averaging.one_step_game(env, teacher, config.episode_length)
   fns = make_functions(config, env, teacher, networks, spec, game, chunk,

@@ -42,7 +42,7 @@ from spo_jax.loggers import LogOptions, MetricsLogger
 from spo_jax.loggers import check_options as check_log_options
 from spo_jax.memory import available_memory, check_memory, iteration_bytes  # noqa: F401
 from spo_jax.run_dir import failed_write
-from spo_jax.saved_policy import write_spec
+from spo_jax.saved_policy import check_resume_env, read_spec, write_spec
 from spo_jax.setup import (  # noqa: F401 (re-exported)
   Setup,
   build,
@@ -107,12 +107,18 @@ def train(config: Config | None = None, *, env: Env | None = None,
   is left intact.
   """
   config = default_config() if config is None else config
-  validate(config)
+  run_path = Path(run_dir) if run_dir is not None else None
+  if env is None and resume and run_path is not None:
+    # A run on the user's own env: say that it needs the env again, not that its label is
+    # no registry name (which `validate` would).
+    saved_spec = read_spec(run_path)
+    if saved_spec is not None:
+      check_resume_env(saved_spec, None, run_path)
+  validate(config, env)  # with a user's env object, config.env is only the run's label
   log_options = LogOptions() if log_options is None else log_options
   check_log_options(log_options)
   if progress not in progress_lib.STYLES:
     raise ConfigError(f"progress '{progress}' is not one of {', '.join(progress_lib.STYLES)}")
-  run_path = Path(run_dir) if run_dir is not None else None
   if run_path is None:
     if resume:
       raise ConfigError("--resume needs the --run-dir of the run to continue")
@@ -222,6 +228,9 @@ class _HostLoop:
 
   def _restore(self) -> TrainState:
     run_path = self.run_path
+    saved_spec = read_spec(run_path)
+    if saved_spec is not None:
+      check_resume_env(saved_spec, self.setup.policy_spec, run_path)
     self.checkpointer = Checkpointer(run_path / run_dir_lib.CHECKPOINTS)
     # The newest checkpoint that matches its manifest; damaged newer ones are named on
     # stderr and left for the next save of their step to replace.
