@@ -26,6 +26,7 @@ import jax
 import numpy as np
 from brax.envs.base import Env
 
+from spo_jax import determinism
 from spo_jax import progress as progress_lib
 from spo_jax import run_dir as run_dir_lib
 from spo_jax.checkpoint import Checkpointer, restore_usable, write_text_atomic
@@ -85,8 +86,11 @@ def train(config: Config | None = None, *, env: Env | None = None,
   With `run_dir`, writes config.json, the metrics (metrics.jsonl, and as `log_options` asks:
   metrics.csv, TensorBoard, W&B; spo_jax/loggers.py) and Orbax checkpoints there; `resume`
   continues the latest checkpoint exactly (metrics logged after it are dropped: they are
-  recomputed), `overwrite` replaces an existing run. Every check (config, env, teacher
-  contract, run directory, logging options) happens before anything is compiled or written.
+  recomputed), `overwrite` replaces an existing run. `config.deterministic` sets the XLA
+  flag for bit-for-bit GPU runs, which XLA reads only when JAX starts its backend
+  (spo_jax/determinism.py: on a GPU already started without it, `ConfigError`). Every check
+  (config, env, teacher contract, run directory, logging options) happens before anything is
+  compiled or written.
   `verbose` shows progress: `progress` = "auto" (a bar on a terminal, one line per evaluation
   otherwise), "bar" or "lines" (spo_jax/progress.py).
 
@@ -108,6 +112,8 @@ def train(config: Config | None = None, *, env: Env | None = None,
   """
   config = default_config() if config is None else config
   validate(config)
+  # Before anything starts JAX's backend: XLA reads XLA_FLAGS only then.
+  determinism.enable(config)
   log_options = LogOptions() if log_options is None else log_options
   check_log_options(log_options)
   if progress not in progress_lib.STYLES:
