@@ -50,10 +50,11 @@ from spo_jax.run_dir import write_text_atomic  # noqa: F401 (re-exported: its ol
 
 # Fields that may differ between a checkpoint and the run resuming it: they change how long
 # or how often, never what is computed in an iteration (compaction_factor changes only which
-# physics steps are executed, not the trajectory).
+# physics steps are executed, not the trajectory; deterministic only whether a GPU sums in the
+# same order every time, so a run may continue with it switched on or off).
 RESUMABLE_FIELDS = frozenset({
     "num_timesteps", "max_iterations", "eval_every", "eval_every_steps", "num_eval_envs",
-    "checkpoint_every", "target_return", "compaction_factor"})
+    "checkpoint_every", "target_return", "compaction_factor", "deterministic"})
 
 
 # Files every finished Orbax checkpoint of ours holds (relative to checkpoints/<step>/): the

@@ -222,6 +222,11 @@ class Config:
   """Stop training, naming the quantity and the iteration, when a teacher answer is not a
   probability or rewards, losses, gradients or parameters are nan/inf; the bad state is never
   checkpointed."""
+  deterministic: bool = False
+  """Make GPU runs repeat bit for bit: sets XLA_FLAGS=--xla_gpu_deterministic_ops=true before
+  JAX starts its backend (deterministic reductions and scatters, no atomics; deterministic
+  kernel choice). Costs speed on GPU, most in scatter-heavy code; no effect on CPU, which
+  repeats bit for bit anyway (docs/determinism.md). May change on --resume."""
   iterations_per_call: int = 1
   """Training iterations fused into one compiled call (fewer host round trips)."""
   eval_every: int = 5
@@ -388,6 +393,8 @@ def validate(cfg: Config, env: Any = None) -> Config:
          "count); use shard='envs' to spread one seed's environments")
   if not isinstance(cfg.numerical_guard, bool):
     fail("numerical_guard", cfg.numerical_guard, "must be true or false")
+  if not isinstance(cfg.deterministic, bool):
+    fail("deterministic", cfg.deterministic, "must be true or false")
   check_int(cfg, "iterations_per_call", 1)
   check_int(cfg, "eval_every", 1)
   check_int(cfg, "eval_every_steps", 0)

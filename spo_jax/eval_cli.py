@@ -4,7 +4,9 @@
            [--against OTHER_RUN [--against-step M] [--against-seed-index j]] [--teacher EXPR]
            [--save-rollout out.html] [--json out.json] [--env-class MODULE:CLASS]
 
-Prints the ground-truth return (mean, std, min, max over `--episodes` episodes from reset,
+Prints what trained the policy (provenance.json: spo_jax version and git commit, dirty flag,
+library versions, devices; spo_jax/provenance.py) and the ground-truth return (mean, std,
+min, max over `--episodes` episodes from reset,
 at most the run's evaluation horizon: `eval_episode_length`, or `episode_length` when that is 0)
 and the episode length (mean, std). With
 `--against`, also the teacher's win rate of this policy against the other one
@@ -252,6 +254,7 @@ def run_eval(args: argparse.Namespace) -> dict[str, Any]:
   result: dict[str, Any] = {"run": str(saved.run_dir), "env": saved.config.env,
                             "step": saved.step, "seed_index": saved.seed_index,
                             "episodes": args.episodes, "deterministic": deterministic}
+  result.update(_provenance(saved.run_dir))
   result.update(evaluate_returns(setup, params, args.episodes, k_eval, deterministic))
   if other is not None:
     other_setup = restore(other, env)
@@ -290,7 +293,20 @@ def run_eval(args: argparse.Namespace) -> dict[str, Any]:
   return result
 
 
+def _provenance(run_dir: Path) -> dict[str, Any]:
+  """{"provenance": the run's record (None: none recorded)}, or {"provenance_error": why}:
+  a damaged provenance.json is reported, never a reason not to evaluate."""
+  from spo_jax import provenance
+
+  try:
+    return {"provenance": provenance.read(run_dir)}
+  except (OSError, ValueError) as error:
+    return {"provenance_error": str(error)}
+
+
 def _report(r: dict[str, Any]) -> str:
+  from spo_jax import provenance
+
   lines = [f"{r['run']} (iteration {r['step']}, seed index {r['seed_index']}, "
            f"{'deterministic' if r['deterministic'] else 'stochastic'} policy, {r['env']}):",
            f"  return {r['return_mean']:.2f} ± {r['return_std']:.2f} (min {r['return_min']:.2f}, "
@@ -303,6 +319,10 @@ def _report(r: dict[str, Any]) -> str:
                  f"{r['duel_return_mean']:.2f} vs {r['against_return_mean']:.2f})")
   if "rollout_note" in r:
     lines.append(f"  {r['rollout_note']}")
+  if "provenance_error" in r:
+    lines.append(f"  provenance: unreadable ({r['provenance_error']})")
+  else:
+    lines.extend(f"  {line}" for line in provenance.summary(r.get("provenance")))
   return "\n".join(lines)
 
 

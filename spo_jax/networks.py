@@ -25,6 +25,7 @@ without it could not tell step 10 from step 990 of the same state.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
@@ -36,7 +37,9 @@ from spo_jax.envs import env_hook
 
 ACTIVATIONS: dict[str, Callable[[jax.Array], jax.Array]] = {
     "tanh": jnp.tanh, "relu": jax.nn.relu, "swish": jax.nn.swish}
-_LOG_2PI = jnp.log(2.0 * jnp.pi)
+# A Python float, not a jnp array: an array computed at import would start JAX's backend
+# before `spo-train --deterministic` can set XLA_FLAGS (the value is the same in float32).
+_LOG_2PI = math.log(2.0 * math.pi)
 
 
 class MLP(nn.Module):

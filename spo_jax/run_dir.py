@@ -7,6 +7,8 @@ Layout (the names below are the contract; readers and writers use these constant
   RUN_DIR/config.json          the run's Config, written once, atomically
   RUN_DIR/policy.json          what loading the policy needs besides its weights (network
                                factory arguments, ...; spo_jax/saved_policy.py), atomically
+  RUN_DIR/provenance.json      the code, library versions, devices and command of the run's
+                               start and of each resume (spo_jax/provenance.py), atomically
   RUN_DIR/metrics.jsonl        one JSON object per seed per evaluation (spo_jax/loggers.py)
   RUN_DIR/checkpoints/<step>/  Orbax checkpoints (spo_jax/checkpoint.py), each with a
      MANIFEST.json             size and SHA-256 of every file, written last (`write_manifest`)
@@ -20,9 +22,9 @@ that ends (SIGKILL, OOM kill), so it cannot go stale the way a PID file does. A 
 into the lock file after taking the lock).
 
 Readers (`spo-eval`, `spo-plot`, `load_policy`) take no lock. They never see half a file:
-config.json is replaced atomically (`write_text_atomic`), metrics.jsonl only grows by whole
-flushed lines (a line cut short by a kill is skipped by its reader), and a checkpoint folder
-gets its step name only once Orbax has written all of it.
+config.json, policy.json and provenance.json are replaced atomically (`write_text_atomic`),
+metrics.jsonl only grows by whole flushed lines (a line cut short by a kill is skipped by its
+reader), and a checkpoint folder gets its step name only once Orbax has written all of it.
 
 Faults. A write that fails because of the file system (disk full, quota, read-only or vanished
 directory; `write_failure` recognises them, also wrapped in Orbax's errors) stops training with
@@ -54,6 +56,7 @@ from spo_jax.config import Config, ConfigError
 LOCK = "run.lock"
 CONFIG = "config.json"
 POLICY = "policy.json"
+PROVENANCE = "provenance.json"
 METRICS = "metrics.jsonl"
 CHECKPOINTS = "checkpoints"
 MANIFEST = "MANIFEST.json"

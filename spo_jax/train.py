@@ -26,7 +26,9 @@ import jax
 import numpy as np
 from brax.envs.base import Env
 
+from spo_jax import determinism
 from spo_jax import progress as progress_lib
+from spo_jax import provenance as provenance_lib
 from spo_jax import run_dir as run_dir_lib
 from spo_jax.checkpoint import Checkpointer, restore_usable, write_text_atomic
 from spo_jax.config import Config, ConfigError, default_config, validate
@@ -82,11 +84,16 @@ def train(config: Config | None = None, *, env: Env | None = None,
   """Train by SPO (or the configured reward source); returns (make_policy, params, metrics).
 
   progress_fn(step, metrics) is called after each evaluation with `step` = env steps so far.
-  With `run_dir`, writes config.json, the metrics (metrics.jsonl, and as `log_options` asks:
+  With `run_dir`, writes config.json, provenance.json (code, library versions, devices,
+  command; spo_jax/provenance.py), the metrics (metrics.jsonl, and as `log_options` asks:
   metrics.csv, TensorBoard, W&B; spo_jax/loggers.py) and Orbax checkpoints there; `resume`
   continues the latest checkpoint exactly (metrics logged after it are dropped: they are
-  recomputed), `overwrite` replaces an existing run. Every check (config, env, teacher
-  contract, run directory, logging options) happens before anything is compiled or written.
+  recomputed; provenance.json gains an entry, and a line on stderr names library versions
+  that changed), `overwrite` replaces an existing run. `config.deterministic` sets the XLA
+  flag for bit-for-bit GPU runs, which XLA reads only when JAX starts its backend
+  (spo_jax/determinism.py: on a GPU already started without it, `ConfigError`). Every check
+  (config, env, teacher contract, run directory, logging options) happens before anything is
+  compiled or written.
   `verbose` shows progress: `progress` = "auto" (a bar on a terminal, one line per evaluation
   otherwise), "bar" or "lines" (spo_jax/progress.py).
 
@@ -115,6 +122,8 @@ def train(config: Config | None = None, *, env: Env | None = None,
     if saved_spec is not None:
       check_resume_env(saved_spec, None, run_path)
   validate(config, env)  # with a user's env object, config.env is only the run's label
+  # Before anything starts JAX's backend: XLA reads XLA_FLAGS only then.
+  determinism.enable(config)
   log_options = LogOptions() if log_options is None else log_options
   check_log_options(log_options)
   if progress not in progress_lib.STYLES:
@@ -194,6 +203,7 @@ class _HostLoop:
         "env_steps", "physics_steps", "total_queries", "total_feedback")}
     self.counters["wall_time"] = 0.0
     self.checkpointer: Checkpointer | None = None
+    self.provenance: dict[str, Any] | None = None  # this process's entry (with a run dir)
     self.logger: MetricsLogger | None = None
     self.display: Any = None
     self.last_metrics: dict[str, Any] = {}
@@ -208,6 +218,7 @@ class _HostLoop:
     directory; placed on the devices when seeds are sharded."""
     state = None
     if self.run_path is not None:
+      self.provenance = provenance_lib.collect()
       if has_checkpoint:
         state = self._restore()
       else:
@@ -241,6 +252,10 @@ class _HostLoop:
       with failed_write("policy", run_path / run_dir_lib.POLICY, self.checkpointer,
                          run_path):
         write_spec(run_path, self.setup.policy_spec)
+    # Only a resume that will go ahead is recorded; a line warns of changed library versions.
+    with failed_write("provenance", run_path / run_dir_lib.PROVENANCE, self.checkpointer,
+                       run_path):
+      provenance_lib.record_resume(run_path, self.provenance)
     return state
 
   def _start_run_dir(self, overwrite: bool) -> None:
@@ -254,6 +269,8 @@ class _HostLoop:
       write_text_atomic(run_path / run_dir_lib.CONFIG, self.config.to_json())
     with failed_write("policy", run_path / run_dir_lib.POLICY, None, run_path):
       write_spec(run_path, self.setup.policy_spec)
+    with failed_write("provenance", run_path / run_dir_lib.PROVENANCE, None, run_path):
+      provenance_lib.write(run_path, provenance_lib.new_record(self.provenance))
     self.checkpointer = Checkpointer(run_path / run_dir_lib.CHECKPOINTS)
 
   def open_log(self, state: TrainState, has_checkpoint: bool, log_options: LogOptions,

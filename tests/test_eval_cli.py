@@ -39,6 +39,28 @@ def test_prints_return_and_writes_json(run_dir, tmp_path):
   assert 1 <= result["length_mean"] <= EPISODE_LENGTH and result["length_std"] >= 0
 
 
+def test_prints_what_trained_the_policy(run_dir, tmp_path, capsys):
+  """The provenance summary: code (version, commit or why none), library versions, devices;
+  a run from before provenance.json says so and is evaluated all the same."""
+  import jax
+
+  eval_cli.main([str(run_dir), "--episodes", "1", "--json", str(tmp_path / "r.json")])
+  out = capsys.readouterr().out
+  record = json.loads((run_dir / "provenance.json").read_text())
+  git = record["start"]["spo_jax"]["git"]
+  assert "provenance: spo_jax " in out
+  assert (f"commit {git['commit'][:12]}" if git["commit"] else "commit unknown") in out
+  assert ("dirty" in out) == bool(git["dirty"])
+  assert f"jax {jax.__version__}" in out and "brax " in out and "orbax-checkpoint " in out
+  assert f"{jax.device_count()} x {jax.devices()[0].device_kind}" in out
+  assert json.loads((tmp_path / "r.json").read_text())["provenance"] == record
+  old = tmp_path / "old"
+  shutil.copytree(run_dir, old)
+  (old / "provenance.json").unlink()
+  eval_cli.main([str(old), "--episodes", "1"])
+  assert "provenance: not recorded" in capsys.readouterr().out
+
+
 def test_a_policy_against_itself_wins_half_the_time(run_dir, tmp_path, capsys):
   """Same policy, same reset keys: episode i of A equals episode i of B, so the soft
   Bradley-Terry answers satisfy P(a_i > b_j) = 1 - P(a_j > b_i) and the mean over all N x N
