@@ -99,7 +99,7 @@ def majority_cycles(pref: jax.Array, valid: jax.Array | None = None
   Cost: one [N, N] x [N, N] product, O(N^3) flops and O(N^2) memory (no [N, N, N]
   intermediate). Exact: the entries of A are 0/1 and those of A A at most N, representable
   even where a float32 product rounds its inputs (TF32, bf16 passes) and accumulates in
-  float32; the final sum (up to ~N^3 / 24) is float32, relative error ~1e-7.
+  float32; the final sum (trace(A^3) <= ~N^3 / 8) is float32, relative error ~1e-7.
   Returns (cyclic, triples), float32 []: counts as floats because C(4096, 3) ~ 1.1e10
   overflows int32.
   """
