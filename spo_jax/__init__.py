@@ -30,12 +30,13 @@ from spo_jax.train import (
     make_train,
     train,
 )
-from spo_jax.winrate import compute_winrates, place_rewards, winrate
+from spo_jax.winrate import compute_winrates, cyclic_triple_fraction, place_rewards, winrate
 
 __version__ = "0.1.0"
 
 __all__ = [
     "Balance", "BradleyTerry", "build", "compute_winrates", "Config", "ConfigError",
+    "cyclic_triple_fraction",
     "default_config", "load_policy", "LogOptions", "make_env", "make_teacher", "make_train",
     "MatrixGame",
     "NumericalError", "Oracle", "place_rewards", "PointReach", "PolicyParams", "preset", "PRESETS",

@@ -10,7 +10,8 @@ A reward source turns a rollout into per-step rewards [H, N]:
 `metrics` holds at least `num_queries` and `num_labels` (preference queries put to the
 teacher and answered in this iteration; 0 for sources that ask none) and, for sources that
 ask a teacher, `teacher_invalid` (answers that were not probabilities; the numerical guard
-stops training on them). Rollout, PPO, networks
+stops training on them). `spo` with all pairs adds `cyclic_triples`, the fraction of triples
+of the batch whose teacher majority is a cycle (`winrate.majority_cycles`). Rollout, PPO, networks
 and evaluation are shared by all sources, so comparing two sources measures the reward
 source and nothing else.
 
@@ -162,6 +163,10 @@ class SelfPlayPreference:
                "winrate_std": jnp.sqrt(jnp.sum(jnp.where(counted, (w - mean) ** 2, 0.0)) / count),
                "winrate_min": jnp.min(jnp.where(counted, w, jnp.inf)),
                "winrate_max": jnp.max(jnp.where(counted, w, -jnp.inf)), "winrate_mean": mean}
+    if rates.num_cyclic is not None:
+      # How often the teacher's majority cycles: where it never does, the Minimax Winner is
+      # the ordinary maximiser (winrate.majority_cycles).
+      metrics["cyclic_triples"] = rates.num_cyclic / jnp.maximum(rates.num_triples, 1.0)
     return rewards, state, metrics
 
 

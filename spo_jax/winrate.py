@@ -17,6 +17,9 @@ Choices made here (documented in docs/design.md):
 - sampled labels in all-pairs mode draw ONE Bernoulli label per unordered pair, so
   label_ji = 1 - label_ij as with a real rater; labels against queue entries are drawn
   independently per query.
+- cyclic triples (`majority_cycles`) are counted on the batch's all-pairs matrix of the
+  teacher's soft P only (random opponents and queue entries give no full matrix), among the
+  first CYCLE_COUNT_SIZE trajectories of the batch, which bounds the O(N^3) count.
 """
 
 from __future__ import annotations
@@ -28,6 +31,13 @@ import jax.numpy as jnp
 
 from spo_jax.fifo import fifo_write
 from spo_jax.teachers import TeacherProtocol, ask, invalid_answer
+
+# Cyclic triples are counted among the first 1024 trajectories of a batch: the count costs one
+# [M, M] x [M, M] product, ~2e9 flops at M = 1024 (tens of ms on a 2-core CPU) but ~1.4e11 at
+# N = 4096 (seconds, more than the rest of the win-rate machinery). The trajectories of a batch
+# are exchangeable (independent episodes of one policy), so the first M are a uniform random
+# subset and their fraction is an unbiased estimate of the whole batch's.
+CYCLE_COUNT_SIZE = 1024
 
 
 class OpponentQueue(NamedTuple):
@@ -43,6 +53,10 @@ class WinRates(NamedTuple):
   num_queries: jax.Array  # [], int32: pairs put to the teacher (self-pairs not counted)
   num_labels: jax.Array  # [], int32: queries the teacher answered (did not abstain)
   num_invalid: jax.Array  # [], int32: answers that were not probabilities (nan, inf, < 0, > 1)
+  # `majority_cycles` of the batch's soft preference matrix; None where no full matrix exists
+  # (random opponents).
+  num_cyclic: jax.Array | None = None  # [], float32: cyclic triples of the majority relation
+  num_triples: jax.Array | None = None  # [], float32: triples of valid trajectories, C(n, 3)
 
 
 def winrate(pref: jax.Array, mask: jax.Array) -> jax.Array:
@@ -56,6 +70,55 @@ def winrate(pref: jax.Array, mask: jax.Array) -> jax.Array:
   # `where`, not mask * pref: an unasked pair's answer may be nan (e.g. an empty segment).
   wins = jnp.sum(jnp.where(mask > 0, pref, 0.0), axis=-1)
   return jnp.where(total > 0, wins / jnp.maximum(total, 1.0), 0.5)
+
+
+def majority_cycles(pref: jax.Array, valid: jax.Array | None = None
+                    ) -> tuple[jax.Array, jax.Array]:
+  """Cyclic triples of the teacher's majority relation: how intransitive a batch is.
+
+  pref: [N, N], P_ij = P(i > j), the teacher's expected (soft) preference; valid: optional
+  [N] bool, the trajectories taking part (default: all N).
+
+  The majority edge i -> j exists when P_ij > P_ji, which is P_ij > 1/2 under the contract
+  P_ji = 1 - P_ij; comparing with the transpose keeps the relation antisymmetric even if
+  the two answers are rounded differently. With A [N, N] in {0, 1}, A_ij = 1 for an edge
+  between two distinct valid trajectories, a triple {i, j, k} is cyclic when its edges form
+  a directed 3-cycle i -> j -> k -> i (in either direction). trace(A^3) counts closed walks
+  of length 3; in an antisymmetric relation without self-loops each of them is a directed
+  3-cycle, met once from each of its three vertices, so
+
+    cyclic  = trace(A^3) / 3 = sum_ij (A A)_ij A_ji / 3
+    triples = C(n, 3) = n (n - 1) (n - 2) / 6,   n = sum_i valid_i.
+
+  Ties: a pair with P_ij = P_ji (1/2: a tie, or an abstention that the caller passes as
+  1/2) or a nan answer has no edge, so a triple with a tied pair is never cyclic; it stays
+  in the denominator. cyclic / triples is then the probability that three distinct valid
+  trajectories drawn at random form a majority cycle (Condorcet's paradox) — 0 for any
+  teacher that ranks trajectories by a score, e.g. the return.
+
+  Cost: one [N, N] x [N, N] product, O(N^3) flops and O(N^2) memory (no [N, N, N]
+  intermediate). Exact: the entries of A are 0/1 and those of A A at most N, representable
+  even where a float32 product rounds its inputs (TF32, bf16 passes) and accumulates in
+  float32; the final sum (trace(A^3) <= ~N^3 / 8) is float32, relative error ~1e-7.
+  Returns (cyclic, triples), float32 []: counts as floats because C(4096, 3) ~ 1.1e10
+  overflows int32.
+  """
+  num = pref.shape[0]
+  if valid is None:
+    valid = jnp.ones((num,), bool)
+  both = valid[:, None] & valid[None, :]
+  # nan > x is False: a nan answer (e.g. an unbegun segment) is no edge.
+  edge = (both & (pref > pref.T)).astype(jnp.float32)
+  cyclic = jnp.sum((edge @ edge) * edge.T) / 3.0
+  n = jnp.sum(valid).astype(jnp.float32)
+  return cyclic, n * (n - 1.0) * (n - 2.0) / 6.0  # 0 triples for n < 3
+
+
+def cyclic_triple_fraction(pref: jax.Array, valid: jax.Array | None = None) -> jax.Array:
+  """[] float32 in [0, 1]: cyclic / triples of `majority_cycles(pref, valid)`; 0 when fewer
+  than three trajectories are valid (no triple, nothing intransitive)."""
+  cyclic, triples = majority_cycles(pref, valid)
+  return cyclic / jnp.maximum(triples, 1.0)
 
 
 def queue_init(summary_template: Any, size: int) -> OpponentQueue:
@@ -123,6 +186,11 @@ def all_pairs_winrates(teacher: TeacherProtocol, summaries: Any, queue: Opponent
     upper = upper & both
     beats_unbegun = valid[:, None] & ~valid[None, :]
   num_invalid = jnp.sum(invalid_answer(pref) & ~abstain & ~eye)
+  # Before labels are sampled: the cycles of the teacher's own P, not of one draw of labels.
+  # An abstention is no majority either way, as a tie.
+  cut = min(num, CYCLE_COUNT_SIZE)
+  num_cyclic, num_triples = majority_cycles(jnp.where(abstain, 0.5, pref)[:cut, :cut],
+                                            None if valid is None else valid[:cut])
   if labels == "sampled":
     label = (jax.random.uniform(k_label, (num, num)) < pref).astype(jnp.float32)
     label_upper = jnp.where(upper, label, 0.0)
@@ -153,7 +221,8 @@ def all_pairs_winrates(teacher: TeacherProtocol, summaries: Any, queue: Opponent
     num_queries = num_queries + num * jnp.sum(valid)
     num_labels = num_labels + jnp.sum(q_mask)
   return WinRates(winrate(pref, mask), num_queries.astype(jnp.int32),
-                  num_labels.astype(jnp.int32), num_invalid.astype(jnp.int32))
+                  num_labels.astype(jnp.int32), num_invalid.astype(jnp.int32),
+                  num_cyclic, num_triples)
 
 
 def sampled_opponent_winrates(teacher: TeacherProtocol, summaries: Any, queue: OpponentQueue | None,
@@ -247,7 +316,8 @@ def segment_winrates(teacher: TeacherProtocol, summaries: Any, mask: jax.Array, 
   segments, lasting longer then pays as it does for a whole-episode oracle, and with centred
   rewards a segment lived while others had fallen is worth more than one where all live.
   Returns `WinRates` with winrate [K, N] (unused for segments that never began) and the
-  counts summed over segments.
+  counts summed over segments (cyclic triples too: pooled over the K matrices, so their
+  ratio is the fraction among all triples of begun segments of the same window).
   """
   valid = segments_begun(mask, jax.tree.leaves(summaries)[0].shape[1])  # [K, N]
   num_segments = valid.shape[0]
@@ -255,8 +325,9 @@ def segment_winrates(teacher: TeacherProtocol, summaries: Any, mask: jax.Array, 
   rates = jax.vmap(lambda s, v, k: compute_winrates(
       teacher, s, None, k, num_opponents=num_opponents, self_comparison=self_comparison,
       labels=labels, valid=v))(by_segment, valid, jax.random.split(key, num_segments))
-  return WinRates(rates.winrate, jnp.sum(rates.num_queries), jnp.sum(rates.num_labels),
-                  jnp.sum(rates.num_invalid))
+  # Every count is summed over segments; None (no cycles counted with random opponents) stays.
+  pooled = jax.tree.map(jnp.sum, rates._replace(winrate=None))
+  return pooled._replace(winrate=rates.winrate)
 
 
 def place_rewards(value: jax.Array, mask: jax.Array, placement: str = "spread") -> jax.Array:

@@ -93,6 +93,26 @@ def test_spo_on_segments_learns_point_reach():
   assert result.metrics["train/num_queries"] == 4 * 64 * 63 / 2
 
 
+@pytest.mark.parametrize("table", ["cycle3", "transitive3"])
+def test_spo_logs_how_often_the_teachers_majority_cycles(table):
+  """Two iterations of the matrix game, N = 16, every iteration evaluated. A nearly uniform
+  policy draws all three outcomes, and a triple of three different outcomes is a cycle of
+  cycle3's majority (same outcomes tie): with counts n_k, n_0 n_1 n_2 / C(N, 3) of the
+  triples, 3! / 3^3 = 2/9 in expectation under the uniform policy; transitive3 ranks the
+  outcomes, so none of its triples cycles."""
+  config = spo_jax.preset("matrix_game").replace(
+      teacher_table=table, num_envs=16, max_iterations=2, eval_every=1, num_timesteps=10**9,
+      policy_hidden_sizes=(8,), value_hidden_sizes=(8,))
+  rows = []
+  spo_jax.train(config, progress_fn=lambda step, metrics: rows.append(metrics))
+  fractions = [row["train/cyclic_triples"] for row in rows]
+  assert len(fractions) == 2
+  if table == "cycle3":
+    assert all(0.0 < f <= 1.0 for f in fractions)
+  else:
+    assert fractions == [0.0, 0.0]
+
+
 def test_seeds_under_vmap_equal_single_runs():
   fns = spo_jax.make_train(TINY)
   keys = jax.random.split(jax.random.PRNGKey(3), 2)

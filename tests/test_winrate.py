@@ -8,6 +8,9 @@ only ever sees summaries, so no rollout is needed.
 
 import dataclasses
 import functools
+import importlib
+import itertools
+import math
 
 import jax
 import jax.numpy as jnp
@@ -17,9 +20,12 @@ import pytest
 from spo_jax.reward_sources import SelfPlayPreference
 from spo_jax.rollout import RolloutResult, Trajectory
 from spo_jax.teachers import BradleyTerry, Oracle
+from spo_jax.teachers.matrix_game import TABLES, PayoffTable
 from spo_jax.winrate import (
     OpponentQueue,
     compute_winrates,
+    cyclic_triple_fraction,
+    majority_cycles,
     place_rewards,
     place_segment_rewards,
     queue_init,
@@ -28,6 +34,9 @@ from spo_jax.winrate import (
     segment_winrates,
     winrate,
 )
+
+# The module, not the function `spo_jax.winrate` that shadows it on the package.
+winrate_module = importlib.import_module("spo_jax.winrate")
 
 KEY = jax.random.PRNGKey(0)
 KEYS = jax.random.split(jax.random.PRNGKey(1), 2000)  # for averages over the randomness
@@ -484,3 +493,184 @@ def test_place_segment_rewards_equals_place_rewards_per_segment(placement):
                              for k in range(horizon // length)])
   np.testing.assert_allclose(place_segment_rewards(jnp.asarray(value), jnp.asarray(mask),
                                                    placement), expected, rtol=1e-6)
+
+
+# --- cyclic triples of the teacher's majority -------------------------------------------
+
+_cycles = jax.jit(majority_cycles)
+_fraction = jax.jit(cyclic_triple_fraction)
+
+
+def _pref_from_upper(upper):
+  """[N, N] preference matrix from its strict upper triangle: P_ji = 1 - P_ij, P_ii = 1/2."""
+  upper = np.triu(np.asarray(upper, np.float32), 1)
+  return upper + np.tril(1.0 - upper.T, -1) + 0.5 * np.eye(len(upper), dtype=np.float32)
+
+
+def _cycles_reference(pref, valid):
+  """Every triple of valid trajectories, one by one: cyclic when the majority edges
+  (P > 1/2) go round it one way or the other."""
+  beats = pref > 0.5
+  idx = [i for i in range(len(pref)) if valid[i]]
+  cyclic = triples = 0
+  for i, j, k in itertools.combinations(idx, 3):
+    triples += 1
+    cyclic += bool(beats[i, j] and beats[j, k] and beats[k, i]
+                   or beats[j, i] and beats[k, j] and beats[i, k])
+  return cyclic, triples
+
+
+# Rock (0), paper (1), scissors (2): paper beats rock, scissors paper, rock scissors.
+_RPS = _pref_from_upper([[0, 0, 1], [0, 0, 0], [0, 0, 0]])
+
+# Four players, soft answers (only the side of 1/2 matters), and one tie:
+#   0 -> 1 (P = .7),  1 -> 2 (.6),  2 -> 0 (P_02 = .2),  3 -> 0 (P_03 = .1),
+#   1 -> 3 (.8),  2 ~ 3 (.5, a tie: no edge).
+#   {0, 1, 2}: 0 -> 1 -> 2 -> 0              cyclic
+#   {0, 1, 3}: 0 -> 1 -> 3 -> 0              cyclic
+#   {0, 2, 3}: 2 -> 0, 3 -> 0, 2 ~ 3         not (a tied pair closes no cycle)
+#   {1, 2, 3}: 1 -> 2, 1 -> 3, 2 ~ 3         not
+# 2 cyclic of C(4, 3) = 4 triples. Leave out 3: only {0, 1, 2}, 1 of 1. Leave out 0:
+# only {1, 2, 3}, 0 of 1.
+_FOUR = _pref_from_upper([[0, 0.7, 0.2, 0.1],
+                          [0, 0, 0.6, 0.8],
+                          [0, 0, 0, 0.5],
+                          [0, 0, 0, 0]])
+
+
+def test_rock_paper_scissors_is_one_cyclic_triple_of_one():
+  cyclic, triples = _cycles(jnp.asarray(_RPS))
+  assert (float(cyclic), float(triples)) == (1.0, 1.0)
+  assert float(_fraction(jnp.asarray(_RPS))) == 1.0
+
+
+def test_a_transitive_order_has_no_cycle():
+  # 0 > 1 > 2 > 3 > 4 (P_ij = .9 for i < j): C(5, 3) = 10 triples, none cyclic.
+  cyclic, triples = _cycles(jnp.asarray(_pref_from_upper(np.full((5, 5), 0.9))))
+  assert (float(cyclic), float(triples)) == (0.0, 10.0)
+
+
+@pytest.mark.parametrize("valid, expected", [
+    ([True, True, True, True], (2.0, 4.0)),
+    ([True, True, True, False], (1.0, 1.0)),
+    ([False, True, True, True], (0.0, 1.0)),
+    ([True, True, False, False], (0.0, 0.0)),  # two valid: no triple at all
+])
+def test_four_players_hand_example(valid, expected):
+  pref = _FOUR.copy()
+  # What the left-out trajectories' rows hold must not matter, not even a nan.
+  pref[~np.asarray(valid)] = np.nan
+  cyclic, triples = _cycles(jnp.asarray(pref), jnp.asarray(valid))
+  assert (float(cyclic), float(triples)) == expected
+  assert float(_fraction(jnp.asarray(pref), jnp.asarray(valid))) == (
+      expected[0] / expected[1] if expected[1] else 0.0)
+
+
+def test_ties_close_no_cycle_but_stay_in_the_denominator():
+  # All answers 1/2: no edge, no cycle, still C(6, 3) = 20 triples.
+  cyclic, triples = _cycles(jnp.full((6, 6), 0.5))
+  assert (float(cyclic), float(triples)) == (0.0, 20.0)
+  # Rock-paper-scissors with one more player who ties with everyone: the RPS triple is
+  # the only cyclic one of C(4, 3) = 4.
+  pref = np.full((4, 4), 0.5, np.float32)
+  pref[:3, :3] = _RPS
+  assert float(_fraction(jnp.asarray(pref))) == 0.25
+
+
+@pytest.mark.parametrize("num", [1, 3, 7, 12])
+def test_majority_cycles_match_brute_force_over_all_triples(num):
+  """Random antisymmetric matrices with answers in {0, .25, .5, .75, 1} (ties frequent) and
+  random validity, against the loop over itertools.combinations."""
+  rng = np.random.default_rng(num)
+  for _ in range(5):
+    pref = _pref_from_upper(rng.choice([0.0, 0.25, 0.5, 0.75, 1.0], size=(num, num)))
+    valid = rng.uniform(size=num) < 0.8
+    cyclic, triples = _cycles(jnp.asarray(pref), jnp.asarray(valid))
+    assert (float(cyclic), float(triples)) == _cycles_reference(pref, valid)
+
+
+def test_without_ties_the_count_is_kendall_and_babington_smith():
+  """In a tournament (every pair decided) a triple is transitive iff one of its players
+  beats the other two, so cyclic = C(n, 3) - sum_i C(s_i, 2), s_i = i's wins."""
+  rng = np.random.default_rng(0)
+  pref = _pref_from_upper(rng.uniform(size=(40, 40)) < 0.5)  # 0/1: no tie
+  wins = np.sum(pref > 0.5, axis=1)
+  expected = math.comb(40, 3) - sum(math.comb(int(s), 2) for s in wins)
+  assert float(_cycles(jnp.asarray(pref))[0]) == expected
+
+
+def _outcomes(*values):
+  """Matrix-game summaries: each trajectory's outcome index."""
+  return {"outcome": jnp.asarray(values, jnp.int32)}
+
+
+def test_all_pairs_count_the_batch_with_abstentions_as_ties():
+  # Outcomes (rock, paper, scissors, rock): {0, 1, 2} and {1, 2, 3} cycle; the two rocks
+  # tie, so {0, 1, 3} and {0, 2, 3} do not: 2 of 4.
+  rates = _winrates(PayoffTable(TABLES["rps"]), _outcomes(0, 1, 2, 0), None, KEY)
+  assert (float(rates.num_cyclic), float(rates.num_triples)) == (2.0, 4.0)
+  # A queue adds opponents, not triples: the count is the batch's own.
+  queue = OpponentQueue(_outcomes(1, 2), jnp.asarray(2, jnp.int32), jnp.asarray(0, jnp.int32))
+  queued = _winrates(PayoffTable(TABLES["rps"]), _outcomes(0, 1, 2, 0), queue, KEY)
+  assert float(queued.num_cyclic) == 2.0
+  # Random opponents give no full matrix: no count at all (rather than a misleading 0).
+  assert _winrates(PayoffTable(TABLES["rps"]), _outcomes(0, 1, 2, 0), None, KEY,
+                   num_opponents=2).num_cyclic is None
+
+
+def test_large_batches_count_the_cycles_of_their_first_trajectories(monkeypatch):
+  """The count is bounded to the first CYCLE_COUNT_SIZE trajectories (1024; 3 here): of
+  (rock, paper, scissors, rock, rock) only the first three are counted, 1 cyclic of 1 (all
+  five: 2 of 10). A fresh jit: the size is read when the function is traced."""
+  monkeypatch.setattr(winrate_module, "CYCLE_COUNT_SIZE", 3)
+  rates = jax.jit(compute_winrates, static_argnums=0)(PayoffTable(TABLES["rps"]),
+                                                       _outcomes(0, 1, 2, 0, 0), None, KEY)
+  assert (float(rates.num_cyclic), float(rates.num_triples)) == (1.0, 1.0)
+
+
+@dataclasses.dataclass(frozen=True)
+class ShyRPS(PayoffTable):
+  """Rock-paper-scissors that will not judge rock against scissors."""
+
+  def abstain(self, a, b):
+    return (a["outcome"] + b["outcome"]) == 2
+
+
+def test_an_abstention_breaks_the_cycle_it_was_part_of():
+  rates = _winrates(ShyRPS(TABLES["rps"]), _outcomes(0, 1, 2), None, KEY)
+  assert (float(rates.num_cyclic), float(rates.num_triples)) == (0.0, 1.0)
+
+
+@pytest.mark.parametrize("table, teacher_cycles", [("cycle3", 1.0), ("transitive3", 0.0)])
+def test_sampled_labels_count_the_teachers_cycles_not_the_labels(table, teacher_cycles):
+  """cycle3's P = .9, .7, .8 around 0 -> 1 -> 2 -> 0: its majority cycles, although one draw
+  of labels is transitive with probability 1 - (.9 .7 .8 + .1 .3 .2) = 0.49. transitive3's
+  draws cycle with probability .7 .7 .1 + .3 .3 .9 = 0.13, its majority never."""
+  rates = _winrates_over_keys(PayoffTable(TABLES[table]), _outcomes(0, 1, 2), None, KEYS[:50],
+                              labels="sampled")
+  np.testing.assert_array_equal(rates.num_cyclic, teacher_cycles)
+
+
+def test_segments_pool_the_triples_of_every_window():
+  """N = 4, H = 4, L = 2; trajectory 3 ends after step 1, so its segment 1 never begins.
+  Segment 0, outcomes (rock, paper, scissors, rock): 2 cyclic of 4 (as above).
+  Segment 1, begun segments only, outcomes (rock, rock, paper): 0 cyclic of 1.
+  Pooled: 2 / 5 = 0.4 (the mean of the two fractions, 0.25, would weigh a window with one
+  triple as much as one with four)."""
+  mask = jnp.array([[1.0, 1.0, 1.0, 1.0],
+                    [1.0, 1.0, 1.0, 1.0],
+                    [1.0, 1.0, 1.0, 0.0],
+                    [1.0, 1.0, 1.0, 0.0]])
+  summaries = {"outcome": jnp.array([[0, 0], [1, 0], [2, 1], [0, 2]])}
+  source = SelfPlayPreference(PayoffTable(TABLES["rps"]), segment_length=2)
+  _, _, metrics = jax.jit(source.rewards)((), _fake_rollout(summaries, mask), KEY)
+  assert float(metrics["cyclic_triples"]) == pytest.approx(0.4)
+
+
+def test_spo_metrics_name_the_fraction_only_where_a_full_matrix_exists():
+  result = _fake_rollout(_outcomes(0, 1, 2, 0), jnp.ones((1, 4)))
+  _, _, metrics = jax.jit(SelfPlayPreference(PayoffTable(TABLES["rps"])).rewards)((), result, KEY)
+  assert float(metrics["cyclic_triples"]) == 0.5
+  _, _, metrics = jax.jit(SelfPlayPreference(PayoffTable(TABLES["rps"]), num_opponents=2)
+                          .rewards)((), result, KEY)
+  assert "cyclic_triples" not in metrics
