@@ -26,7 +26,7 @@ from spo_jax.errors import (  # noqa: F401  (re-exported)
 
 LABEL_MODES = ("soft", "sampled")
 SELF_COMPARISON_MODES = ("exclude", "tie")
-REWARD_PLACEMENTS = ("spread", "terminal")
+REWARD_PLACEMENTS = ("discounted", "spread", "terminal")
 ACTIVATIONS = ("tanh", "relu", "swish")
 
 
@@ -154,9 +154,11 @@ class Config:
   self_comparison: Literal["exclude", "tie"] = "exclude"
   """A trajectory against itself: 'exclude' leaves it out of its own win rate; 'tie' counts it
   as one opponent with P = 1/2."""
-  reward_placement: Literal["spread", "terminal"] = "spread"
-  """'spread': every valid step gets w/T (the return is the win rate w); 'terminal': all of w at
-  the last valid step."""
+  reward_placement: Literal["discounted", "spread", "terminal"] = "discounted"
+  """'discounted': step t of a T-step trajectory gets w (1 - gamma) / (1 - gamma^T), so the
+  discounted return PPO maximizes is exactly the win rate w at any length (docs/design.md,
+  "Reward placement"); 'spread': every valid step gets w/T (the undiscounted return is w, the
+  discounted one shrinks long trajectories); 'terminal': all of w at the last valid step."""
   center_rewards: bool = True
   """Subtract 1/2 from the win rate before placing it, so losing trajectories get a negative
   return."""

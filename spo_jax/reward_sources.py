@@ -124,9 +124,10 @@ class SelfPlayPreference:
   queue_size: int = 0
   self_comparison: str = "exclude"
   labels: str = "soft"
-  placement: str = "spread"
+  placement: str = "discounted"
   center: bool = True
   segment_length: int = 0
+  discount: float = 1.0
   uses_teacher = True
 
   def init(self, key: jax.Array, summary_template: Any) -> Any:
@@ -154,7 +155,7 @@ class SelfPlayPreference:
       if self.queue_size:
         state = queue_push(state, result.summaries)
     value = rates.winrate - 0.5 if self.center else rates.winrate
-    rewards = place(value, mask, self.placement)
+    rewards = place(value, mask, self.placement, self.discount)
     w = rates.winrate
     count = jnp.maximum(jnp.sum(counted), 1)
     mean = jnp.sum(jnp.where(counted, w, 0.0)) / count
@@ -205,7 +206,7 @@ def _build_spo(config, teacher: TeacherProtocol, spec: EnvSpec) -> SelfPlayPrefe
   del spec
   return SelfPlayPreference(teacher, config.num_opponents, config.queue_size,
                             config.self_comparison, config.labels, config.reward_placement,
-                            config.center_rewards, config.segment_length)
+                            config.center_rewards, config.segment_length, config.discount)
 
 
 REWARD_SOURCES.register("spo", RewardSourceEntry(

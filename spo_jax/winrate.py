@@ -330,30 +330,47 @@ def segment_winrates(teacher: TeacherProtocol, summaries: Any, mask: jax.Array, 
   return pooled._replace(winrate=rates.winrate)
 
 
-def place_rewards(value: jax.Array, mask: jax.Array, placement: str = "spread") -> jax.Array:
+def place_rewards(value: jax.Array, mask: jax.Array, placement: str = "discounted",
+                  discount: float = 1.0) -> jax.Array:
   """Turn one number per trajectory into per-step rewards.
 
   value: [N] (the win rate, possibly centred); mask: [H, N], 1 on valid steps (a prefix of
-  each column). 'spread': each valid step gets value / T_i, so the undiscounted return is
-  exactly value; 'terminal': the whole value at the last valid step t = T_i - 1.
+  each column, T_i of them); discount: the gamma PPO discounts with.
+  - 'discounted': each valid step gets  value (1 - gamma) / (1 - gamma^T_i)  (value / T_i at
+    gamma = 1), so the *discounted* return at t = 0, sum_t gamma^t r_t, is exactly value for
+    every length T_i: PPO's objective orders trajectories as their win rates whatever their
+    lengths.
+  - 'spread': each valid step gets value / T_i; the undiscounted return is value, but the
+    discounted one is value (1 - gamma^T_i) / (T_i (1 - gamma)), which shrinks long
+    trajectories (at gamma = 0.99 a 50-step trajectory with +0.30 is worth 0.237 at t = 0, a
+    200-step one with +0.50 only 0.217).
+  - 'terminal': the whole value at the last valid step t = T_i - 1 (worth gamma^(T_i - 1)
+    value at t = 0).
   Returns [H, N], zero on masked steps.
   """
   mask = mask.astype(value.dtype)
   length = jnp.sum(mask, axis=0)  # [N]
-  if placement == "spread":
+  if placement == "discounted" and discount < 1.0:
+    # (1 - gamma) / (1 - gamma^T) is the reciprocal of sum_{t<T} gamma^t; expm1/log1p keep it
+    # accurate when gamma^T is close to 1 (short trajectories, gamma near 1).
+    log_gamma = jnp.log(jnp.asarray(discount, value.dtype))
+    total = jnp.expm1(jnp.maximum(length, 1.0) * log_gamma) / jnp.expm1(log_gamma)
+    return mask * (value / total)[None, :]
+  if placement in ("discounted", "spread"):
     return mask * (value / jnp.maximum(length, 1.0))[None, :]
   steps = jnp.arange(mask.shape[0])[:, None]
   return jnp.where((steps == length[None, :] - 1) & (length[None, :] > 0), value[None, :], 0.0)
 
 
-def place_segment_rewards(value: jax.Array, mask: jax.Array, placement: str = "spread"
-                          ) -> jax.Array:
+def place_segment_rewards(value: jax.Array, mask: jax.Array, placement: str = "discounted",
+                          discount: float = 1.0) -> jax.Array:
   """`place_rewards` within each segment: value [K, N], mask [H, N] with H = K L; segment k
   of trajectory i spreads value[k, i] over its valid steps kL .. (k + 1)L - 1 (or puts it on
-  the last one). Returns [H, N]; the undiscounted return of trajectory i is the sum of its
-  valid segments' values."""
+  the last one). Returns [H, N]. With 'discounted' the discounted return from the first step of
+  segment k over that segment's steps is value[k, i]; with 'spread' the undiscounted return of
+  trajectory i is the sum of its valid segments' values."""
   num_segments = value.shape[0]
   horizon, num = mask.shape
   by_segment = mask.reshape(num_segments, horizon // num_segments, num)
-  placed = jax.vmap(lambda v, m: place_rewards(v, m, placement))(value, by_segment)
+  placed = jax.vmap(lambda v, m: place_rewards(v, m, placement, discount))(value, by_segment)
   return placed.reshape(horizon, num)

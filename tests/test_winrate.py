@@ -160,17 +160,26 @@ _HAND_TERMINAL = np.array([[0.0, -1 / 6, 0.0, 0.0],
                            [1 / 2, 0.0, 0.0, -1 / 2]])
 
 
-@pytest.mark.parametrize("placement, expected", [("spread", _HAND_SPREAD),
-                                                 ("terminal", _HAND_TERMINAL)])
-def test_centred_rewards_hand_example(placement, expected):
-  source = SelfPlayPreference(Oracle(), placement=placement, center=True)
+# discounted, gamma = 1/2: value / (1 + gamma + ... + gamma^(T-1)) on every valid step:
+#   col 0: (1/2) / (1 + 1/2 + 1/4) = 2/7;  col 1: (-1/6) / 1;  col 2: (1/6) / (3/2) = 1/9;
+#   col 3: (-1/2) / (7/4) = -2/7.  Check, col 0: 2/7 (1 + 1/2 + 1/4) = 1/2, the value.
+_HAND_DISCOUNTED = np.array([[2 / 7, -1 / 6, 1 / 9, -2 / 7],
+                             [2 / 7, 0.0, 1 / 9, -2 / 7],
+                             [2 / 7, 0.0, 0.0, -2 / 7]])
+
+
+@pytest.mark.parametrize("placement, discount, expected", [
+    ("spread", 0.5, _HAND_SPREAD), ("terminal", 0.5, _HAND_TERMINAL),
+    ("discounted", 0.5, _HAND_DISCOUNTED), ("discounted", 1.0, _HAND_SPREAD)])
+def test_centred_rewards_hand_example(placement, discount, expected):
+  source = SelfPlayPreference(Oracle(), placement=placement, center=True, discount=discount)
   result = _fake_rollout(returns(3, 1, 2, 0), _HAND_MASK)
   rewards, _, metrics = jax.jit(source.rewards)((), result, KEY)
   np.testing.assert_allclose(rewards, expected, rtol=1e-6, atol=1e-7)
   assert int(metrics["num_queries"]) == 6  # 4 * 3 / 2 unordered pairs
   # The same numbers straight from place_rewards:
   value = jnp.array([1 / 2, -1 / 6, 1 / 6, -1 / 2])
-  np.testing.assert_allclose(place_rewards(value, _HAND_MASK, placement), expected,
+  np.testing.assert_allclose(place_rewards(value, _HAND_MASK, placement, discount), expected,
                              rtol=1e-6, atol=1e-7)
 
 
@@ -404,18 +413,18 @@ def _prefix_mask(lengths, horizon):
   return (np.arange(horizon)[:, None] < np.asarray(lengths)[None, :]).astype(np.float32)
 
 
-@pytest.mark.parametrize("placement", ["spread", "terminal"])
+@pytest.mark.parametrize("placement", ["spread", "terminal", "discounted"])
 def test_place_rewards_on_random_prefix_masks(placement):
   horizon = 7
   lengths = np.array([1, 7, 3, 5, 2])  # includes a full-length and a one-step episode
   mask = _prefix_mask(lengths, horizon)
   value = np.random.default_rng(12).normal(size=5).astype(np.float32)
   rewards = np.asarray(jax.jit(place_rewards, static_argnums=2)(value, mask, placement))
-  # The undiscounted return is the value, whatever the placement.
+  # The undiscounted return is the value, whatever the placement (discount 1 by default).
   np.testing.assert_allclose(rewards.sum(axis=0), value, rtol=1e-5)
   np.testing.assert_array_equal(rewards[mask == 0], 0.0)
   for i, length in enumerate(lengths):
-    if placement == "spread":
+    if placement in ("spread", "discounted"):
       np.testing.assert_allclose(rewards[:length, i], value[i] / length, rtol=1e-6)
     else:
       np.testing.assert_array_equal(rewards[:length - 1, i], 0.0)
@@ -478,8 +487,9 @@ def test_segment_rewards_hand_example():
   np.testing.assert_allclose(jnp.sum(rewards, axis=0), [0.5, 0.5, -0.5])
 
 
-@pytest.mark.parametrize("placement", ["spread", "terminal"])
-def test_place_segment_rewards_equals_place_rewards_per_segment(placement):
+@pytest.mark.parametrize("placement, discount", [("spread", 1.0), ("terminal", 1.0),
+                                                ("discounted", 0.9)])
+def test_place_segment_rewards_equals_place_rewards_per_segment(placement, discount):
   """Reference: cut the [H, N] mask into K blocks of L rows and place each block's values
   with `place_rewards` alone, on random prefix masks."""
   rng = np.random.default_rng(0)
@@ -489,10 +499,11 @@ def test_place_segment_rewards_equals_place_rewards_per_segment(placement):
   value = rng.normal(size=(horizon // length, num)).astype(np.float32)
   expected = np.concatenate([np.asarray(place_rewards(jnp.asarray(value[k]),
                                                       jnp.asarray(mask[k * length:(k + 1)
-                                                                       * length]), placement))
+                                                                       * length]), placement,
+                                                      discount))
                              for k in range(horizon // length)])
   np.testing.assert_allclose(place_segment_rewards(jnp.asarray(value), jnp.asarray(mask),
-                                                   placement), expected, rtol=1e-6)
+                                                   placement, discount), expected, rtol=1e-6)
 
 
 # --- cyclic triples of the teacher's majority -------------------------------------------
@@ -674,3 +685,96 @@ def test_spo_metrics_name_the_fraction_only_where_a_full_matrix_exists():
   _, _, metrics = jax.jit(SelfPlayPreference(PayoffTable(TABLES["rps"]), num_opponents=2)
                           .rewards)((), result, KEY)
   assert "cyclic_triples" not in metrics
+
+
+
+# --- the objective is the win rate (reward placement x discount x GAE) ------------------
+
+def _discounted_return_at_start(rewards: np.ndarray, mask: np.ndarray, discount: float):
+  """Plain-loop reference: G_0 = sum over valid t of gamma^t r_t, per column."""
+  out = np.zeros(rewards.shape[1])
+  for i in range(rewards.shape[1]):
+    for t in range(rewards.shape[0]):
+      if mask[t, i]:
+        out[i] += discount ** t * rewards[t, i]
+  return out
+
+
+def _ppo_returns_at_start(placement, value, mask, discount):
+  """What PPO maximizes, through the package's own code: place the values, then GAE with a
+  zero critic and lambda = 1, whose value target A_0 + V_0 is the discounted return G_0."""
+  from spo_jax.ppo import compute_gae
+
+  rewards = place_rewards(value, mask, placement, discount)
+  _, targets = compute_gae(rewards, jnp.zeros_like(rewards), mask, discount, 1.0)
+  return rewards, targets[0]
+
+
+def test_discounted_placement_orders_the_issue_example():
+  """gamma = 0.99; trajectory a: 50 steps, centred win rate +0.30; b: 200 steps, +0.50.
+  spread (w / T per step): G_0 = w (1 - gamma^T) / (T (1 - gamma))
+    a: 0.30 (1 - 0.99^50) / 0.5  = 0.30 x 0.39499 / 0.5 = 0.2370
+    b: 0.50 (1 - 0.99^200) / 2.0 = 0.50 x 0.86602 / 2.0 = 0.2165   -> a ranked above b: wrong.
+  discounted (w (1 - gamma) / (1 - gamma^T) per step): G_0 = w exactly: 0.30 < 0.50."""
+  mask = jnp.asarray(_prefix_mask([50, 200], 200))
+  value = jnp.array([0.30, 0.50])
+  fn = jax.jit(_ppo_returns_at_start, static_argnums=(0, 3))
+  _, spread = fn("spread", value, mask, 0.99)
+  np.testing.assert_allclose(spread, [0.2370, 0.2165], atol=1e-4)
+  _, discounted = fn("discounted", value, mask, 0.99)
+  np.testing.assert_allclose(discounted, [0.30, 0.50], rtol=1e-5)
+
+
+@pytest.mark.parametrize("discount", [0.9, 0.99, 0.997, 1.0])
+@pytest.mark.parametrize("seed", range(3))
+def test_discounted_return_is_the_win_rate_for_any_lengths(discount, seed):
+  """Property: random lengths (1 .. H) and random centred win rates in; the discounted
+  return at t = 0 (the package's GAE target with a zero critic) is the win rate out, so it
+  orders the trajectories exactly as the win rates do. Checked against a plain loop too."""
+  rng = np.random.default_rng(seed)
+  horizon, num = 1000, 24
+  lengths = rng.integers(1, horizon + 1, num)
+  lengths[:2] = [1, horizon]  # the extremes every draw must handle
+  mask = _prefix_mask(lengths, horizon)
+  value = rng.uniform(-0.5, 0.5, num).astype(np.float32)
+  fn = jax.jit(_ppo_returns_at_start, static_argnums=(0, 3))
+  rewards, start = fn("discounted", jnp.asarray(value), jnp.asarray(mask), discount)
+  np.testing.assert_allclose(start, value, rtol=2e-4, atol=2e-6)
+  np.testing.assert_allclose(_discounted_return_at_start(np.asarray(rewards, np.float64), mask,
+                                                         discount), value, rtol=2e-4, atol=2e-6)
+  np.testing.assert_array_equal(np.argsort(np.asarray(start)), np.argsort(value))
+
+
+def test_spread_placement_misorders_mixed_lengths():
+  """The property above is not automatic: with w / T per step and gamma = 0.99, the same kind
+  of random draw puts some pair of trajectories in the wrong order (this is what the
+  'discounted' default fixes)."""
+  rng = np.random.default_rng(0)
+  lengths = rng.integers(1, 1001, 24)
+  mask = _prefix_mask(lengths, 1000)
+  value = rng.uniform(-0.5, 0.5, 24).astype(np.float32)
+  _, start = jax.jit(_ppo_returns_at_start, static_argnums=(0, 3))(
+      "spread", jnp.asarray(value), jnp.asarray(mask), 0.99)
+  assert not np.array_equal(np.argsort(np.asarray(start)), np.argsort(value))
+
+
+def test_discounted_segment_rewards_return_each_segment_win_rate():
+  """Segments of L = 4 in H = 12, gamma = 0.9: the discounted return of segment k's own
+  steps, counted from the segment's first step kL, is the segment's value (for the segment
+  in which the episode ends too, however few steps it kept)."""
+  rng = np.random.default_rng(5)
+  horizon, num, length, discount = 12, 6, 4, 0.9
+  lengths = np.array([12, 1, 5, 8, 11, 3])
+  mask = _prefix_mask(lengths, horizon)
+  value = rng.uniform(-0.5, 0.5, (horizon // length, num)).astype(np.float32)
+  rewards = np.asarray(place_segment_rewards(jnp.asarray(value), jnp.asarray(mask),
+                                             "discounted", discount))
+  for k in range(horizon // length):
+    block = slice(k * length, (k + 1) * length)
+    for i in range(num):
+      if mask[k * length, i]:  # the segment began
+        got = _discounted_return_at_start(rewards[block, i:i + 1], mask[block, i:i + 1],
+                                          discount)[0]
+        assert got == pytest.approx(value[k, i], rel=1e-5)
+      else:
+        np.testing.assert_array_equal(rewards[block, i], 0.0)
