@@ -6,6 +6,7 @@ The host loop calls `MetricsLogger.log(rows)` after each evaluation. Files in RU
   metrics.jsonl              one JSON object per row: the canonical record (spo-plot reads it)
   metrics.csv                the same rows as a table; header = the union of the keys seen
   tensorboard/seed_<seed>/   TensorBoard event files, one run per seed, x = env steps
+  wandb/, wandb_id.txt       with --wandb: W&B's local files, one W&B run per seed
 
 Resume: a run continued from the checkpoint of iteration k recomputes (bit for bit) every
 iteration after k, so the rows logged after k by the interrupted process are dropped before
@@ -27,6 +28,7 @@ import importlib.util
 import io
 import json
 import os
+import secrets
 import time
 from pathlib import Path
 from typing import Any, Literal
@@ -309,43 +311,82 @@ class _TensorBoardSink:
 
 
 class _WandbSink:
-  """One W&B run per run directory (its id is kept in RUN_DIR/wandb_id.txt so a resumed run
-  continues it). W&B's own step is the iteration; `step` (env steps) is declared the x-axis of
-  every metric. With several seeds, keys are `seed_<seed>/<metric>`. W&B cannot delete logged
-  data: rows recomputed after a resume carry iterations W&B has seen and are ignored by it
-  (they are identical anyway: resume is exact)."""
+  """One W&B run per seed, all in the W&B group of the run directory, so the seeds of a
+  vmapped run stay separate curves that W&B can still average by group.
+
+  Run ids are stable: RUN_DIR/wandb_id.txt keeps one random id for the directory (random, not
+  a hash of the path, so two machines' `runs/hopper` never share a W&B run), and seed s logs
+  to `<id>-seed<s>`; a resumed run (`resume="allow"`) thus continues the same W&B runs. Each
+  run gets only its own seed's rows: W&B's step is the iteration and `step` (that seed's env
+  steps, the x of the CSV and TensorBoard) is declared the x-axis of every metric. W&B cannot
+  delete logged data: rows recomputed after a resume carry iterations W&B has seen and are
+  ignored by it (they are identical anyway: resume is exact). `--wandb` first given on a
+  resume logs the rows kept in metrics.jsonl first, as TensorBoard does."""
 
   what = "W&B run"
 
   def __init__(self, run_dir: Path, options: LogOptions, config: dict[str, Any],
-               num_seeds: int):
+               num_seeds: int, kept: list[Row]):
     import wandb
 
     self.path = run_dir / "wandb"
-
-    id_file = run_dir / "wandb_id.txt"
-    run_id = id_file.read_text().strip() if id_file.exists() else wandb.util.generate_id()
-    id_file.write_text(run_id + "\n")
     self._wandb = wandb
-    self._multi = num_seeds > 1
-    self._run = wandb.init(project=options.wandb_project, entity=options.wandb_entity,
-                           name=options.wandb_name or run_dir.name, group=options.wandb_group,
-                           mode=options.wandb_mode, dir=str(run_dir), config=config,
-                           id=run_id, resume="allow")
-    self._run.define_metric("step")
-    self._run.define_metric("*", step_metric="step")
+    self._options = options
+    self._run_dir = run_dir
+    self._config = config
+    id_file = run_dir / "wandb_id.txt"
+    new = not id_file.exists()
+    # Our own random id: `wandb.util.generate_id` is gone from wandb 0.2x.
+    self._base_id = secrets.token_hex(4) if new else id_file.read_text().strip()
+    id_file.write_text(self._base_id + "\n")
+    self._runs: dict[int, Any] = {}
+    # The seeds train.py gives its rows (config.seed + i); opened now, so a W&B failure
+    # stops the run before training rather than at its first evaluation.
+    first = int(config.get("seed", 0))
+    try:
+      for seed in range(first, first + num_seeds):
+        self._run(seed)
+      if new:
+        self.write(kept)
+    except BaseException:
+      with contextlib.suppress(Exception):
+        self.close()  # the seeds' runs opened before the failure
+      raise
+
+  def _run(self, seed: int):
+    if seed not in self._runs:
+      options, name = self._options, self._options.wandb_name or self._run_dir.name
+      # reinit="create_new": the runs of all seeds are open at once (the default,
+      # "return_previous", would hand every seed the first seed's run).
+      run = self._wandb.init(
+          project=options.wandb_project, entity=options.wandb_entity,
+          name=f"{name}/seed_{seed}", group=options.wandb_group or self._run_dir.name,
+          mode=options.wandb_mode, dir=str(self._run_dir),
+          config={**self._config, "run_seed": seed}, id=f"{self._base_id}-seed{seed}",
+          resume="allow", reinit="create_new")
+      run.define_metric("step")
+      run.define_metric("*", step_metric="step")
+      self._runs[seed] = run
+    return self._runs[seed]
 
   def write(self, rows: list[Row]) -> None:
-    data: Row = {"step": min(int(r["step"]) for r in rows)}
     for row in rows:
-      prefix = f"seed_{row.get('seed', 0)}/" if self._multi else ""
-      for k, v in row.items():
-        if k not in _NOT_SCALARS and k != "iteration" and isinstance(v, int | float):
-          data[prefix + k] = v
-    self._run.log(data, step=int(rows[0]["iteration"]))
+      data: Row = {k: v for k, v in row.items() if k not in _NOT_SCALARS and k != "iteration"
+                   and not isinstance(v, bool) and isinstance(v, int | float)}
+      data["step"] = int(row["step"])
+      self._run(int(row.get("seed", 0))).log(data, step=int(row["iteration"]))
 
   def close(self) -> None:
-    self._run.finish()
+    """Finish every seed's run; the first failure is raised after all are finished."""
+    runs, self._runs = list(self._runs.values()), {}
+    failure = None
+    for run in runs:
+      try:
+        run.finish()
+      except Exception as error:
+        failure = failure or error
+    if failure is not None:
+      raise failure
 
 
 # -------------------------------------------------------------------------------------
@@ -391,7 +432,8 @@ class MetricsLogger:
         tb.open_all()
         self._sinks.append(tb)
       if options.wandb:
-        self._sinks.append(_WandbSink(self.run_dir, options, config or {}, num_seeds))
+        what, path = "W&B run", self.run_dir / "wandb"
+        self._sinks.append(_WandbSink(self.run_dir, options, config or {}, num_seeds, kept))
     except BaseException as error:
       with contextlib.suppress(Exception):
         self.close()

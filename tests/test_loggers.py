@@ -153,45 +153,36 @@ def test_wandb_requested_but_not_installed_fails_before_training(monkeypatch, tm
   assert not (tmp_path / "run").exists()
 
 
-def test_wandb_logs_one_row_per_evaluation_and_continues_its_run_on_resume(monkeypatch,
-                                                                           tmp_path):
-  """A stand-in `wandb` module records the calls: x-axis `step`, W&B's step = iteration,
-  per-seed keys, and the same run id after a resume."""
+def test_wandb_runs_already_open_are_finished_when_a_later_seed_fails(monkeypatch, tmp_path):
+  """A stand-in `wandb` whose second `init` fails (what the real package does with a bad
+  entity, say): the first seed's run is finished, not left open, and the error reaches the
+  caller. What the real package logs is tested in tests/test_wandb.py."""
   calls = []
 
   class Run:
     def define_metric(self, *args, **kwargs):
-      calls.append(("define_metric", args, kwargs))
-
-    def log(self, data, step):
-      calls.append(("log", data, step))
+      pass
 
     def finish(self):
-      calls.append(("finish",))
+      calls.append("finish")
 
-  fake = types.SimpleNamespace(
-      init=lambda **kwargs: calls.append(("init", kwargs)) or Run(),
-      util=types.SimpleNamespace(generate_id=lambda: "abc123"))
-  monkeypatch.setitem(sys.modules, "wandb", fake)
+  def init(**kwargs):
+    calls.append(kwargs["id"])
+    if len(calls) > 1:
+      raise RuntimeError("no such entity")
+    return Run()
+
+  monkeypatch.setitem(sys.modules, "wandb", types.SimpleNamespace(init=init))
   import importlib.util
 
   real = importlib.util.find_spec
   monkeypatch.setattr(importlib.util, "find_spec",
                       lambda name, *a: object() if name == "wandb" else real(name, *a))
   options = LogOptions(csv=False, tensorboard=False, wandb=True, wandb_mode="offline")
-  logger = MetricsLogger(tmp_path, options, {"env": "balance"}, num_seeds=2)
-  logger.log(rows_of(1, seeds=(0, 1)))
-  logger.close()
-  init = calls[0][1]
-  assert init["id"] == "abc123" and init["mode"] == "offline" and init["resume"] == "allow"
-  assert init["config"] == {"env": "balance"} and init["name"] == tmp_path.name
-  log = next(c for c in calls if c[0] == "log")
-  assert log[2] == 1  # W&B step = iteration
-  assert log[1] == {"step": 100, "seed_0/eval/episode_reward": 1.0,
-                    "seed_1/eval/episode_reward": 2.0}
-  fake.util.generate_id = lambda: "other"
-  MetricsLogger(tmp_path, options, {}, num_seeds=2, resume_iteration=1).close()
-  assert [c[1]["id"] for c in calls if c[0] == "init"] == ["abc123", "abc123"]
+  with pytest.raises(RuntimeError, match="no such entity"):
+    MetricsLogger(tmp_path, options, {"seed": 3}, num_seeds=2)
+  base = (tmp_path / "wandb_id.txt").read_text().strip()
+  assert calls == [f"{base}-seed3", f"{base}-seed4", "finish"]
 
 
 def test_progress_bar_and_lines_render_to_a_stream_that_is_not_a_terminal():
