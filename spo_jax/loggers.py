@@ -57,8 +57,9 @@ class LogOptions:
   """W&B run name; default: the run directory's name."""
   wandb_group: str | None = None
   """W&B group (e.g. to gather the runs of one experiment)."""
-  wandb_mode: Literal["online", "offline", "disabled"] = "online"
-  """W&B mode: online, offline (sync later with `wandb sync`) or disabled."""
+  wandb_mode: Literal["online", "offline", "disabled"] | None = None
+  """W&B mode: online, offline (sync later with `wandb sync`) or disabled; default: W&B's
+  own, i.e. the WANDB_MODE environment variable, else online."""
 
 
 WANDB_MODES = ("online", "offline", "disabled")
@@ -66,7 +67,7 @@ WANDB_MODES = ("online", "offline", "disabled")
 
 def check_options(options: LogOptions) -> None:
   """Fail fast (before anything is compiled or written) on options that cannot work."""
-  if options.wandb_mode not in WANDB_MODES:
+  if options.wandb_mode is not None and options.wandb_mode not in WANDB_MODES:
     raise ConfigError(f"--wandb-mode '{options.wandb_mode}' is not one of {', '.join(WANDB_MODES)}")
   if options.wandb and importlib.util.find_spec("wandb") is None:
     raise ConfigError("--wandb needs the wandb package, which is not installed: "

@@ -15,8 +15,7 @@ import struct
 
 import pytest
 
-from spo_jax.config import preset
-from spo_jax.loggers import LogOptions, read_jsonl
+from spo_jax.loggers import read_jsonl
 
 wandb = pytest.importorskip("wandb")
 
@@ -83,22 +82,24 @@ def test_one_offline_run_per_seed_grouped_and_continued_on_resume(monkeypatch, t
   run directory's name, named and id'd by seed, each holding exactly its seed's rows of
   metrics.jsonl. Losing checkpoint 3 and resuming opens the same two ids again, which log the
   recomputed iteration 3 only; every run is finished."""
-  from spo_jax.train import train
+  from spo_jax.cli import train_main
 
-  # Offline, quiet, nothing under $HOME: W&B never reaches the network.
+  # Offline by W&B's own WANDB_MODE (no --wandb-mode given), quiet, nothing under $HOME: W&B
+  # never reaches the network (were the mode ignored, init would stop for want of an API key).
   monkeypatch.setenv("WANDB_MODE", "offline")
   monkeypatch.setenv("WANDB_SILENT", "true")
   monkeypatch.setenv("WANDB_DIR", str(tmp_path))
   monkeypatch.setenv("WANDB_CONFIG_DIR", str(tmp_path / "config"))
   monkeypatch.setenv("WANDB_CACHE_DIR", str(tmp_path / "cache"))
   monkeypatch.delenv("WANDB_API_KEY", raising=False)
-  config = preset("balance").replace(
-      num_envs=4, episode_length=8, num_minibatches=1, update_epochs=1, num_eval_envs=2,
-      eval_every=1, max_iterations=3, checkpoint_every=2, num_seeds=2, seed=5,
-      policy_hidden_sizes=(8,), value_hidden_sizes=(8,))
-  options = LogOptions(csv=False, tensorboard=False, wandb=True, wandb_mode="offline")
   run_dir = tmp_path / "hopper_sweep"
-  train(config, run_dir=run_dir, log_options=options, progress="none")
+  flags = ["--env", "balance", "--num-envs", "4", "--episode-length", "8",
+           "--num-minibatches", "1", "--update-epochs", "1", "--num-eval-envs", "2",
+           "--eval-every", "1", "--max-iterations", "3", "--checkpoint-every", "2",
+           "--num-seeds", "2", "--seed", "5", "--policy-hidden-sizes", "8",
+           "--value-hidden-sizes", "8", "--no-csv", "--no-tensorboard", "--quiet", "--wandb",
+           "--run-dir", str(run_dir)]
+  train_main(flags)
 
   rows = read_jsonl(run_dir / "metrics.jsonl")
   base = (run_dir / "wandb_id.txt").read_text().strip()
@@ -119,7 +120,7 @@ def test_one_offline_run_per_seed_grouped_and_continued_on_resume(monkeypatch, t
   assert by_seed[5] != by_seed[6]
 
   shutil.rmtree(run_dir / "checkpoints" / "3")
-  train(config, run_dir=run_dir, resume=True, log_options=options, progress="none")
+  train_main([*flags, "--resume"])
   rows = read_jsonl(run_dir / "metrics.jsonl")
   resumed = {k: v for k, v in offline_runs(run_dir).items() if k not in first}
   assert sorted(run.run_id for run, _, _ in resumed.values()) == [f"{base}-seed5",
