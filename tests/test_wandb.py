@@ -130,3 +130,26 @@ def test_one_offline_run_per_seed_grouped_and_continued_on_resume(monkeypatch, t
     assert finished and run.run_group == "hopper_sweep"
     assert [logged(h) for h in history] == [
         expected(r) for r in rows if r["seed"] == seed and r["iteration"] == 3]
+
+
+def test_wandb_first_given_on_a_resume_logs_the_kept_rows_first(monkeypatch, tmp_path):
+  """A run resumed from iteration 2 with --wandb for the first time: each seed's new W&B run
+  gets that seed's rows of iterations 1 and 2 from metrics.jsonl (not those of iteration 3,
+  which the resume recomputes), as TensorBoard is backfilled."""
+  from spo_jax.loggers import LogOptions, MetricsLogger
+
+  monkeypatch.setenv("WANDB_SILENT", "true")
+  monkeypatch.setenv("WANDB_CONFIG_DIR", str(tmp_path / "config"))
+  monkeypatch.delenv("WANDB_API_KEY", raising=False)
+  rows = [{"eval/episode_reward": float(it + s), "step": 100 * it + s, "iteration": it,
+           "seed": s} for it in (1, 2, 3) for s in (0, 1)]
+  (tmp_path / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+  options = LogOptions(csv=False, tensorboard=False, wandb=True, wandb_mode="offline")
+  MetricsLogger(tmp_path, options, {"seed": 0}, num_seeds=2, resume_iteration=2).close()
+  runs = offline_runs(tmp_path)
+  assert len(runs) == 2
+  for run, history, finished in runs.values():
+    seed = int(run.run_id[-1])
+    assert finished
+    assert [logged(h) for h in history] == [
+        expected(r) for r in rows if r["seed"] == seed and r["iteration"] <= 2]
