@@ -1,4 +1,4 @@
-"""Tests for spo_jax/learning_bench.py: the whole pipeline on the tiny point_reach env (runs in
+"""Tests for spo_jax/learning_bench/: the whole pipeline on the tiny point_reach env (runs in
 subprocesses, files, resume, a changed plan refused), the interpolation and summary worked out
 by hand, Brax's batch-size scaling, and every bad input refused in one line before anything
 is built. No test builds a Brax locomotion env."""
@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 from spo_jax import learning_bench as lb
+from spo_jax.learning_bench import cli as lb_cli
 
 # point_reach: N x H = 64 x 32 = 2048 env steps per iteration of ours; Brax PPO's training
 # step is batch_size x num_minibatches x unroll_length = 32 x 4 x 8 = 1024 env steps.
@@ -234,7 +235,8 @@ def nothing_built(monkeypatch):
     raise AssertionError("built or probed before the arguments were checked")
 
   monkeypatch.setattr(spo_jax.envs, "make_env", forbidden)
-  monkeypatch.setattr(lb, "describe_machine", forbidden)
+  # main (learning_bench/cli.py) looks describe_machine up in its own module.
+  monkeypatch.setattr(lb_cli, "describe_machine", forbidden)
 
 
 @pytest.mark.parametrize("args, needle", [

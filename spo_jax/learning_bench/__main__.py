@@ -1,8 +1,8 @@
-"""`python -m spo_jax.learning_bench ...` = `spo-learning-bench ...`."""
+"""`python -m spo_jax.learning_bench ...` = `spo-learning-bench ...` (learning_bench/cli.py)."""
 
 import sys
 
-from spo_jax.learning_bench import main
+from spo_jax.learning_bench.cli import main
 
 if __name__ == "__main__":
   sys.exit(main())
