@@ -153,13 +153,16 @@ def registered_plugins() -> str:
   sections = (("reward sources (--reward-source)", reward_sources.REWARD_SOURCES),
               ("teachers (--teacher)", teachers.TEACHERS),
               ("teacher wrappers (--teacher 'wrapper(base)')", teachers.WRAPPER_REGISTRY),
-              ("environments (--env)", envs.ENVS))
+              ("environments (--env)", envs.ENVS),
+              ("environment families (--env FAMILY:NAME)", envs.ENV_FAMILIES))
   return "\n\n".join(f"{title}:\n{registry.describe()}" for title, registry in sections)
 
 
 def _default_run_dir(config: Config) -> Path:
   stamp = time.strftime("%Y%m%d-%H%M%S")
-  return Path("runs") / (f"{config.env}-{config.reward_source}-{config.teacher}"
+  # 'gymnax:CartPole-v1' -> 'gymnax-CartPole-v1': a colon in a path confuses scp and
+  # TensorBoard's --logdir_spec (NAME:PATH).
+  return Path("runs") / (f"{config.env.replace(':', '-')}-{config.reward_source}-{config.teacher}"
                          f"-seed{config.seed}-{stamp}")
 
 

@@ -407,7 +407,7 @@ def validate(cfg: Config, env: Any = None) -> Config:
   # Checks of the chosen plug-ins' own fields and combinations (e.g. SPO refuses segments
   # with a queue), declared by their registry entries.
   if env is None:  # a user's env object is not the registry entry its label may name
-    envs.ENVS.get(cfg.env).check_config(cfg)
+    envs.env_entry(cfg.env).check_config(cfg)
   reward_sources.REWARD_SOURCES.get(cfg.reward_source).check_config(cfg)
   return cfg
 
@@ -481,6 +481,13 @@ PRESETS: dict[str, Config] = {
         entropy_coef=0.01, normalize_advantages=False,
         eval_every=25, num_eval_envs=4, normalize_observations=False,
         policy_hidden_sizes=(16,), value_hidden_sizes=(16,)),
+    # gymnax's CartPole (pip install 'spo_jax[gymnax]'): full 500-step episodes (gymnax's
+    # limit), few of them per iteration for many small PPO updates on a 2-core CPU
+    # (docs/design.md, "gymnax environments", gives the measured run).
+    "gymnax:CartPole-v1": Config(
+        env="gymnax:CartPole-v1", episode_length=500, num_envs=32, num_timesteps=150_000,
+        learning_rate=3e-3, discount=0.99, num_minibatches=4, update_epochs=4, eval_every=5,
+        policy_hidden_sizes=(32, 32), value_hidden_sizes=(32, 32)),
     "balance": Config(
         env="balance", episode_length=200, num_envs=64, num_timesteps=1_000_000,
         learning_rate=1e-3, discount=0.99, num_minibatches=8, eval_every=5,

@@ -15,7 +15,9 @@ optional class attributes in `ENV_HOOKS`), checked by `check_env` before anythin
 compiled; what teachers and reward sources may read of it is `EnvSpec` (`env_spec`). Named
 environments come from one registry, `ENVS` (package envs and Brax's names), read by config
 validation, `spo-train --help` and `make_env`; a new one is `ENVS.register(name,
-EnvEntry(...))` (docs/design.md, "Adding a plug-in").
+EnvEntry(...))` (docs/design.md, "Adding a plug-in"). Families of envs are written
+`FAMILY:NAME` and resolved by `ENV_FAMILIES` through `env_entry`: `gymnax:CartPole-v1`
+(gymnax_env.py, the optional extra `spo_jax[gymnax]`).
 """
 
 from __future__ import annotations
@@ -239,6 +241,51 @@ class EnvEntry(NamedTuple):
 ENVS: Registry[EnvEntry] = Registry("environment", "env")
 
 
+class EnvFamily(NamedTuple):
+  """A family of environments written 'FAMILY:NAME' (`gymnax:CartPole-v1`), for packages
+  whose names are not Python identifiers or are too many to register one by one.
+
+  entry(NAME) -> EnvEntry: the named env's entry; raises `ConfigError` (one line) for an
+  unknown NAME (listing the available ones) or when the family's package is not installed
+  (naming the pip command). Called by `env_entry`, so validation, `make_env` and the episode
+  limit all go through it.
+  """
+
+  entry: Callable[[str], EnvEntry]
+  description: str
+
+
+ENV_FAMILIES: Registry[EnvFamily] = Registry("environment family", "env")
+
+
+def _gymnax_entry(name: str) -> EnvEntry:
+  from spo_jax import gymnax_env  # gymnax itself is imported only when an env is named
+
+  gymnax_env.check_gymnax_name(name)
+  return EnvEntry(functools.partial(gymnax_env.make_gymnax_env, name), f"gymnax's '{name}'",
+                  gymnax_env.gymnax_episode_limit(name), "gymnax")
+
+
+ENV_FAMILIES.register("gymnax", EnvFamily(
+    _gymnax_entry, "gymnax's classic control with discrete or continuous actions: "
+    "gymnax:CartPole-v1, gymnax:Acrobot-v1, gymnax:MountainCar-v0, gymnax:Pendulum-v1, "
+    "gymnax:MountainCarContinuous-v0 (pip install 'spo_jax[gymnax]')"))
+
+
+def env_entry(name: str) -> EnvEntry:
+  """The `EnvEntry` of a registry name (`hopper`) or of a family name (`gymnax:CartPole-v1`);
+  `ConfigError` (one line) for an unknown name or family."""
+  family, sep, inner = name.partition(":")
+  if not sep:
+    check_env_name(name)
+    return ENVS.get(name)
+  if family not in ENV_FAMILIES:
+    raise ConfigError(f"config field 'env' = {name!r} names an unknown environment family "
+                      f"'{family}'; known families: {', '.join(ENV_FAMILIES.names())} "
+                      "(written FAMILY:NAME, e.g. gymnax:CartPole-v1)")
+  return ENV_FAMILIES.get(family).entry(inner)
+
+
 def _package_env(cls: type[Env], backend: str | None = None, **kwargs) -> Env:
   del backend  # pure-JAX envs have no physics backend
   return cls(**kwargs)
@@ -281,12 +328,16 @@ def known_env_names() -> list[str]:
 
 
 def check_env_name(name: str) -> None:
-  """Raise `ConfigError` listing the known names if `name` is not one."""
+  """Raise `ConfigError` listing the known names if `name` is not one (a 'FAMILY:NAME' is
+  checked by its family, `env_entry`)."""
+  if isinstance(name, str) and ":" in name:
+    env_entry(name)
+    return
   if name not in ENVS:
     raise ConfigError(
         f"config field 'env' = {name!r} is not a known environment; known environments: "
-        f"{', '.join(known_env_names())} (or pass your own brax Env instance: "
-        "train(config, env=MyEnv()) takes any name for it)")
+        f"{', '.join(known_env_names())}, or FAMILY:NAME such as gymnax:CartPole-v1 (or pass "
+        "your own brax Env instance: train(config, env=MyEnv()) takes any name for it)")
 
 
 def class_path(env: Any) -> str:
@@ -332,7 +383,7 @@ def _one_line(error: BaseException) -> str:
 def max_episode_length(name_or_env: str | Env) -> int | None:
   """Longest horizon allowed for an environment, or None when it does not say."""
   if isinstance(name_or_env, str):
-    return ENVS.get(name_or_env).episode_limit
+    return env_entry(name_or_env).episode_limit
   return env_hook(name_or_env, "episode_limit")
 
 
@@ -344,8 +395,7 @@ def make_env(env: str | Env, backend: str | None = None, **kwargs) -> Env:
     return env
   if not isinstance(env, str) or not hasattr(env, "lower"):
     raise ConfigError(f"env must be a name or a brax Env instance, got {type(env).__name__}")
-  check_env_name(env)
-  return ENVS.get(env).make(backend, **kwargs)
+  return env_entry(env).make(backend, **kwargs)
 
 
 def check_env(env: Any) -> None:
