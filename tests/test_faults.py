@@ -27,6 +27,7 @@ import time
 import jax
 import numpy as np
 import pytest
+from write_faults import half_write
 
 import spo_jax
 from spo_jax import run_dir as run_dir_lib
@@ -168,28 +169,7 @@ def _no_space(code=errno.ENOSPC):
 
 def _fail_config(monkeypatch, code):
   """config.json: the atomic writer's temporary file hits a full disk half way."""
-  real_open = open
-
-  class HalfWritten:
-    def __init__(self, path):
-      self.file = real_open(path, "wb")
-
-    def write(self, data):
-      self.file.write(data[: len(data) // 2])
-      raise _no_space(code)
-
-    def __enter__(self):
-      return self
-
-    def __exit__(self, *exc):
-      self.file.close()
-
-  def fake_open(path, mode="r", *args, **kwargs):
-    if "config.json" in str(path) and "w" in mode:
-      return HalfWritten(path)
-    return real_open(path, mode, *args, **kwargs)
-
-  monkeypatch.setattr(run_dir_lib, "open", fake_open, raising=False)
+  half_write(monkeypatch, "config.json", _no_space(code))
 
 
 def _fail_metrics(monkeypatch, code, after=2):

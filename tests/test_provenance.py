@@ -8,10 +8,10 @@ import shutil
 import subprocess
 
 import pytest
+from write_faults import half_write
 
 import spo_jax
 from spo_jax import provenance
-from spo_jax import run_dir as run_dir_lib
 from spo_jax.cli import train_main
 
 TINY = spo_jax.preset("point_reach").replace(
@@ -200,28 +200,7 @@ def test_a_package_inside_someone_elses_repository_is_not_theirs(repo):
 def test_a_failed_write_of_provenance_exits_4_in_one_line(tmp_path, capsys, monkeypatch):
   """The disk fills while the atomic writer writes provenance.json's temporary file (config.json
   and policy.json were written): exit code 4, one line, no temporary file left."""
-  real_open = open
-
-  class HalfWritten:
-    def __init__(self, path):
-      self.file = real_open(path, "wb")
-
-    def write(self, data):
-      self.file.write(data[: len(data) // 2])
-      raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-
-    def __enter__(self):
-      return self
-
-    def __exit__(self, *exc):
-      self.file.close()
-
-  def fake_open(path, mode="r", *args, **kwargs):
-    if "provenance.json" in str(path) and "w" in mode:
-      return HalfWritten(path)
-    return real_open(path, mode, *args, **kwargs)
-
-  monkeypatch.setattr(run_dir_lib, "open", fake_open, raising=False)
+  half_write(monkeypatch, "provenance.json", OSError(errno.ENOSPC, os.strerror(errno.ENOSPC)))
   monkeypatch.setattr("spo_jax.cli.silence_stderr", lambda: None)  # keep pytest's stderr
   run = tmp_path / "run"
   with pytest.raises(SystemExit) as stop:
