@@ -48,8 +48,10 @@ BRAX_BACKENDS = ("generalized", "positional", "spring", "mjx")
 BRAX_EPISODE_LIMIT = 1000
 
 
-class _PureJaxEnv(Env):
-  """The package's own environments: sizes from class constants, plain-JAX 'physics'."""
+class PureJaxEnv(Env):
+  """Environments written as plain JAX functions (the package's own, gymnax's through
+  gymnax_env.py): sizes from `_observation_size` / `_action_size`, set on the class or in
+  `__init__`; `backend` 'jax'."""
 
   _observation_size: int
   _action_size: int
@@ -67,7 +69,7 @@ class _PureJaxEnv(Env):
     return "jax"
 
 
-class PointReach(_PureJaxEnv):
+class PointReach(PureJaxEnv):
   """A point in the plane must reach a target.
 
   obs = [position (2), target (2)]; action in [-1, 1]^2 moves the point by 0.1 * action;
@@ -97,7 +99,7 @@ class PointReach(_PureJaxEnv):
                          metrics={"distance": distance})
 
 
-class Balance(_PureJaxEnv):
+class Balance(PureJaxEnv):
   """Cart-pole balancing with a continuous force (the classic Barto-Sutton-Anderson dynamics).
 
   obs = [x, x_dot, theta, theta_dot]; action in [-1, 1] is a force of 10 * action newtons;
@@ -137,7 +139,7 @@ class Balance(_PureJaxEnv):
                          metrics={"angle": theta, "position": x})
 
 
-class MatrixGame(_PureJaxEnv):
+class MatrixGame(PureJaxEnv):
   """A one-step game with K discrete actions, for exact Minimax-Winner checks with the
   `matrix_game` teacher.
 

@@ -103,12 +103,12 @@ def _env_fix(user_env_class: str | None) -> str:
 
 def check_env(saved: SavedRun, env) -> None:
   """Before anything is read from the checkpoint: a run on a user's own env needs
-  `--env-class`, and a given env must fit the policy (`saved_policy.check_env`)."""
+  `--env-class`, and a given env must fit the policy (`saved_policy.check_env_fits`)."""
   from spo_jax import saved_policy
 
   spec = saved_policy.read_spec(saved.run_dir)
   if spec is not None:
-    saved_policy.check_env(spec, env, saved.run_dir, _env_fix(spec.user_env_class))
+    saved_policy.check_env_fits(spec, env, saved.run_dir, _env_fix(spec.user_env_class))
 
 
 def restore(saved: SavedRun, env=None):

@@ -20,12 +20,15 @@ gymnax is an optional extra (`pip install 'spo_jax[gymnax]'`), imported on first
 from __future__ import annotations
 
 import functools
+import math
 from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from brax.envs.base import Env, State
 
+from spo_jax.envs import PureJaxEnv
 from spo_jax.errors import ConfigError
 
 # The classic-control envs the adapter supports (flat observations, a Discrete or 1-D Box
@@ -60,9 +63,12 @@ def _strong(tree: Any) -> Any:
   return jax.tree.map(lambda x: jnp.asarray(x, dtype=jnp.asarray(x).dtype), tree)
 
 
-class GymnaxEnv(Env):
+class GymnaxEnv(PureJaxEnv):
   """A gymnax env (by its gymnax name) as a Brax `Env`: obs [O] float32, reward and done []
   float32, metrics {}, `pipeline_state` gymnax's env state, `info["key"]` the next step's key.
+  Sizes and action bounds are host (NumPy) values: constants of the compiled step, not device
+  arrays made at construction. (Importing gymnax itself starts JAX's backend, which is why
+  `train` applies `--deterministic` before validating the env name.)
   """
 
   def __init__(self, name: str):
@@ -79,19 +85,10 @@ class GymnaxEnv(Env):
         raise ConfigError(f"gymnax:{name}: action space of shape {space.shape} is not supported "
                           "(a Discrete or a 1-D Box is)")
       self._action_size = int(space.shape[0])
-      self._low = jnp.broadcast_to(jnp.asarray(space.low, jnp.float32), space.shape)
-      self._high = jnp.broadcast_to(jnp.asarray(space.high, jnp.float32), space.shape)
-    obs_shape = self._env.observation_space(self._params).shape
-    self._observation_size = int(jnp.prod(jnp.asarray(obs_shape))) if obs_shape else 1
+      self._low = np.broadcast_to(np.asarray(space.low, np.float32), space.shape)
+      self._high = np.broadcast_to(np.asarray(space.high, np.float32), space.shape)
+    self._observation_size = math.prod(self._env.observation_space(self._params).shape)
     self.episode_limit = int(self._params.max_steps_in_episode)
-
-  @property
-  def observation_size(self) -> int:
-    return self._observation_size
-
-  @property
-  def action_size(self) -> int:
-    return self._action_size
 
   @property
   def backend(self) -> str:

@@ -16,7 +16,7 @@ from `config.env`, which is then only a label: policy.json records the object's 
 loading such a run needs the env passed back (`load_policy(run_dir, env=MyEnv())`,
 `spo-eval --env-class`). Without it, loading stops in one line naming the class, before the
 checkpoint is opened; a given env whose observation or action size differs from the policy's
-is refused the same way (`check_env`). Files written before the field existed read as null:
+is refused the same way (`check_env_fits`). Files written before the field existed read as null:
 they were all trained on registry envs (a user's env then had to borrow a registry name).
 """
 
@@ -103,7 +103,7 @@ def read_spec(run_path: Path) -> PolicySpec | None:
   return PolicySpec.from_json(path.read_text(), str(path))
 
 
-def check_env(spec: PolicySpec, env: Env | None, run_path: Path, fix: str) -> None:
+def check_env_fits(spec: PolicySpec, env: Env | None, run_path: Path, fix: str) -> None:
   """Before the checkpoint is opened: a run trained on a user's own env needs it back, and a
   given env must have the sizes the policy was built for. Raises `ConfigError` in one line;
   `fix` says how the caller passes an env (an argument, a flag)."""
@@ -201,7 +201,7 @@ def load(run_path: Path, config: Config, step: int | None = None, seed_index: in
   spec = read_spec(run_path)
   if spec is None:
     return _load_by_building(run_path, config, step, seed_index, env)
-  check_env(spec, env, run_path, fix)
+  check_env_fits(spec, env, run_path, fix)
   networks = spec.make_networks()
   step, params = restore_policy_params(checkpoint_dir, networks, config.num_seeds, step)
   if env is None and with_env:

@@ -351,7 +351,7 @@ def place_rewards(value: jax.Array, mask: jax.Array, placement: str = "discounte
   mask = mask.astype(value.dtype)
   length = jnp.sum(mask, axis=0)  # [N]
   if placement == "discounted" and discount < 1.0:
-    # (1 - gamma) / (1 - gamma^T) is the reciprocal of sum_{t<T} gamma^t; expm1/log1p keep it
+    # (1 - gamma) / (1 - gamma^T) is the reciprocal of sum_{t<T} gamma^t; expm1 keeps it
     # accurate when gamma^T is close to 1 (short trajectories, gamma near 1).
     log_gamma = jnp.log(jnp.asarray(discount, value.dtype))
     total = jnp.expm1(jnp.maximum(length, 1.0) * log_gamma) / jnp.expm1(log_gamma)
