@@ -114,6 +114,10 @@ def train(config: Config | None = None, *, env: Env | None = None,
   is left intact.
   """
   config = default_config() if config is None else config
+  # First, before anything can start JAX's backend (XLA reads XLA_FLAGS only then): checking
+  # an env name may import the env's package (gymnax starts the backend on import).
+  if isinstance(config, Config):
+    determinism.enable(config)
   run_path = Path(run_dir) if run_dir is not None else None
   if env is None and resume and run_path is not None:
     # A run on the user's own env: say that it needs the env again, not that its label is
@@ -122,8 +126,6 @@ def train(config: Config | None = None, *, env: Env | None = None,
     if saved_spec is not None:
       check_resume_env(saved_spec, None, run_path)
   validate(config, env)  # with a user's env object, config.env is only the run's label
-  # Before anything starts JAX's backend: XLA reads XLA_FLAGS only then.
-  determinism.enable(config)
   log_options = LogOptions() if log_options is None else log_options
   check_log_options(log_options)
   if progress not in progress_lib.STYLES:
