@@ -26,10 +26,9 @@ from spo_jax.teachers.learned import (
   batch_features,
   feature_names,
   feature_size,
-  fit_preference_model,
-  init_preference_model,
   load_labels,
 )
+from spo_jax.teachers.preference_model import fit_preference_model, init_preference_model
 from spo_jax.teachers.returns import Oracle
 
 KEY = jax.random.PRNGKey(0)
