@@ -35,6 +35,7 @@ def main() -> None:
 
   import spo_jax
   from spo_jax import checkpoint as ckpt
+  from spo_jax import digests
   from spo_jax import run_dir as run_dir_lib
   from spo_jax.train import build, over_seeds, seed_keys
 
@@ -45,17 +46,17 @@ def main() -> None:
   root = Path(tempfile.mkdtemp(prefix="spo_fault_costs_"))
   try:
     checkpointer = ckpt.Checkpointer(root / "checkpoints")
-    real_manifest = run_dir_lib.write_manifest
+    real_manifest = digests.write_manifest
     with_manifest, without = [], []
     for i in range(2 * args.repeats + 2):
       use = i % 2 == 0
-      run_dir_lib.write_manifest = real_manifest if use else (lambda step_dir: None)
+      digests.write_manifest = real_manifest if use else (lambda step_dir: None)
       start = time.perf_counter()
       checkpointer.save(i + 1, state, meta)
       elapsed = time.perf_counter() - start
       if i >= 2:  # the first save of each kind warms Orbax up
         (with_manifest if use else without).append(elapsed)
-    run_dir_lib.write_manifest = real_manifest
+    digests.write_manifest = real_manifest
     checkpointer.close()
     step_dir = root / "checkpoints" / str(ckpt.complete_steps(root / "checkpoints")[-1])
     size = sum(p.stat().st_size for p in step_dir.rglob("*") if p.is_file())
@@ -69,7 +70,7 @@ def main() -> None:
       real_manifest(step_dir)
       write.append(time.perf_counter() - start)
       start = time.perf_counter()
-      assert run_dir_lib.manifest_problem(step_dir) is None
+      assert digests.manifest_problem(step_dir) is None
       verify.append(time.perf_counter() - start)
       start = time.perf_counter()
       for p in step_dir.rglob("*"):

@@ -12,7 +12,7 @@ from spo_jax.envs import Balance, MatrixGame, PointReach, make_env
 from spo_jax.evaluate import PolicyParams
 from spo_jax.loggers import LogOptions
 from spo_jax.rollout import Trajectory, rollout
-from spo_jax.run_dir import RunDirBusy, RunWriteError
+from spo_jax.run_dir import RunDirBusy
 from spo_jax.teachers import (
     BradleyTerry,
     Oracle,
@@ -31,6 +31,7 @@ from spo_jax.train import (
     train,
 )
 from spo_jax.winrate import compute_winrates, cyclic_triple_fraction, place_rewards, winrate
+from spo_jax.write_errors import RunWriteError
 
 __version__ = "0.1.0"
 

@@ -18,7 +18,7 @@ every finished checkpoint holds are there; `latest_step` is the newest complete 
 any moment therefore leaves the last complete checkpoint loadable, and `--resume` picks it.
 
 Damage. A complete folder can still hold wrong bytes (a disk error, a hand edit, a copy that
-truncated a file). Each save ends with MANIFEST.json (`run_dir.write_manifest`);
+truncated a file). Each save ends with MANIFEST.json (`digests.write_manifest`);
 `complete_steps(verify=True)` keeps only checkpoints whose files match it, and
 `restore_usable` restores the newest of those, saying which newer ones it skipped and why.
 Checkpoints from before manifests existed are trusted as before (and skipped too when Orbax
@@ -26,7 +26,7 @@ cannot read them).
 
 Full disks. A save that fails (`OSError`, or Orbax's error wrapping one) leaves no temporary
 folder behind and every earlier checkpoint as it was; Orbax's and asyncio's shutdown noise is
-kept from the terminal. The caller (`train`) turns the error into `run_dir.RunWriteError`.
+kept from the terminal. The caller (`train`) turns the error into `write_errors.RunWriteError`.
 """
 
 from __future__ import annotations
@@ -44,6 +44,7 @@ from typing import Any
 
 import jax
 
+from spo_jax import digests
 from spo_jax import run_dir as run_dir_lib
 from spo_jax.config import Config, ConfigError
 from spo_jax.run_dir import write_text_atomic  # noqa: F401 (re-exported: its older home)
@@ -73,7 +74,7 @@ def complete_steps(directory: str | Path, verify: bool = False,
   Always ignored: Orbax's `<step>.orbax-checkpoint-tmp` folders (a save killed midway) and
   step folders missing any of the files a finished save writes (a deletion or copy cut short).
   With `verify`, also checkpoints whose files do not match their MANIFEST.json (size and
-  SHA-256; `run_dir.manifest_problem`); each one left out is appended to `skipped` as
+  SHA-256; `digests.manifest_problem`); each one left out is appended to `skipped` as
   (step, why). Reads the file system only: no Orbax, nothing compiled. `verify` reads every
   byte of every checkpoint (SHA-256 runs at about a GB/s), so the training loop, which only
   needs the folder names, leaves it off.
@@ -91,7 +92,7 @@ def complete_steps(directory: str | Path, verify: bool = False,
     return steps
   verified = []
   for step in steps:
-    problem = run_dir_lib.manifest_problem(directory / str(step))
+    problem = digests.manifest_problem(directory / str(step))
     if problem is None:
       verified.append(step)
     elif skipped is not None:
@@ -169,7 +170,7 @@ class Checkpointer:
     or does not match its manifest (damaged) is replaced."""
     step_dir = self.directory / str(step)
     if step in complete_steps(self.directory):
-      if run_dir_lib.manifest_problem(step_dir) is None:
+      if digests.manifest_problem(step_dir) is None:
         return
     if step_dir.exists():
       shutil.rmtree(step_dir)
@@ -180,7 +181,7 @@ class Checkpointer:
         self._manager.save(step, args=args.Composite(state=args.StandardSave(state),
                                                      meta=args.JsonSave(meta)), force=True)
         self._manager.wait_until_finished()
-      run_dir_lib.write_manifest(step_dir)
+      digests.write_manifest(step_dir)
     except BaseException:
       self.remove_temporaries()
       if step_dir.exists() and not (step_dir / run_dir_lib.MANIFEST).exists():
@@ -274,7 +275,7 @@ def restore_usable(checkpointer: Checkpointer, abstract_state: Any, step: int | 
   failures = list(skipped) if step is None else []
   for candidate in sorted(steps, reverse=True):
     try:
-      manifest = run_dir_lib.read_manifest(directory / str(candidate))
+      manifest = digests.read_manifest(directory / str(candidate))
     except ValueError:  # damaged since it was verified a moment ago: judged again below
       manifest = None
     try:
@@ -283,12 +284,12 @@ def restore_usable(checkpointer: Checkpointer, abstract_state: Any, step: int | 
       # Still matching its manifest after the failed read: the bytes are as written, so the
       # format is what this version cannot read. (A run writing the directory may instead
       # have deleted this step, its oldest, while we read it: then it no longer matches.)
-      problem = run_dir_lib.manifest_problem(directory / str(candidate))
+      problem = digests.manifest_problem(directory / str(candidate))
       if manifest is not None and problem is None:
         written_by = manifest.get("spo_jax_version", "an unknown version")
         raise CheckpointError(
             f"checkpoint {candidate} in '{directory}' is intact (it matches its manifest) but "
-            f"cannot be read by this spo_jax {run_dir_lib.package_version()} (written by "
+            f"cannot be read by this spo_jax {digests.package_version()} (written by "
             f"{written_by}: {error}); evaluate or resume it with the spo_jax version that "
             "wrote it, or start a new --run-dir") from error
       failures.append((candidate, problem or f"Orbax cannot read it: {error}"))

@@ -183,8 +183,8 @@ def train_main(argv: list[str] | None = None) -> None:
   config, run = command.config, command.run
   from spo_jax.config import validate
   from spo_jax.loggers import check_options
-  from spo_jax.run_dir import RunWriteError
   from spo_jax.train import NumericalError, TrainingInterrupted, train
+  from spo_jax.write_errors import RunWriteError
 
   run_dir = None
   try:

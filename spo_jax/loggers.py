@@ -34,7 +34,8 @@ from pathlib import Path
 from typing import Any, Literal
 
 from spo_jax.config import ConfigError
-from spo_jax.run_dir import FailedWrite, write_failure, write_text_atomic
+from spo_jax.run_dir import write_text_atomic
+from spo_jax.write_errors import FailedWrite, write_failure
 
 Row = dict[str, Any]
 

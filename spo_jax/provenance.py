@@ -49,6 +49,7 @@ from pathlib import Path
 from typing import Any
 
 from spo_jax import run_dir as run_dir_lib
+from spo_jax.digests import package_version
 
 FORMAT = 1
 # Distributions whose versions decide what a run computes (the CUDA plug-ins only when
@@ -151,7 +152,7 @@ def collect(argv: list[str] | None = None) -> dict[str, Any]:
       "cwd": os.getcwd(),
       "host": socket.gethostname(),
       "pid": os.getpid(),
-      "spo_jax": {"version": run_dir_lib.package_version(), "path": str(package_dir),
+      "spo_jax": {"version": package_version(), "path": str(package_dir),
                   "git": git_info(package_dir)},
       "versions": library_versions(),
       "devices": device_info(),

@@ -11,7 +11,7 @@ Layout (the names below are the contract; readers and writers use these constant
                                start and of each resume (spo_jax/provenance.py), atomically
   RUN_DIR/metrics.jsonl        one JSON object per seed per evaluation (spo_jax/loggers.py)
   RUN_DIR/checkpoints/<step>/  Orbax checkpoints (spo_jax/checkpoint.py), each with a
-     MANIFEST.json             size and SHA-256 of every file, written last (`write_manifest`)
+     MANIFEST.json             size and SHA-256 of every file, written last (`digests.write_manifest`)
 
 Writers. Exactly one process writes a run directory: `train` takes `RunLock` (an exclusive
 `fcntl.flock` on RUN_DIR/run.lock) before it checks or writes anything there and holds it until
@@ -27,7 +27,7 @@ metrics.jsonl only grows by whole flushed lines (a line cut short by a kill is s
 reader), and a checkpoint folder gets its step name only once Orbax has written all of it.
 
 Faults. A write that fails because of the file system (disk full, quota, read-only or vanished
-directory; `write_failure` recognises them, also wrapped in Orbax's errors) stops training with
+directory; `write_errors.write_failure` recognises them, also wrapped in Orbax's errors) stops training with
 `RunWriteError`: one line naming what failed, the path and the last good checkpoint
 (`spo-train` exits with code 4). A checkpoint whose files no longer match its manifest
 (bit rot, a copy cut short, a hand edit) is skipped by every reader in favour of the newest one
@@ -36,11 +36,9 @@ that verifies (spo_jax/checkpoint.py).
 
 from __future__ import annotations
 
-import contextlib
 import datetime
 import errno
 import fcntl
-import hashlib
 import json
 import os
 import re
@@ -49,7 +47,6 @@ import socket
 import sys
 import time
 from pathlib import Path
-from typing import Any
 
 from spo_jax.config import Config, ConfigError
 
@@ -343,191 +340,3 @@ def remove_leftovers(run_dir: Path) -> None:
   for entry in run_dir.iterdir():
     if _ASIDE.match(entry.name) and entry.is_dir():
       shutil.rmtree(entry, ignore_errors=True)
-
-
-# -------------------------------------------------------------------------------------
-# Digests: the files a teacher reads, and checkpoint manifests
-# -------------------------------------------------------------------------------------
-
-def sha256_file(path: str | Path) -> str:
-  digest = hashlib.sha256()
-  with open(path, "rb") as file:
-    for chunk in iter(lambda: file.read(1 << 20), b""):
-      digest.update(chunk)
-  return digest.hexdigest()
-
-
-# Config fields that may name a file whose contents shape the teacher: a resumed run must see
-# the same bytes, not just the same path.
-FILE_FIELDS = ("teacher_labels_file", "teacher_raters", "teacher_table")
-
-
-def teacher_file_digests(config: Config) -> dict[str, str]:
-  """SHA-256 of each file a config field names (`FILE_FIELDS`), stored in every checkpoint."""
-  digests = {}
-  for field in FILE_FIELDS:
-    path = Path(getattr(config, field) or "")
-    if str(path) and path.is_file():
-      digests[field] = sha256_file(path)
-  return digests
-
-
-def check_same_files(saved: dict[str, str], current: dict[str, str], run_dir: Path) -> None:
-  for field in sorted(set(saved) | set(current)):
-    if saved.get(field) != current.get(field):
-      raise ConfigError(f"cannot resume '{run_dir}': the file named by '{field}' has changed "
-                        "since the checkpoint was written, so the teacher would differ; restore "
-                        "the original file or start a new --run-dir")
-
-
-def package_version() -> str:
-  try:
-    from importlib.metadata import version
-
-    return version("spo_jax")
-  except Exception:  # noqa: BLE001 (a source checkout that was never installed)
-    return "unknown"
-
-
-def write_manifest(step_dir: str | Path) -> dict[str, Any]:
-  """Write STEP_DIR/MANIFEST.json: size and SHA-256 of every file under `step_dir`, and the
-  package version. Atomic (temporary file, fsync, rename) and written after the checkpoint's
-  own files are complete, so a manifest present means every file it lists was finished."""
-  step_dir = Path(step_dir)
-  files = {}
-  for path in sorted(p for p in step_dir.rglob("*") if p.is_file()):
-    rel = path.relative_to(step_dir).as_posix()
-    if rel != MANIFEST:
-      files[rel] = {"size": path.stat().st_size, "sha256": sha256_file(path)}
-  manifest = {"format": 1, "spo_jax_version": package_version(), "files": files}
-  write_text_atomic(step_dir / MANIFEST, json.dumps(manifest, indent=1) + "\n")
-  return manifest
-
-
-def read_manifest(step_dir: str | Path) -> dict[str, Any] | None:
-  """The manifest, None for a checkpoint written before manifests existed; raises ValueError
-  when the manifest itself is damaged."""
-  path = Path(step_dir) / MANIFEST
-  if not path.exists():
-    return None
-  try:
-    manifest = json.loads(path.read_bytes())
-    if not isinstance(manifest.get("files"), dict):
-      raise ValueError("no file list")
-  except (ValueError, UnicodeDecodeError, AttributeError) as error:
-    raise ValueError(f"{MANIFEST} is damaged ({error})") from None
-  return manifest
-
-
-def manifest_problem(step_dir: str | Path) -> str | None:
-  """Why `step_dir` does not match its manifest (the first file that differs, in words), or
-  None when it matches or has no manifest (a legacy checkpoint, trusted as before)."""
-  step_dir = Path(step_dir)
-  try:
-    manifest = read_manifest(step_dir)
-  except ValueError as error:
-    return str(error)
-  if manifest is None:
-    return None
-  for rel, expected in manifest["files"].items():
-    path = step_dir / rel
-    try:
-      size = path.stat().st_size
-    except OSError:
-      return f"{rel} is missing"
-    if size != expected.get("size"):
-      return f"{rel} has {size} bytes, its manifest says {expected.get('size')}"
-    try:
-      if sha256_file(path) != expected.get("sha256"):
-        return f"{rel} does not match its SHA-256 in the manifest"
-    except OSError as error:
-      return f"{rel} cannot be read ({error.strerror})"
-  return None
-
-
-# -------------------------------------------------------------------------------------
-# Writes that fail because of the file system
-# -------------------------------------------------------------------------------------
-
-# errno values that mean the place, not the program, is at fault: disk full, quota, read-only
-# file system, a directory that vanished or forbids writing, an I/O or stale-handle error.
-WRITE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.ENOENT, errno.EACCES,
-                          errno.EPERM, errno.EIO, errno.EFBIG, errno.ESTALE, errno.ENOTDIR})
-# Orbax and TensorStore report OS errors inside their own exceptions' text, e.g.
-# "RESOURCE_EXHAUSTED: ... No space left on device [os_error_code='28']".
-_OS_ERROR_CODE = re.compile(r"os_error_code='?(\d+)")
-
-
-def write_failure(error: BaseException) -> tuple[int, str] | None:
-  """(errno, description) when `error`, or an exception it was raised from, is a file-system
-  failure of a write (`WRITE_ERRNOS`); None for anything else (a bug must stay a bug)."""
-  seen: set[int] = set()
-  pending: list[BaseException | None] = [error]
-  while pending:
-    e = pending.pop()
-    if e is None or id(e) in seen:
-      continue
-    seen.add(id(e))
-    if isinstance(e, OSError) and e.errno in WRITE_ERRNOS:
-      return e.errno, e.strerror or os.strerror(e.errno)
-    match = _OS_ERROR_CODE.search(str(e))
-    if match and int(match.group(1)) in WRITE_ERRNOS:
-      code = int(match.group(1))
-      return code, os.strerror(code)
-    pending.extend([e.__cause__, e.__context__])
-    pending.extend(x for x in getattr(e, "exceptions", ()) if isinstance(x, BaseException))
-  return None
-
-
-class FailedWrite(Exception):
-  """A write to `path` failed; `what` names the file for the user ("metrics row",
-  "TensorBoard events", ...). Raised from the OSError, so `write_failure` sees its cause."""
-
-  def __init__(self, what: str, path: Path):
-    super().__init__(f"could not write the {what} '{path}'")
-    self.what, self.path = what, path
-
-
-_FIXES = {errno.ENOSPC: "free disk space", errno.EDQUOT: "free space within your quota",
-          errno.EROFS: "make the file system writable", errno.EACCES: "make it writable",
-          errno.EPERM: "make it writable", errno.ENOENT: "restore the directory"}
-
-
-class RunWriteError(RuntimeError):
-  """Training stopped because the file system refused a write (`spo-train` exit code 4).
-
-  `what` names the file (checkpoint, metrics row, TensorBoard events, config), `path` where,
-  `last_checkpoint` the newest complete checkpoint left (None: none was made)."""
-
-  def __init__(self, what: str, path: Path, code: int, reason: str,
-               last_checkpoint: int | None, run_dir: Path):
-    name = errno.errorcode.get(code, str(code))
-    fix = _FIXES.get(code, "fix the problem")
-    if last_checkpoint is None:
-      kept = (f"no checkpoint was complete yet: {fix} and start again with --overwrite")
-    else:
-      kept = (f"the last good checkpoint is iteration {last_checkpoint}; earlier checkpoints "
-              f"and metrics rows are intact: {fix} and continue with --resume "
-              f"--run-dir {run_dir}")
-    super().__init__(f"could not write the {what} '{path}' ({name}: {reason}); training "
-                     f"stopped and {kept}")
-    self.what, self.path, self.code, self.last_checkpoint = what, path, code, last_checkpoint
-
-
-@contextlib.contextmanager
-def failed_write(what: str, path: Path, checkpointer: Any, run_path: Path):
-  """Turn a file-system failure of the write inside (disk full, quota, read-only or vanished
-  directory; `run_dir.write_failure`) into `RunWriteError`, naming the file (a logger's
-  `FailedWrite` names its own), the path and the newest checkpoint left. Other errors pass."""
-  try:
-    yield
-  except Exception as error:
-    failure = write_failure(error)
-    if failure is None:
-      raise
-    if isinstance(error, FailedWrite):
-      what, path = error.what, error.path
-    last = checkpointer.latest_step() if checkpointer is not None else None
-    raise RunWriteError(what, path, *failure, last, run_path) from error
-
-

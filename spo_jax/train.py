@@ -26,7 +26,7 @@ import jax
 import numpy as np
 from brax.envs.base import Env
 
-from spo_jax import determinism
+from spo_jax import determinism, digests
 from spo_jax import progress as progress_lib
 from spo_jax import provenance as provenance_lib
 from spo_jax import run_dir as run_dir_lib
@@ -43,7 +43,6 @@ from spo_jax.iteration import (  # noqa: F401 (re-exported)
 from spo_jax.loggers import LogOptions, MetricsLogger
 from spo_jax.loggers import check_options as check_log_options
 from spo_jax.memory import available_memory, check_memory, iteration_bytes  # noqa: F401
-from spo_jax.run_dir import failed_write
 from spo_jax.saved_policy import check_resume_env, read_spec, write_spec
 from spo_jax.setup import (  # noqa: F401 (re-exported)
   Setup,
@@ -55,6 +54,7 @@ from spo_jax.setup import (  # noqa: F401 (re-exported)
 )
 from spo_jax.signals import StopSignal, TrainingInterrupted
 from spo_jax.teachers import TeacherProtocol, hook
+from spo_jax.write_errors import failed_write
 
 
 def _to_python(metrics: dict[str, Any]) -> dict[str, float | int]:
@@ -183,7 +183,7 @@ class _HostLoop:
                progress_fn: Callable[[int, dict[str, Any]], None] | None, verbose: bool):
     config = self.config = setup.config
     self.setup, self.run_path, self.progress_fn = setup, run_path, progress_fn
-    self.file_digests = run_dir_lib.teacher_file_digests(config)
+    self.file_digests = digests.teacher_file_digests(config)
     fit_metrics = hook(setup.teacher, "fit_metrics")
     if verbose and fit_metrics:
       print("teacher fit: " + ", ".join(f"{k} {float(v):.4g}" for k, v in fit_metrics.items()),
@@ -249,7 +249,7 @@ class _HostLoop:
     # stderr and left for the next save of their step to replace.
     _, state, meta = restore_usable(self.checkpointer, jax.eval_shape(self.init, self.keys))
     self.counters.update(meta["counters"])
-    run_dir_lib.check_same_files(meta.get("files", {}), self.file_digests, run_path)
+    digests.check_same_files(meta.get("files", {}), self.file_digests, run_path)
     if not (run_path / run_dir_lib.POLICY).exists():  # a run from before policy.json
       with failed_write("policy", run_path / run_dir_lib.POLICY, self.checkpointer,
                          run_path):

@@ -30,6 +30,7 @@ import pytest
 from write_faults import half_write
 
 import spo_jax
+from spo_jax import digests, write_errors
 from spo_jax import run_dir as run_dir_lib
 from spo_jax.checkpoint import Checkpointer, complete_steps
 from spo_jax.cli import train_main
@@ -499,15 +500,15 @@ def test_manifest_lists_every_file_and_catches_a_single_flipped_bit(tmp_path):
   checkpointer.save(1, {"w": np.arange(1000, dtype=np.float32)}, {"step": 1})
   checkpointer.close()
   step_dir = tmp_path / "checkpoints" / "1"
-  manifest = run_dir_lib.read_manifest(step_dir)
+  manifest = digests.read_manifest(step_dir)
   on_disk = {p.relative_to(step_dir).as_posix() for p in step_dir.rglob("*") if p.is_file()}
   assert set(manifest["files"]) == on_disk - {run_dir_lib.MANIFEST}
-  assert run_dir_lib.manifest_problem(step_dir) is None
+  assert digests.manifest_problem(step_dir) is None
   victim = _largest_state_file(step_dir)
   data = bytearray(victim.read_bytes())
   data[len(data) // 2] ^= 0x01
   victim.write_bytes(bytes(data))
-  problem = run_dir_lib.manifest_problem(step_dir)
+  problem = digests.manifest_problem(step_dir)
   assert problem is not None and victim.name in problem and "SHA-256" in problem
 
 
@@ -527,17 +528,17 @@ def test_write_failure_recognises_wrapped_os_errors():
   """Only file-system failures of a write become exit code 4; anything else stays a bug."""
   orbax_text = ValueError("RESOURCE_EXHAUSTED: Failed to write 24898 bytes to file 18: No "
                           "space left on device [os_error_code='28']")
-  assert run_dir_lib.write_failure(orbax_text) == (errno.ENOSPC, os.strerror(errno.ENOSPC))
+  assert write_errors.write_failure(orbax_text) == (errno.ENOSPC, os.strerror(errno.ENOSPC))
   try:
     try:
       raise _no_space(errno.EROFS)
     except OSError as cause:
       raise RuntimeError("wrapped") from cause
   except RuntimeError as wrapped:
-    assert run_dir_lib.write_failure(wrapped)[0] == errno.EROFS
-  assert run_dir_lib.write_failure(_no_space(errno.EDQUOT))[0] == errno.EDQUOT  # over quota
-  assert run_dir_lib.write_failure(ValueError("shapes do not match")) is None
-  assert run_dir_lib.write_failure(OSError(errno.EAGAIN, "again")) is None
+    assert write_errors.write_failure(wrapped)[0] == errno.EROFS
+  assert write_errors.write_failure(_no_space(errno.EDQUOT))[0] == errno.EDQUOT  # over quota
+  assert write_errors.write_failure(ValueError("shapes do not match")) is None
+  assert write_errors.write_failure(OSError(errno.EAGAIN, "again")) is None
 
 
 def test_lock_holder_details_are_written_after_the_lock_is_taken(tmp_path):

@@ -198,7 +198,8 @@ def main(argv: list[str] | None = None, *, prog: str = PROG, command: str = PROG
   episodes = scale_plan(args.scale, args.tiny).final_episodes
   seconds: dict[str, float] = {}
   if not args.analyze_only:
-    from spo_jax.run_dir import RunDirBusy, RunWriteError
+    from spo_jax.run_dir import RunDirBusy
+    from spo_jax.write_errors import RunWriteError
 
     try:
       seconds = running.execute(runs, out, args.force, episodes)
