@@ -131,8 +131,6 @@ def make_functions(config: Config, env: Env, teacher: TeacherProtocol,
 
   def iteration(state: TrainState) -> tuple[TrainState, dict[str, jax.Array]]:
     """`config.iterations_per_call` iterations; metrics stacked with a leading axis."""
-    iteration.num_traces += 1  # counts compilations (tests check it stays at 1)
     return jax.lax.scan(one_iteration, state, None, length=config.iterations_per_call)
 
-  iteration.num_traces = 0
   return TrainFunctions(init, iteration)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any, NamedTuple
 
+import chex
 import jax
 import jax.numpy as jnp
 import optax
@@ -50,6 +51,8 @@ def compute_gae(rewards: jax.Array, values: jax.Array, mask: jax.Array, discount
   (Schulman et al. 2016, eq. 16), and A_t = 0 on masked steps.
   Returns (advantages [H, N], value targets A + V [H, N]).
   """
+  chex.assert_rank(rewards, 2)
+  chex.assert_equal_shape([rewards, values, mask])
   mask = mask.astype(rewards.dtype)
   ends = episode_ends(mask)
   values = jnp.where(mask > 0, values, 0.0)

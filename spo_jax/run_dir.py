@@ -11,7 +11,8 @@ Layout (the names below are the contract; readers and writers use these constant
                                start and of each resume (spo_jax/provenance.py), atomically
   RUN_DIR/metrics.jsonl        one JSON object per seed per evaluation (spo_jax/loggers.py)
   RUN_DIR/checkpoints/<step>/  Orbax checkpoints (spo_jax/checkpoint.py), each with a
-     MANIFEST.json             size and SHA-256 of every file, written last (`digests.write_manifest`)
+     MANIFEST.json             size and SHA-256 of every file, written last
+                               (spo_jax/digests.py, `write_manifest`)
 
 Writers. Exactly one process writes a run directory: `train` takes `RunLock` (an exclusive
 `fcntl.flock` on RUN_DIR/run.lock) before it checks or writes anything there and holds it until
@@ -27,8 +28,8 @@ metrics.jsonl only grows by whole flushed lines (a line cut short by a kill is s
 reader), and a checkpoint folder gets its step name only once Orbax has written all of it.
 
 Faults. A write that fails because of the file system (disk full, quota, read-only or vanished
-directory; `write_errors.write_failure` recognises them, also wrapped in Orbax's errors) stops training with
-`RunWriteError`: one line naming what failed, the path and the last good checkpoint
+directory; spo_jax/write_errors.py recognises them, also wrapped in Orbax's errors) stops
+training with `RunWriteError`: one line naming what failed, the path and the last good checkpoint
 (`spo-train` exits with code 4). A checkpoint whose files no longer match its manifest
 (bit rot, a copy cut short, a hand edit) is skipped by every reader in favour of the newest one
 that verifies (spo_jax/checkpoint.py).

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 from typing import Any, NamedTuple
 
+import chex
 import jax
 import jax.numpy as jnp
 
@@ -65,6 +66,8 @@ def winrate(pref: jax.Array, mask: jax.Array) -> jax.Array:
   pref: [N, M] P(i > j); mask: [N, M] 1 where j is a labelled opponent of i.
   Returns [N]: sum_j mask * pref / sum_j mask, and 1/2 for a row without any opponent.
   """
+  chex.assert_rank(pref, 2)
+  chex.assert_equal_shape([pref, mask])
   mask = mask.astype(pref.dtype)
   total = jnp.sum(mask, axis=-1)
   # `where`, not mask * pref: an unasked pair's answer may be nan (e.g. an empty segment).
@@ -348,6 +351,8 @@ def place_rewards(value: jax.Array, mask: jax.Array, placement: str = "discounte
     value at t = 0).
   Returns [H, N], zero on masked steps.
   """
+  chex.assert_rank([value, mask], [1, 2])
+  chex.assert_axis_dimension(mask, 1, value.shape[0])
   mask = mask.astype(value.dtype)
   length = jnp.sum(mask, axis=0)  # [N]
   if placement == "discounted" and discount < 1.0:
@@ -369,8 +374,12 @@ def place_segment_rewards(value: jax.Array, mask: jax.Array, placement: str = "d
   the last one). Returns [H, N]. With 'discounted' the discounted return from the first step of
   segment k over that segment's steps is value[k, i]; with 'spread' the undiscounted return of
   trajectory i is the sum of its valid segments' values."""
+  chex.assert_rank([value, mask], 2)
+  chex.assert_axis_dimension(mask, 1, value.shape[1])
   num_segments = value.shape[0]
   horizon, num = mask.shape
+  if horizon % num_segments:
+    raise ValueError(f"{num_segments} segments do not divide the horizon {horizon}")
   by_segment = mask.reshape(num_segments, horizon // num_segments, num)
   placed = jax.vmap(lambda v, m: place_rewards(v, m, placement, discount))(value, by_segment)
   return placed.reshape(horizon, num)

@@ -1,10 +1,12 @@
-"""Run by tests/test_sharding.py in a subprocess with 4 host devices (the XLA flag must be set
-before JAX starts): sharded runs must equal the single-device runs with the same seeds."""
+"""Run by tests/test_sharding.py in a subprocess with 4 fake CPU devices (chex sets the XLA
+flag, which must happen before JAX starts): sharded runs must equal the single-device runs
+with the same seeds."""
 
-import os
 import sys
 
-os.environ["XLA_FLAGS"] = "--xla_force_host_platform_device_count=4"
+import chex
+
+chex.set_n_cpu_devices(4)
 
 import jax  # noqa: E402
 import numpy as np  # noqa: E402

@@ -86,6 +86,12 @@ def test_gae_matches_loop_reference(discount, gae_lambda):
   np.testing.assert_array_equal(np.asarray(advantages)[mask == 0], 0.0)
 
 
+def test_gae_refuses_misshaped_inputs():
+  # values one step short of the rewards (a common off-by-one) is refused at trace time.
+  with pytest.raises(AssertionError):
+    _gae(jnp.zeros((3, 2)), jnp.zeros((2, 2)), jnp.ones((3, 2)), 0.9, 0.5)
+
+
 def test_gae_ignores_nan_on_masked_steps():
   # PPO takes rewards from any reward source; what sits after an episode's end must not
   # leak into it, not even nan (nan * 0 = nan, so masking must use `where`).

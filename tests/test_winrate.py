@@ -198,6 +198,17 @@ def test_winrate_matches_loop_reference(shape, mask_dtype):
   np.testing.assert_allclose(got, expected, rtol=1e-6)
 
 
+def test_misshaped_inputs_are_refused_when_traced():
+  # Trace-time shape checks (chex): a [N] mask for an [N, M] matrix, or per-step rewards
+  # placed with the time and env axes swapped, would otherwise broadcast silently.
+  with pytest.raises(AssertionError):
+    jax.jit(winrate)(jnp.zeros((3, 4)), jnp.ones((3,)))
+  with pytest.raises(AssertionError):
+    place_rewards(jnp.zeros((5,)), jnp.ones((5, 8)))  # mask [N, H] instead of [H, N]
+  with pytest.raises(AssertionError):
+    place_segment_rewards(jnp.zeros((2, 5)), jnp.ones((8, 4)))
+
+
 # --- opponent queue ---------------------------------------------------------------------
 
 def test_queue_push_is_fifo_and_tracks_valid_slots():
