@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import functools
 import inspect
-import os
 import weakref
 from collections.abc import Callable
 from typing import Any, NamedTuple, Protocol
@@ -295,7 +294,6 @@ def _package_env(cls: type[Env], backend: str | None = None, **kwargs) -> Env:
 
 def _brax_env(name: str, backend: str | None = None, **kwargs) -> Env:
   del kwargs
-  os.environ.setdefault("MUJOCO_GL", "egl")
   with quiet_imports():
     # Imported on first use: Brax's env registry imports every env module (seconds).
     from brax import envs as brax_envs
