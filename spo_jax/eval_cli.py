@@ -234,7 +234,9 @@ def run_eval(args: argparse.Namespace) -> dict[str, Any]:
   other = None
   if args.against is not None:
     other = locate(args.against, args.against_step, args.against_seed_index)
-    if other.config.env != saved.config.env:
+    from spo_jax.envs import canonical_env_name
+
+    if canonical_env_name(other.config.env) != canonical_env_name(saved.config.env):
       raise ConfigError(f"cannot compare: '{saved.run_dir}' trained on {saved.config.env} and "
                         f"'{other.run_dir}' on {other.config.env}; --against needs a run of "
                         "the same environment")
