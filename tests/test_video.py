@@ -11,7 +11,7 @@ import pytest
 iio = pytest.importorskip("imageio.v3")
 
 from spo_jax import envs, eval_cli, video  # noqa: E402
-from spo_jax.config import preset  # noqa: E402
+from spo_jax.config import ConfigError, preset  # noqa: E402
 
 TITLE_ROWS = 30  # the frame's title (step and return) changes every frame: compare below it
 
@@ -81,6 +81,9 @@ def test_a_directory_or_a_bad_step_count_is_refused(point_reach_run, tmp_path, c
   assert [p.name for p in tmp_path.iterdir()] == ["d.gif"]
 
 
+# Reading the MP4 back starts the ffmpeg binary (fork, then exec): JAX's fork warning does
+# not apply (video.write_video silences it for the write).
+@pytest.mark.filterwarnings("ignore:os.fork:RuntimeWarning")
 def test_gymnax_cartpole_is_drawn_to_an_mp4(tmp_path):
   pytest.importorskip("gymnax")
   env = envs.make_env("gymnax:CartPole-v1")
@@ -119,3 +122,26 @@ def test_brax_inverted_pendulum_is_rendered_by_mujoco_headless(tmp_path):
   path = tmp_path / "pendulum.gif"
   video.write_video(frames, path, fps)
   np.testing.assert_array_equal(_read(path).shape, (len(frames), video.HEIGHT, video.WIDTH, 3))
+
+
+def test_no_opengl_context_is_one_line_naming_the_fix(monkeypatch):
+  """Where EGL is missing, MuJoCo's renderer fails to start: one line naming MUJOCO_GL and
+  the packages to install (osmesa the fallback), not a traceback. A one-geom model stands in
+  for a Brax env: nothing is compiled."""
+  import mujoco
+
+  class _NoContext:
+    def __init__(self, *args, **kwargs):
+      raise RuntimeError("Cannot initialize a EGL device display.\nsecond line")
+
+  class _Env:
+    sys = type("Sys", (), {"mj_model": mujoco.MjModel.from_xml_string(
+        "<mujoco><worldbody><geom size='0.1'/></worldbody></mujoco>")})()
+
+  monkeypatch.setattr(mujoco, "Renderer", _NoContext)
+  monkeypatch.setenv("MUJOCO_GL", "egl")
+  with pytest.raises(ConfigError) as error:
+    video.mujoco_frames(_Env(), None)
+  message = str(error.value)
+  assert "\n" not in message and "MUJOCO_GL='egl'" in message
+  assert "Cannot initialize a EGL device display" in message and "MUJOCO_GL=osmesa" in message
