@@ -57,10 +57,20 @@ def check_video_path(path: str | Path, flag: str = "--video") -> Path:
   return path
 
 
+class Pose(NamedTuple):
+  """What MuJoCo's renderer needs of a Brax pipeline state (not the whole state: contacts and
+  body frames of 1000 humanoid steps would take hundreds of MB)."""
+
+  q: jax.Array  # [nq] joint positions
+  qd: jax.Array  # [nv] joint velocities
+
+
 class Episode(NamedTuple):
   """One episode from reset, cut after its last step. T = `length`."""
 
-  pipeline_states: Any  # pytree of [T+1, ...]: reset's, then each step's (None: pure JAX)
+  # [T+1, ...]: reset's, then each step's: a `Pose` for a Brax env, else the env's own
+  # pipeline state (None for the package's envs, gymnax's state for gymnax's)
+  pipeline_states: Any
   obs: np.ndarray  # [T+1, O]
   actions: np.ndarray  # [T, A], the env's actions
   rewards: np.ndarray  # [T]
@@ -72,6 +82,11 @@ def play_episode(env, policy: Callable[[jax.Array, jax.Array], jax.Array], key: 
   """One episode of `policy(obs, key) -> action` from `env.reset`, at most `horizon` steps,
   as one jitted scan; the steps after `done` are computed and cut off on the host."""
   k_reset, k_act = jax.random.split(key)
+  physics = _physics_env(env) is not None
+
+  def kept(state):  # what a frame is drawn from, besides the observation
+    pipeline = state.pipeline_state
+    return Pose(pipeline.q, pipeline.qd) if physics else pipeline
 
   @jax.jit
   def run(k_reset, k_act):
@@ -82,19 +97,20 @@ def play_episode(env, policy: Callable[[jax.Array, jax.Array], jax.Array], key: 
       action = policy(state.obs, jax.random.fold_in(k_act, t))
       state = env.step(state, action)
       # `done` before this step: 1 for the steps past the end of the episode
-      return (state, jnp.maximum(done, state.done)), (state, action, done)
+      return ((state, jnp.maximum(done, state.done)),
+              (kept(state), state.obs, state.reward, action, done))
 
-    _, (states, actions, done_before) = jax.lax.scan(step, (first, first.done),
-                                                     jnp.arange(horizon))
-    return first, states, actions, done_before
+    _, steps = jax.lax.scan(step, (first, first.done), jnp.arange(horizon))
+    return (kept(first), first.obs), steps
 
-  first, states, actions, done_before = jax.device_get(run(k_reset, k_act))
+  (first_kept, first_obs), steps = jax.device_get(run(k_reset, k_act))
+  step_kept, obs, rewards, actions, done_before = steps
   length = int(np.sum(np.asarray(done_before) == 0))
   stacked = jax.tree.map(lambda a, b: np.concatenate([np.asarray(a)[None], b[:length]]),
-                         first.pipeline_state, states.pipeline_state)
-  obs = np.concatenate([np.asarray(first.obs)[None], np.asarray(states.obs)[:length]])
-  return Episode(stacked, obs, np.asarray(actions)[:length],
-                 np.asarray(states.reward)[:length], length)
+                         first_kept, step_kept)
+  obs = np.concatenate([np.asarray(first_obs)[None], np.asarray(obs)[:length]])
+  return Episode(stacked, obs, np.asarray(actions)[:length], np.asarray(rewards)[:length],
+                 length)
 
 
 def _physics_env(env) -> PipelineEnv | None:

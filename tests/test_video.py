@@ -115,6 +115,10 @@ def test_brax_inverted_pendulum_is_rendered_by_mujoco_headless(tmp_path):
   display; pushing the cart moves it across the frame."""
   env = envs.make_env("inverted_pendulum")
   episode = video.play_episode(env, _constant([1.0]), jax.random.PRNGKey(0), 6)
+  # only the pose is kept of each pipeline state: q = [cart position, pole angle]
+  assert isinstance(episode.pipeline_states, video.Pose)
+  assert episode.pipeline_states.q.shape == (episode.length + 1, 2)
+  assert episode.pipeline_states.q[-1, 0] > episode.pipeline_states.q[0, 0]  # pushed right
   frames, fps = video.render(env, episode, "inverted_pendulum")
   assert (len(frames), fps) == (episode.length + 1, pytest.approx(1 / env.dt))
   assert frames[0].shape == (video.HEIGHT, video.WIDTH, 3) and frames[0].max() > 0
