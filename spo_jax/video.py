@@ -192,11 +192,12 @@ def _draw_matrix_game(ax, episode: Episode, t: int) -> None:
 
 
 def _draw_pendulum(ax, episode: Episode, t: int) -> None:
-  """obs = [cos theta, sin theta, theta_dot], theta = 0 upright (gymnax's Pendulum-v1)."""
+  """obs = [cos theta, sin theta, theta_dot], theta = 0 upright and counter-clockwise
+  positive (gymnax's Pendulum-v1, drawn as Gym draws it: the tip at (-sin, cos))."""
   cos, sin = episode.obs[t, 0], episode.obs[t, 1]
   ax.set_xlim(-1.2, 1.2)
   ax.set_ylim(-1.2, 1.2)
-  ax.plot([0.0, sin], [0.0, cos], color="tab:orange", lw=5)
+  ax.plot([0.0, -sin], [0.0, cos], color="tab:orange", lw=5)
   ax.plot(0.0, 0.0, marker="o", color="k")
 
 
