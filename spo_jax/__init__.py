@@ -5,7 +5,13 @@ Sample N trajectories from the policy, let a teacher compare them pairwise, rewa
 its win rate, improve the policy with jit-compiled PPO.
 """
 
-from spo_jax import _quiet  # noqa: F401  (must come first: hides import-time notices)
+import os
+
+# MuJoCo picks its OpenGL platform once, when first imported (Brax imports it): EGL renders
+# without a display (spo-eval --video, spo_jax/video.py). A user's own setting is kept.
+os.environ.setdefault("MUJOCO_GL", "egl")
+
+from spo_jax import _quiet  # noqa: F401  (first of ours: hides import-time notices)
 from spo_jax.checkpoint import load_policy
 from spo_jax.config import PRESETS, Config, ConfigError, default_config, preset, validate
 from spo_jax.envs import Balance, MatrixGame, PointReach, make_env

@@ -525,6 +525,11 @@ def main(argv: list[str] | None = None) -> int:
       seeds = [1, *seeds]  # sequential runs are extrapolated from S = 1
     if args.repeats < 1:
       raise BenchError(f"--repeats {args.repeats} must be >= 1")
+    from spo_jax.envs import require_family
+
+    # brax:hopper is hopper; gymnax's envs and other families are not benchmarked here (the
+    # raw-physics and Brax PPO contenders are written for Brax's and the package's envs)
+    args.env = require_family(args.env, ("package", "brax"), "spo-bench")
     config = preset(args.env).replace(num_envs=args.num_envs, iterations_per_call=1)
     if args.episode_length:
       config = config.replace(episode_length=args.episode_length)

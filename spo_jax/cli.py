@@ -133,7 +133,7 @@ def parse_train_args(argv: list[str]) -> TrainCommand:
   captured = io.StringIO()
   try:
     with contextlib.redirect_stderr(captured):
-      return tyro.cli(
+      command = tyro.cli(
           TrainCommand, args=argv, default=TrainCommand(base, RunOptions(), LogOptions()),
           config=(tyro.conf.OmitArgPrefixes,), prog="spo-train",
           description="Train a policy by Self-Play Preference Optimization (SPO; Swamy et al., "
@@ -145,6 +145,9 @@ def parse_train_args(argv: list[str]) -> TrainCommand:
       sys.stderr.write(captured.getvalue())
       raise
     _fail(one_line_parse_error(captured.getvalue()))
+  # --env brax:hopper trains hopper: the run records the name presets and spo-eval know it by
+  return dataclasses.replace(
+      command, config=command.config.replace(env=envs.canonical_env_name(command.config.env)))
 
 
 def registered_plugins() -> str:

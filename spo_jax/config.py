@@ -496,7 +496,13 @@ PRESETS: dict[str, Config] = {
 
 
 def preset(env: str) -> Config:
-  """The preset for `env`; environments without one get the defaults with `env` set."""
+  """The preset for `env`; environments without one get the defaults with `env` set. A family
+  name of a registered env is read as that env: `preset('brax:hopper')` is `preset('hopper')`
+  (`envs.canonical_env_name`)."""
+  if isinstance(env, str) and ":" in env:
+    from spo_jax import envs  # only for family names: `import spo_jax.config` stays light
+
+    env = envs.canonical_env_name(env)
   if env in PRESETS:
     return PRESETS[env]
   return Config(env=env)

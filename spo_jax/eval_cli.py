@@ -2,7 +2,8 @@
 
   spo-eval RUN_DIR [--episodes 16] [--step N] [--seed-index i] [--stochastic] [--seed 0]
            [--against OTHER_RUN [--against-step M] [--against-seed-index j]] [--teacher EXPR]
-           [--save-rollout out.html] [--json out.json] [--env-class MODULE:CLASS]
+           [--save-rollout out.html] [--video out.mp4|out.gif [--video-steps N]]
+           [--json out.json] [--env-class MODULE:CLASS]
 
 Prints what trained the policy (provenance.json: spo_jax version and git commit, dirty flag,
 library versions, devices; spo_jax/provenance.py) and the ground-truth return (mean, std,
@@ -18,6 +19,10 @@ or `--teacher EXPR` with the run's teacher parameters.
 (`brax.io.html.render`), which loads three.js and the viewer from unpkg.com and
 cdn.jsdelivr.net when opened, so it needs network access; for the package's pure-JAX envs
 (no physics system to draw), a JSON (or .npz) of observations, actions and rewards instead.
+`--video PATH` (.mp4 or .gif) renders one episode of the policy to a video offline, with no
+display and no network (spo_jax/video.py): MuJoCo's renderer for Brax envs, a matplotlib
+drawing for the package's pure-JAX envs and gymnax's; `--video-steps N` stops it after N
+steps (default: the whole episode, up to the evaluation horizon).
 A run trained on the user's own env object (`train(config, env=MyEnv())`; its policy.json
 names the class) needs `--env-class MODULE:CLASS`: the class is imported and built with no
 arguments, and its sizes checked against the policy's (it may also replace the env of a
@@ -229,7 +234,9 @@ def run_eval(args: argparse.Namespace) -> dict[str, Any]:
   other = None
   if args.against is not None:
     other = locate(args.against, args.against_step, args.against_seed_index)
-    if other.config.env != saved.config.env:
+    from spo_jax.envs import canonical_env_name
+
+    if canonical_env_name(other.config.env) != canonical_env_name(saved.config.env):
       raise ConfigError(f"cannot compare: '{saved.run_dir}' trained on {saved.config.env} and "
                         f"'{other.run_dir}' on {other.config.env}; --against needs a run of "
                         "the same environment")
@@ -237,6 +244,12 @@ def run_eval(args: argparse.Namespace) -> dict[str, Any]:
     teachers_lib.check_teacher_name(args.teacher)
   if args.save_rollout is not None and Path(args.save_rollout).is_dir():
     raise ConfigError(f"--save-rollout '{args.save_rollout}' is a directory; give a file path")
+  if args.video is not None:
+    from spo_jax.video import check_video_path
+
+    check_video_path(args.video)
+  if args.video_steps is not None and args.video_steps < 1:
+    raise ConfigError(f"--video-steps {args.video_steps} must be at least 1")
   env = None
   if args.env_class is not None:
     from spo_jax.envs import from_class_path
@@ -290,6 +303,11 @@ def run_eval(args: argparse.Namespace) -> dict[str, Any]:
   if args.save_rollout is not None:
     result["rollout_note"] = save_rollout(setup, params, Path(args.save_rollout), k_show,
                                           deterministic)
+  if args.video is not None:
+    from spo_jax.video import save_video
+
+    result["video_note"] = save_video(setup, params, Path(args.video), k_show, deterministic,
+                                      args.video_steps)
   return result
 
 
@@ -317,8 +335,9 @@ def _report(r: dict[str, Any]) -> str:
                  f"{r['win_rate']:.3f} ± {r['win_rate_stderr']:.3f} (teacher {r['teacher']}, "
                  f"{r['num_labels']} labelled pairs; returns from the same reset states: "
                  f"{r['duel_return_mean']:.2f} vs {r['against_return_mean']:.2f})")
-  if "rollout_note" in r:
-    lines.append(f"  {r['rollout_note']}")
+  for note in ("rollout_note", "video_note"):
+    if note in r:
+      lines.append(f"  {r[note]}")
   if "provenance_error" in r:
     lines.append(f"  provenance: unreadable ({r['provenance_error']})")
   else:
@@ -349,6 +368,10 @@ def main(argv: list[str] | None = None) -> None:
                       help="teacher for --against (default: the run's), e.g. bradley_terry")
   parser.add_argument("--save-rollout", default=None, metavar="PATH",
                       help="write one episode: HTML viewer (Brax envs) or JSON/.npz")
+  parser.add_argument("--video", default=None, metavar="PATH",
+                      help="render one episode to a video (.mp4 or .gif), offline and headless")
+  parser.add_argument("--video-steps", type=int, default=None, metavar="N",
+                      help="stop the video after N steps (default: the whole episode)")
   parser.add_argument("--json", default=None, metavar="PATH", help="write the results as JSON")
   parser.add_argument("--env-class", default=None, metavar="MODULE:CLASS",
                       help="the env to act in, built as CLASS() after importing MODULE: needed "

@@ -112,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
                      args.num_evals)
   except BenchError as error:
     return _fail(str(error))
-  out = Path(args.out or f"bench_results/learning-{args.env}")
+  out = Path(args.out or f"bench_results/learning-{plan['env']}")
   plan.update(machine=describe_machine(), versions=versions())
   try:
     _prepare_out(out, plan, args.overwrite)

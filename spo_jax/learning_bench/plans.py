@@ -137,8 +137,12 @@ def make_plan(env: str, backend_flag: str | None, budget: int, seeds_text: str,
   """
   from spo_jax import brax_ppo
   from spo_jax.config import ConfigError, preset, validate
-  from spo_jax.envs import known_env_names
+  from spo_jax.envs import known_env_names, require_family
 
+  try:  # brax:hopper is hopper; gymnax and other families have no learning-bench settings
+    env = require_family(env, ("package", "brax"), "spo-learning-bench")
+  except ConfigError as error:
+    raise BenchError(str(error)) from None
   seeds = parse_seeds(seeds_text)
   contenders = parse_contenders(contenders_text, backend_flag)
   names = [n for n, _ in contenders]

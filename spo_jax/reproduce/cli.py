@@ -122,6 +122,14 @@ def check_arguments(args: argparse.Namespace) -> list[Run]:
   if args.scale not in SCALES:
     raise UsageError(f"unknown scale {args.scale!r}; valid: {', '.join(SCALES)}")
   plan = scale_plan(args.scale, args.tiny)
+  if args.env is not None and ":" in args.env:
+    from spo_jax.config import ConfigError
+    from spo_jax.envs import require_family
+
+    try:  # brax:hopper is hopper; the plans name no env of another family
+      args.env = require_family(args.env, ("package", "brax"), "spo-reproduce")
+    except ConfigError as error:
+      raise UsageError(str(error)) from None
   if args.env is not None and args.env not in plan.envs:
     where = "--tiny" if args.tiny else f"--scale {args.scale}"
     raise UsageError(f"unknown env {args.env!r} for {where}; valid: "
