@@ -244,8 +244,8 @@ class Config:
   the end."""
   keep_checkpoints: int = 3
   """Checkpoints kept on disk (the newest ones); 0 keeps every one. The time-averaged policy
-  of a multi-step run (`best_response.load_frozen(run, 'mixture')`) mixes the kept checkpoints, so a run
-  whose average is measured keeps them all (or as many iterates as the mixture should hold)."""
+  of a multi-step run (`best_response.load_frozen(run, 'mixture')`) mixes the kept
+  checkpoints, so a run whose average is measured keeps them all."""
   target_return: float | None = None
   """Stop early once the evaluation return reaches this value (None: never)."""
 
