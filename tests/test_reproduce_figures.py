@@ -20,6 +20,8 @@ def _synthetic_finals(rng) -> pd.DataFrame:
                    "measure": measure, "value": float(value)})
 
   for method in ("spo", "rm"):
+    if method == "spo":  # the soft-label reference appears in Q3 too
+      add("q3", "mistake", "spo_soft", "final_eval_return", rng.normal(size=5), 0.2)
     for k in range(3):
       add("q1", "control", method, f"rater_{k}", rng.normal(size=5))
       add("q1", "matrix_game", method, f"prob_last_{k}", rng.dirichlet(np.ones(3))[:1].repeat(5))
@@ -38,10 +40,10 @@ def _synthetic_finals(rng) -> pd.DataFrame:
 
 def _synthetic_results() -> pd.DataFrame:
   rows = []
-  for method in ("spo", "rm", "ppo"):
+  for method in ("spo", "rm", "ppo", "spo_soft"):
     for seed in range(5):
       for it in range(1, 11):
-        if method != "ppo":
+        if method in ("spo", "rm"):
           rows.append({"question": "q1", "run": f"matrix-{method}", "method": method,
                        "setting": "matrix_game", "level": None, "env": "matrix_game",
                        "seed": seed, "iteration": it, "step": 64 * it,
@@ -50,7 +52,8 @@ def _synthetic_results() -> pd.DataFrame:
         rows.append({"question": "q2", "run": f"oracle-{method}", "method": method,
                      "setting": "oracle", "level": None, "env": "point_reach", "seed": seed,
                      "iteration": it, "step": 100 * it, "eval/episode_reward": it + seed,
-                     "train/total_queries": 0 if method == "ppo" else 15 * it})
+                     "train/total_queries": 0 if method == "ppo" else 15 * it,
+                     "train/total_feedback": 0 if method == "ppo" else 12 * it})
   return pd.DataFrame(rows)
 
 

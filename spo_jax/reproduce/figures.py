@@ -16,7 +16,12 @@ import numpy as np
 from spo_jax.plotting import draw_band
 from spo_jax.reproduce.analysis import curve_iqm, exact_minimax_winner
 from spo_jax.reproduce.extras import require
-from spo_jax.reproduce.plans import DEFAULT_TABLE, METHOD_COLORS, METHOD_LABELS
+from spo_jax.reproduce.plans import (
+    DEFAULT_TABLE,
+    METHOD_COLORS,
+    METHOD_LABELS,
+    REFERENCE_METHODS,
+)
 
 # What Q4's figure shows of each teacher: the measure `running.teacher_properties` names.
 Q4_PROPERTY = {"constraint": "satisfied", "deadline": "reached", "peak": "peak",
@@ -150,18 +155,19 @@ def _q2(plt, res, save: Callable) -> None:
   fig, axes = plt.subplots(len(settings), 2, figsize=(11, 4 * len(settings)), squeeze=False)
   for row, setting in enumerate(settings):
     part = res[res["setting"] == setting]
-    for method in ("spo", "rm", "ppo"):
+    for method in ("spo", "rm", "ppo", "spo_soft"):
       sel = part["method"] == method
+      style = _style(method)
       band(axes[row, 0], part, sel, "step", "eval/episode_reward", METHOD_LABELS[method],
-           METHOD_COLORS[method])
+           METHOD_COLORS[method], style)
       if method != "ppo":
-        band(axes[row, 1], part, sel, "train/total_queries", "eval/episode_reward",
-             METHOD_LABELS[method], METHOD_COLORS[method])
+        band(axes[row, 1], part, sel, "train/total_feedback", "eval/episode_reward",
+             METHOD_LABELS[method], METHOD_COLORS[method], style)
     env = part["env"].iloc[0]
     axes[row, 0].set(xlabel="env steps", ylabel="true return (IQM, 95% CI)",
                      title=f"{env}: return vs env steps")
-    axes[row, 1].set(xlabel="preference queries", ylabel="true return (IQM, 95% CI)",
-                     title=f"{env}: return vs queries (PPO asks none)")
+    axes[row, 1].set(xlabel="labels consumed", ylabel="true return (IQM, 95% CI)",
+                     title=f"{env}: return vs labels (PPO asks none; dashed: reference)")
     axes[row, 1].set_xscale("symlog")
     for ax in axes[row]:
       ax.legend(fontsize=8)
@@ -174,7 +180,7 @@ def _q3(plt, stats: list[dict[str, Any]], save: Callable) -> None:
   fig, axes = plt.subplots(1, 2, figsize=(11, 4))
   for ax, setting, xlabel in ((axes[0], "bradley_terry", "beta (lower = noisier)"),
                               (axes[1], "mistake", "epsilon (higher = noisier)")):
-    for method in ("spo", "rm"):
+    for method in ("spo", "rm", "spo_soft"):
       rows = sorted((r for r in stats if r["setting"] == setting and r["method"] == method
                      and r["measure"] == "final_eval_return"), key=lambda r: r["level"])
       if not rows:
@@ -183,6 +189,7 @@ def _q3(plt, stats: list[dict[str, Any]], save: Callable) -> None:
                   yerr=[[r["iqm"] - r["lower"] for r in rows],
                         [r["upper"] - r["iqm"] for r in rows]],
                   marker="o", capsize=3, color=METHOD_COLORS[method],
+                  linestyle=_style(method),
                   label=f"{METHOD_LABELS[method]} (n={rows[0]['seeds']})")
     if setting == "bradley_terry":
       ax.set_xscale("log")
@@ -190,6 +197,11 @@ def _q3(plt, stats: list[dict[str, Any]], save: Callable) -> None:
            title=f"{setting}: return vs noise")
     ax.legend(fontsize=8)
   save(fig, "q3_noise.png")
+
+
+def _style(method: str) -> str:
+  """Dashed for a reference run (soft-label SPO), solid for the equal-label competitors."""
+  return "--" if method in REFERENCE_METHODS else "-"
 
 
 def _q4(plt, stats: list[dict[str, Any]], save: Callable) -> None:

@@ -45,6 +45,14 @@ def measure_label(measure: str) -> str:
   return MEASURE_LABELS.get(measure, measure.replace("_", " "))
 
 
+EQUAL_LABELS = (
+    "Equal labels: SPO draws k random opponents per trajectory and one Bernoulli label per "
+    "query (N k labels per iteration), the reward model labels N k pairs per iteration, so "
+    "both have consumed the same labels at every iteration (`train/total_feedback`). "
+    "\"SPO, soft labels, all pairs\" is a noise-free reference (the teacher's probability "
+    "itself, N (N - 1) / 2 queries per iteration), not a competitor.")
+
+
 def markdown_table(rows: list[dict[str, Any]]) -> str:
   """A markdown table of `analysis.summarize` rows, numbers to 3 decimals."""
   if not rows:
@@ -70,6 +78,8 @@ def question_block(question: str, command: str, stats: list[dict[str, Any]],
   if seconds is not None:
     lines[-1] += f" Wall time of the runs (this invocation): {seconds / 60:.1f} min."
   lines.append("")
+  if question in ("q2", "q3"):
+    lines += [EQUAL_LABELS, ""]
   if question == "q1" and table is not None:
     winner = exact_minimax_winner(table)
     if winner is not None:
