@@ -39,7 +39,7 @@ from spo_jax import networks as nets
 from spo_jax import teachers as teachers_lib
 from spo_jax.config import Config, ConfigError
 from spo_jax.evaluate import PolicyParams, rollout_policy
-from spo_jax.iteration import make_functions, policy_params
+from spo_jax.iteration import TrainState, make_functions, policy_params
 from spo_jax.rollout import PolicyFn, RolloutResult, rollout
 from spo_jax.teachers import TeacherProtocol, ask
 from spo_jax.winrate import place_rewards
@@ -59,7 +59,13 @@ class FrozenPolicy(NamedTuple):
 
   @property
   def num_iterates(self) -> int:
+    """M, for unseeded params [M, ...]."""
     return int(jax.tree.leaves(self.params)[0].shape[0])
+
+  @property
+  def num_iterates_per_seed(self) -> int:
+    """M, for params with a seed axis [S, M, ...] (`exploitability_over_seeds`)."""
+    return int(jax.tree.leaves(self.params)[0].shape[1])
 
 
 def mixture_indices(key: jax.Array, num_episodes: int, num_iterates: int) -> jax.Array:
@@ -119,11 +125,18 @@ class BestResponseReward:
   """Reward source of the responder (`reward_sources.RewardSource`): each iteration rolls out
   N fresh episodes of the frozen policy and rewards responder trajectory i with
   P(responder_i > frozen_i) - 1/2, placed over its steps as SPO places a centred win rate
-  (`winrate.place_rewards`), so the discounted return at t = 0 is exactly that preference."""
+  (`winrate.place_rewards`), so the discounted return at t = 0 is exactly that preference.
+
+  Its state (`TrainState.reward_state`) is the frozen policy's stacked parameters
+  (`FrozenPolicy.params`, leaves [M, ...]), put there by `exploitability` after `init`: a
+  traced value, so one compiled iteration serves every seed and every frozen policy of the
+  same shapes, vmapped over seeds like training."""
 
   env: Env
   teacher: TeacherProtocol
-  frozen: FrozenPolicy
+  networks: nets.Networks  # the frozen policy's
+  normalize_observations: bool
+  deterministic: bool
   num_envs: int
   horizon: int
   placement: str = "discounted"
@@ -131,13 +144,16 @@ class BestResponseReward:
   uses_teacher = True
   segment_length = 0
 
+  def frozen(self, params: PolicyParams) -> FrozenPolicy:
+    return FrozenPolicy(self.networks, params, self.normalize_observations, self.deterministic)
+
   def init(self, key: jax.Array, summary_template: Any) -> Any:
     del key, summary_template
-    return ()
+    return ()  # replaced by the frozen parameters (`exploitability`)
 
   def rewards(self, state: Any, result: RolloutResult, key: jax.Array):
     k_pick, k_rollout, k_teacher = jax.random.split(key, 3)
-    policy_fn, _ = frozen_policy_fn(self.frozen, k_pick, self.num_envs)
+    policy_fn, _ = frozen_policy_fn(self.frozen(state), k_pick, self.num_envs)
     opponents = rollout(self.env, policy_fn, k_rollout, self.num_envs, self.horizon,
                         self.teacher)
     pref, labelled = paired_preferences(self.teacher, result, opponents, k_teacher)
@@ -188,43 +204,69 @@ def exploitability(frozen: FrozenPolicy, env: Env, teacher: TeacherProtocol, con
   in training; the responder samples its actions, as PPO trained it) give the mean
   preference minus 1/2.
   """
+  seeded = frozen._replace(params=jax.tree.map(lambda x: x[None], frozen.params))
+  return exploitability_over_seeds(seeded, env, teacher, config, key[None],
+                                   iterations=iterations, eval_episodes=eval_episodes)[0]
+
+
+def exploitability_over_seeds(frozen: FrozenPolicy, env: Env, teacher: TeacherProtocol,
+                              config: Config, keys: jax.Array, *, iterations: int,
+                              eval_episodes: int = 64) -> list[ExploitabilityResult]:
+  """`exploitability` of S frozen policies at once: `frozen.params` leaves [S, M, ...] (seed
+  s's mixture of M iterates), `keys` [S]; one responder per seed, all vmapped in one
+  compiled iteration (as `train` vmaps seeds). Returns one result per seed."""
+  from spo_jax.setup import over_seeds
+
   if iterations < 0 or eval_episodes < 2:
     raise ConfigError(f"best response: iterations = {iterations} must be >= 0 and "
                       f"eval_episodes = {eval_episodes} >= 2")
+  num_seeds = int(keys.shape[0])
   obs_size = envs_lib.observation_size(env)
   networks = nets.make_networks(obs_size, env.action_size, config.policy_hidden_sizes,
                                 config.value_hidden_sizes, config.activation,
                                 config.init_log_std, discrete=nets.has_discrete_actions(env))
   spec = teachers_lib.env_spec(env, config.episode_length, "")
   horizon = config.episode_length
-  source = BestResponseReward(env, teacher, frozen, config.num_envs, horizon,
+  source = BestResponseReward(env, teacher, frozen.networks, frozen.normalize_observations,
+                              frozen.deterministic, config.num_envs, horizon,
                               config.reward_placement, config.discount)
   fns = make_functions(config.replace(iterations_per_call=1), env, teacher, networks, spec,
                        source=source)
 
-  @jax.jit
-  def evaluate(params: PolicyParams, k: jax.Array) -> jax.Array:
+  def init(key: jax.Array, frozen_params: PolicyParams) -> TrainState:
+    return fns.init(key)._replace(reward_state=frozen_params)
+
+  def evaluate(state: TrainState, k: jax.Array) -> jax.Array:
     k_pick, k_responder, k_frozen, k_teacher = jax.random.split(k, 4)
-    responder = rollout_policy(networks, params, config.normalize_observations,
+    responder = rollout_policy(networks, policy_params(state), config.normalize_observations,
                                deterministic=False)
-    opponent, _ = frozen_policy_fn(frozen, k_pick, eval_episodes)
+    opponent, _ = frozen_policy_fn(source.frozen(state.reward_state), k_pick, eval_episodes)
     # Independent reset states, as in training and as SPO's win rates compare trajectories.
     a = rollout(env, responder, k_responder, eval_episodes, horizon, teacher)
     b = rollout(env, opponent, k_frozen, eval_episodes, horizon, teacher)
     return paired_preferences(teacher, a, b, k_teacher)[0]
 
-  k_init, k_start, k_end = jax.random.split(key, 3)
-  state = jax.jit(fns.init)(k_init)
-  start, start_interval = _estimate(evaluate(policy_params(state), k_start))
-  step = jax.jit(fns.iteration)
+  init_s = jax.jit(over_seeds(init, num_seeds))
+  step = jax.jit(over_seeds(fns.iteration, num_seeds))
+  evaluate_s = jax.jit(over_seeds(evaluate, num_seeds))
+  k_init, k_start, k_end = (jax.vmap(lambda k, i=i: jax.random.fold_in(k, i))(keys)
+                            for i in range(3))
+  state = init_s(k_init, frozen.params)
+  start = np.asarray(evaluate_s(state, k_start))  # [S, E]
   curve = []
   for _ in range(iterations):
     state, metrics = step(state)
-    curve.append(float(metrics["train/preference"][0]) - 0.5)
-  estimate, interval = _estimate(evaluate(policy_params(state), k_end))
-  return ExploitabilityResult(estimate, interval, start, start_interval,
-                              np.asarray(curve, np.float64), iterations, eval_episodes,
-                              frozen.num_iterates)
+    curve.append(np.asarray(metrics["train/preference"])[:, 0] - 0.5)  # [S]
+  end = np.asarray(evaluate_s(state, k_end))
+  curves = np.stack(curve, axis=1) if curve else np.zeros((num_seeds, 0))
+  results = []
+  for s in range(num_seeds):
+    estimate, interval = _estimate(end[s])
+    begin, begin_interval = _estimate(start[s])
+    results.append(ExploitabilityResult(estimate, interval, begin, begin_interval,
+                                        curves[s].astype(np.float64), iterations,
+                                        eval_episodes, int(frozen.num_iterates_per_seed)))
+  return results
 
 
 def load_frozen(run_dir: str | Path, target: str = "last", seed_index: int = 0,
@@ -253,6 +295,18 @@ def load_frozen(run_dir: str | Path, target: str = "last", seed_index: int = 0,
   stacked = jax.tree.map(lambda *xs: jnp.stack(xs), *[one.params for one in loaded])
   return FrozenPolicy(loaded[0].networks, stacked, config.normalize_observations,
                       deterministic, tuple(one.step for one in loaded))
+
+
+def load_frozen_seeds(run_dir: str | Path, target: str = "last", env: Env | None = None,
+                      deterministic: bool = True) -> FrozenPolicy:
+  """Every seed of a run as frozen policies, params leaves [S, M, ...] (`load_frozen` per
+  seed, stacked), for `exploitability_over_seeds`."""
+  from spo_jax.checkpoint import find_checkpoint_dir, read_run_config
+
+  config = read_run_config(find_checkpoint_dir(run_dir).parent)
+  seeds = [load_frozen(run_dir, target, s, env, deterministic) for s in range(config.num_seeds)]
+  stacked = jax.tree.map(lambda *xs: jnp.stack(xs), *[f.params for f in seeds])
+  return seeds[0]._replace(params=stacked)
 
 
 def run_exploitability(run_dir: str | Path, target: str = "last", *, iterations: int,

@@ -141,3 +141,21 @@ def test_mixture_of_a_run_dir_and_its_exploitability(tmp_path):
   assert -0.5 <= result.start <= 0.5 and -0.5 <= result.estimate <= 0.5
   with pytest.raises(spo_jax.ConfigError, match="target"):
     br.load_frozen(tmp_path / "all", "average")
+
+
+def test_seeds_vmapped_each_face_their_own_frozen_policy():
+  """Two seeds in one compiled call, seed 0 against the violating walker and seed 1 against
+  the compliant one (params [S, M, ...]): with no training, each seed's start equals the
+  single-seed measurement with its key (so seed s really faces policy s)."""
+  setup = build(CONFIG)
+  fast, compliant = _frozen(_to_target(0.99)), _frozen(_to_target(0.6))
+  both = fast._replace(params=jax.tree.map(lambda a, b: jnp.stack([a, b]), fast.params,
+                                           compliant.params))
+  keys = jax.random.split(jax.random.PRNGKey(5), 2)
+  together = br.exploitability_over_seeds(both, setup.env, setup.teacher, CONFIG, keys,
+                                          iterations=0, eval_episodes=64)
+  alone = [br.exploitability(f, setup.env, setup.teacher, CONFIG, k, iterations=0,
+                             eval_episodes=64) for f, k in zip((fast, compliant), keys,
+                                                                strict=True)]
+  assert [r.start for r in together] == pytest.approx([r.start for r in alone], abs=1e-6)
+  assert together[0].start > together[1].start + 0.1
