@@ -173,3 +173,17 @@ def test_equal_label_configs_consume_equal_labels_per_iteration():
     _, metrics = jax.jit(setup.fns.iteration)(state)
     labels[method] = int(metrics["train/num_labels"][0])
   assert labels == {"spo": 6, "rm": 6, "spo_soft": 15}
+
+
+@pytest.mark.parametrize("scale", ["cpu", "gpu", "tiny"])
+def test_q1_control_keeps_every_checkpoint_and_asks_for_exploitability(scale):
+  """SPO's last iterate and mixture, RM's policy, each measured by a best response of the
+  plan's iterations; every checkpoint is kept, one per `mixture_every` iterations."""
+  plan = plans.PLANS[scale]
+  control = {r.method: r for r in plans.plan_runs("q1", scale, 2, tiny=scale == "tiny")
+             if r.setting == "control"}
+  assert control["spo"].exploit == ("last", "mixture") and control["rm"].exploit == ("last",)
+  for run in control.values():
+    assert run.exploit_iterations == plan.br_iterations >= 1
+    assert run.config.keep_checkpoints == 0
+    assert run.config.checkpoint_every == plan.mixture_every >= 1

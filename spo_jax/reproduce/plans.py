@@ -48,6 +48,10 @@ class Run(NamedTuple):
   level: float | None  # Q3: beta or epsilon; None elsewhere
   config: Any  # spo_jax.Config
   measure: bool  # roll out the final policies with the teacher to measure its properties
+  # Q1 control: the frozen policies ('last', 'mixture') whose exploitability a best response
+  # of `exploit_iterations` PPO iterations estimates after training (`best_response.py`).
+  exploit: tuple[str, ...] = ()
+  exploit_iterations: int = 0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -160,6 +164,10 @@ class ScalePlan:
   # Q2/Q3 equal-label budget k: labels per trajectory for SPO (k sampled-label opponents)
   # and N k pairs per iteration for the reward model (`equal_label_configs`).
   labels_per_trajectory: int = 1
+  # Q1 control: PPO iterations of the best response that estimates exploitability, and the
+  # checkpoint spacing (every checkpoint kept) whose iterates form SPO's time-averaged policy.
+  br_iterations: int = 20
+  mixture_every: int = 2
 
 
 PLANS = {
@@ -168,17 +176,18 @@ PLANS = {
                      q4_env="inverted_pendulum", betas=(0.3, 1.0, 3.0),
                      epsilons=(0.0, 0.1, 0.2, 0.3), q4_teachers=("constraint", "deadline"),
                      matrix_iterations=600, final_episodes=32, default_seeds=5,
-                     labels_per_trajectory=2),
+                     labels_per_trajectory=2, br_iterations=20, mixture_every=2),
     "gpu": ScalePlan(envs=GPU_ENVS, control_env="hopper",
                      q2_envs=("ant", "halfcheetah", "hopper", "walker2d", "humanoid"),
                      q3_env="halfcheetah", q4_env="hopper", betas=(0.3, 1.0, 3.0),
                      epsilons=(0.0, 0.1, 0.2, 0.3), q4_teachers=("constraint", "deadline"),
                      matrix_iterations=1000, final_episodes=64, default_seeds=10,
-                     labels_per_trajectory=1),
+                     labels_per_trajectory=1, br_iterations=200, mixture_every=5),
     "tiny": ScalePlan(envs=TINY_ENVS, control_env="point_reach", q2_envs=("point_reach",),
                       q3_env="point_reach", q4_env="point_reach", betas=(1.0,), epsilons=(0.0, 0.2),
                       q4_teachers=("constraint", "deadline"), matrix_iterations=6,
-                      final_episodes=4, default_seeds=3, labels_per_trajectory=1),
+                      final_episodes=4, default_seeds=3, labels_per_trajectory=1,
+                      br_iterations=2, mixture_every=1),
 }
 
 
@@ -224,11 +233,16 @@ def matrix_config(plan: ScalePlan, seeds: int, table: str, tiny: bool):
 def _q1_runs(plan: ScalePlan, base: Callable, env: str | None, seeds: int, table: str,
              tiny: bool) -> list[Run]:
   matrix = matrix_config(plan, seeds, table, tiny)
-  control = base(env if env is not None else plan.control_env).replace(teacher="intransitive")
+  # Every checkpoint kept, one per `mixture_every` iterations: SPO's time-averaged policy is
+  # the uniform mixture of those iterates (`best_response.load_frozen(run, 'mixture')`).
+  control = base(env if env is not None else plan.control_env).replace(
+      teacher="intransitive", checkpoint_every=plan.mixture_every, keep_checkpoints=0)
+  exploit = {"spo": ("last", "mixture"), "rm": ("last",)}
   return ([Run("q1", f"matrix-{m}", m, "matrix_game", None,
                matrix.replace(reward_source=METHODS[m]), False) for m in ("spo", "rm")]
           + [Run("q1", f"control-{m}", m, "control", None,
-                 control.replace(reward_source=METHODS[m]), True) for m in ("spo", "rm")])
+                 control.replace(reward_source=METHODS[m]), True, exploit[m],
+                 plan.br_iterations) for m in ("spo", "rm")])
 
 
 def equal_label_configs(config, labels_per_trajectory: int) -> dict[str, Any]:
