@@ -27,6 +27,10 @@ def _synthetic_finals(rng) -> pd.DataFrame:
       add("q1", "matrix_game", method, f"prob_last_{k}", rng.dirichlet(np.ones(3))[:1].repeat(5))
       add("q1", "matrix_game", method, f"prob_average_{k}", np.full(5, 1 / 3))
     add("q1", "matrix_game", method, "exploitability_last", rng.uniform(size=5) * 0.3)
+    for target in ("last", "mixture") if method == "spo" else ("last",):
+      add("q1", "control", method, f"br_exploitability_{target}", rng.uniform(size=5) * 0.2)
+      add("q1", "control", method, f"br_exploitability_{target}_start",
+          rng.uniform(size=5) * 0.1)
     for beta in (0.3, 1.0, 3.0):
       add("q3", "bradley_terry", method, "final_eval_return", rng.normal(size=5), beta)
     for eps in (0.0, 0.2):
@@ -60,7 +64,8 @@ def _synthetic_results() -> pd.DataFrame:
 def test_figures_of_every_question_on_synthetic_data(tmp_path):
   finals = _synthetic_finals(np.random.default_rng(0))
   results = _synthetic_results()
-  expected = {"q1": ["q1_exploitability.png", "q1_strategies.png", "q1_control.png"],
+  expected = {"q1": ["q1_exploitability.png", "q1_strategies.png", "q1_control.png",
+                     "q1_best_response.png"],
               "q2": ["q2_sample_efficiency.png"], "q3": ["q3_noise.png"],
               "q4": ["q4_nonmarkov.png"]}
   for question, names in expected.items():

@@ -148,6 +148,37 @@ def _q1_control(plt, stats: list[dict[str, Any]], save: Callable) -> None:
   save(fig, "q1_control.png")
 
 
+def _q1_best_response(plt, stats: list[dict[str, Any]], save: Callable) -> None:
+  """Control task: the best-response exploitability of SPO's last iterate and mixture and of
+  RM's policy (solid), beside the untrained responder's value (hatched: the start)."""
+  series = [("SPO, last iterate", "spo", "last"), ("SPO, mixture", "spo", "mixture"),
+            ("RM policy", "rm", "last")]
+  found = []
+  for label, method, target in series:
+    pair = [next((r for r in stats if r["setting"] == "control" and r["method"] == method
+                  and r["measure"] == f"br_exploitability_{target}{suffix}"), None)
+            for suffix in ("", "_start")]
+    if pair[0] is not None:
+      found.append((label, method, pair))
+  if not found:
+    return
+  fig, ax = plt.subplots(figsize=(6, 4))
+  for i, (_, method, (trained, start)) in enumerate(found):
+    for offset, row, hatch in ((-0.2, trained, None), (0.2, start, "//")):
+      if row is None:
+        continue
+      ax.bar(i + offset, row["iqm"], 0.4, yerr=[[row["iqm"] - row["lower"]],
+                                                [row["upper"] - row["iqm"]]],
+             capsize=3, color=METHOD_COLORS[method], hatch=hatch,
+             alpha=0.9 if hatch is None else 0.4)
+  ax.axhline(0.0, color="black", linewidth=0.8)
+  ax.set_xticks(range(len(found)), [f[0] for f in found])
+  ax.set_ylabel("P(best response beats it) - 1/2 (IQM, 95% CI)")
+  ax.set_title(f"exploitability by a best response (n={found[0][2][0]['seeds']}; "
+               "hatched: untrained responder)")
+  save(fig, "q1_best_response.png")
+
+
 def _q2(plt, res, save: Callable) -> None:
   if res.empty:
     return
@@ -224,6 +255,7 @@ def figures(question: str, results, stats: list[dict[str, Any]], out: Path,
   paths. `results` is `analysis.collect`'s DataFrame of evaluations (all questions), `stats`
   the question's `analysis.summarize` rows, `table` Q1's payoff table. A figure whose data
   is missing is not drawn: q1_exploitability.png, q1_strategies.png, q1_control.png,
+  q1_best_response.png,
   q2_sample_efficiency.png, q3_noise.png, q4_nonmarkov.png."""
   plt = _plt()
   qdir = out / question
@@ -241,6 +273,7 @@ def figures(question: str, results, stats: list[dict[str, Any]], out: Path,
     _q1_exploitability(plt, res, table, save)
     _q1_strategies(plt, stats, table, save)
     _q1_control(plt, stats, save)
+    _q1_best_response(plt, stats, save)
   elif question == "q2":
     _q2(plt, res, save)
   elif question == "q3":
