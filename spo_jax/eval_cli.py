@@ -313,7 +313,9 @@ def _exploitability(saved: SavedRun, setup, args: argparse.Namespace, env) -> di
 
   from spo_jax import best_response as br
 
-  frozen = br.load_frozen(saved.run_dir, args.exploitability, saved.seed_index, env)
+  # The frozen iterates act as the evaluation does: their mode, or samples with --stochastic.
+  frozen = br.load_frozen(saved.run_dir, args.exploitability, saved.seed_index, env,
+                          deterministic=not args.stochastic)
   teacher, teacher_name = _teacher(setup, args.teacher)
   verdict = br.exploitability(frozen, setup.env, teacher, saved.config,
                               jax.random.PRNGKey(args.seed), iterations=args.br_iterations,
