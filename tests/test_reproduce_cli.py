@@ -61,6 +61,7 @@ def _bad_table(tmp_path, rows) -> str:
     (["--question", "q2", "--labels-per-trajectory", "32"], "use 1..31"),
     (["--question", "q2", "--tiny", "--labels-per-trajectory", "6"], "use 1..5"),
     (["--labels-per-trajectory", "-1"], "at least one label per trajectory"),
+    (["--question", "q1", "--labels-per-trajectory", "2"], "of q2 and q3 only"),
     (["--question", "q1", "--methods", "ppo"], "no run of q1 uses the methods 'ppo'"),
     (["--seeds", "0"], "--seeds 0 is invalid"),
     (["--seeds", "five"], "invalid int value"),

@@ -141,7 +141,10 @@ def check_arguments(args: argparse.Namespace) -> list[Run]:
     raise UsageError(f"--seeds {args.seeds} is invalid; use 1 or more (5 or more for "
                      "meaningful intervals)")
   methods = _names(args.methods, tuple(METHODS), "method")
-  if args.labels_per_trajectory is not None and {"q2", "q3"} & set(questions):
+  if args.labels_per_trajectory is not None:
+    if not {"q2", "q3"} & set(questions):
+      raise UsageError(f"--labels-per-trajectory sets the equal-label budget of q2 and q3 "
+                       f"only; --question {args.question} has no equal-label runs")
     problem = check_labels_per_trajectory(plan, args.labels_per_trajectory, args.env)
     if problem is not None:
       raise UsageError(problem)
