@@ -12,6 +12,12 @@ import os
 os.environ.setdefault("MUJOCO_GL", "egl")
 
 from spo_jax import _quiet  # noqa: F401  (first of ours: hides import-time notices)
+from spo_jax.best_response import (
+    ExploitabilityResult,
+    FrozenPolicy,
+    load_frozen,
+    run_exploitability,
+)
 from spo_jax.checkpoint import load_policy
 from spo_jax.config import PRESETS, Config, ConfigError, default_config, preset, validate
 from spo_jax.envs import Balance, MatrixGame, PointReach, make_env
@@ -43,11 +49,10 @@ __version__ = "0.1.0"
 
 __all__ = [
     "Balance", "BradleyTerry", "build", "compute_winrates", "Config", "ConfigError",
-    "cyclic_triple_fraction",
-    "default_config", "load_policy", "LogOptions", "make_env", "make_teacher", "make_train",
-    "MatrixGame",
-    "NumericalError", "Oracle", "place_rewards", "PointReach", "PolicyParams", "preset", "PRESETS",
-    "rollout", "RunDirBusy", "RunWriteError", "Teacher", "TeacherContractError", "TeacherStep",
-    "train", "TrainingInterrupted",
+    "cyclic_triple_fraction", "default_config", "ExploitabilityResult", "FrozenPolicy",
+    "load_frozen", "load_policy", "LogOptions", "make_env", "make_teacher", "make_train",
+    "MatrixGame", "NumericalError", "Oracle", "place_rewards", "PointReach", "PolicyParams",
+    "preset", "PRESETS", "rollout", "run_exploitability", "RunDirBusy", "RunWriteError",
+    "Teacher", "TeacherContractError", "TeacherStep", "train", "TrainingInterrupted",
     "TrainState", "Trajectory", "validate", "validate_teacher", "winrate",
 ]

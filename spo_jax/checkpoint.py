@@ -55,7 +55,7 @@ from spo_jax.run_dir import write_text_atomic  # noqa: F401 (re-exported: its ol
 # same order every time, so a run may continue with it switched on or off).
 RESUMABLE_FIELDS = frozenset({
     "num_timesteps", "max_iterations", "eval_every", "eval_every_steps", "num_eval_envs",
-    "checkpoint_every", "target_return", "compaction_factor", "deterministic"})
+    "checkpoint_every", "keep_checkpoints", "target_return", "compaction_factor", "deterministic"})
 
 
 # Files every finished Orbax checkpoint of ours holds (relative to checkpoints/<step>/): the
@@ -143,14 +143,16 @@ def _quiet_orbax():
 
 
 class Checkpointer:
-  """Saves and restores `(TrainState, meta)` under `directory` (keeps the last `max_to_keep`).
+  """Saves and restores `(TrainState, meta)` under `directory` (keeps the last `max_to_keep`;
+  0 or None keeps every checkpoint).
 
   Every save ends with the step's MANIFEST.json; a failed save raises the underlying error
   (an OSError, or Orbax's ValueError that wraps one) after removing its temporary folders.
   """
 
-  def __init__(self, directory: str | Path, max_to_keep: int = 3):
+  def __init__(self, directory: str | Path, max_to_keep: int | None = 3):
     ocp = _ocp()
+    max_to_keep = max_to_keep or None  # Orbax's "keep all"
     self.directory = Path(directory).absolute()
     self._ocp = ocp
     self._manager = ocp.CheckpointManager(

@@ -242,6 +242,10 @@ class Config:
   checkpoint_every: int = 10
   """Save a checkpoint every this many iterations (and always at the end); 0 saves only at
   the end."""
+  keep_checkpoints: int = 3
+  """Checkpoints kept on disk (the newest ones); 0 keeps every one. The time-averaged policy
+  of a multi-step run (`best_response.load_frozen(run, 'mixture')`) mixes the kept
+  checkpoints, so a run whose average is measured keeps them all."""
   target_return: float | None = None
   """Stop early once the evaluation return reaches this value (None: never)."""
 
@@ -402,6 +406,7 @@ def validate(cfg: Config, env: Any = None) -> Config:
   check_int(cfg, "eval_every_steps", 0)
   check_int(cfg, "num_eval_envs", 1)
   check_int(cfg, "checkpoint_every", 0)
+  check_int(cfg, "keep_checkpoints", 0)
   if cfg.target_return is not None:
     check_float(cfg, "target_return", -1e12, 1e12)
   # Checks of the chosen plug-ins' own fields and combinations (e.g. SPO refuses segments

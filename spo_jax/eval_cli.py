@@ -4,6 +4,7 @@
            [--against OTHER_RUN [--against-step M] [--against-seed-index j]] [--teacher EXPR]
            [--save-rollout out.html] [--video out.mp4|out.gif [--video-steps N]]
            [--json out.json] [--env-class MODULE:CLASS]
+           [--exploitability {last,mixture} [--br-iterations 50]]
 
 Prints what trained the policy (provenance.json: spo_jax version and git commit, dirty flag,
 library versions, devices; spo_jax/provenance.py) and the ground-truth return (mean, std,
@@ -14,6 +15,14 @@ and the episode length (mean, std). With
 (`evaluate.head_to_head`: the same reset states for both, every episode of A compared with
 every episode of B; 1/2 = as good as each other), the teacher being the run's own (its config)
 or `--teacher EXPR` with the run's teacher parameters.
+
+`--exploitability last|mixture` trains a best response (`best_response.exploitability`: a
+fresh PPO policy with the run's config, rewarded by the teacher's preference of its trajectory
+over a fresh one of the frozen policy) for `--br-iterations` iterations against the run's last
+iterate or the uniform mixture of its kept checkpoints (one drawn per episode), and reports
+the final mean preference minus 1/2 over `--episodes` pairs (at least 2) with its 95%
+interval, beside the same measure for the untrained responder (the starting value). The
+judge is the run's teacher, or `--teacher EXPR`.
 
 `--save-rollout PATH` writes one episode: for a Brax env, Brax's HTML viewer
 (`brax.io.html.render`), which loads three.js and the viewer from unpkg.com and
@@ -230,6 +239,9 @@ def run_eval(args: argparse.Namespace) -> dict[str, Any]:
 
   if args.episodes < 1:
     raise ConfigError(f"--episodes {args.episodes} must be at least 1")
+  if args.exploitability is not None and (args.br_iterations < 1 or args.episodes < 2):
+    raise ConfigError(f"--exploitability needs --br-iterations >= 1 (got {args.br_iterations}) "
+                      f"and --episodes >= 2 (got {args.episodes})")
   saved = locate(args.run, args.step, args.seed_index)
   other = None
   if args.against is not None:
@@ -300,6 +312,8 @@ def run_eval(args: argparse.Namespace) -> dict[str, Any]:
                    # both policies' returns on the duel's (shared) reset states
                    "duel_return_mean": float(verdict["return_a"]),
                    "against_return_mean": float(verdict["return_b"])})
+  if args.exploitability is not None:
+    result.update(_exploitability(saved, setup, args, env))
   if args.save_rollout is not None:
     result["rollout_note"] = save_rollout(setup, params, Path(args.save_rollout), k_show,
                                           deterministic)
@@ -309,6 +323,23 @@ def run_eval(args: argparse.Namespace) -> dict[str, Any]:
     result["video_note"] = save_video(setup, params, Path(args.video), k_show, deterministic,
                                       args.video_steps)
   return result
+
+
+def _exploitability(saved: SavedRun, setup, args: argparse.Namespace, env) -> dict[str, Any]:
+  """`best_response.exploitability` of the run's last iterate or mixture, as result fields."""
+  import jax
+
+  from spo_jax import best_response as br
+
+  # The frozen iterates act as the evaluation does: their mode, or samples with --stochastic.
+  frozen = br.load_frozen(saved.run_dir, args.exploitability, saved.seed_index, env,
+                          deterministic=not args.stochastic)
+  teacher, teacher_name = _teacher(setup, args.teacher)
+  verdict = br.exploitability(frozen, setup.env, teacher, saved.config,
+                              jax.random.PRNGKey(args.seed), iterations=args.br_iterations,
+                              eval_episodes=args.episodes)
+  return {"exploitability": {**verdict.to_dict(), "target": args.exploitability,
+                             "teacher": teacher_name, "steps": list(frozen.steps)}}
 
 
 def _provenance(run_dir: Path) -> dict[str, Any]:
@@ -335,6 +366,13 @@ def _report(r: dict[str, Any]) -> str:
                  f"{r['win_rate']:.3f} ± {r['win_rate_stderr']:.3f} (teacher {r['teacher']}, "
                  f"{r['num_labels']} labelled pairs; returns from the same reset states: "
                  f"{r['duel_return_mean']:.2f} vs {r['against_return_mean']:.2f})")
+  if "exploitability" in r:
+    e = r["exploitability"]
+    lines.append(f"  exploitability of the {e['target']} ({e['num_iterates']} iterate(s)) by a "
+                 f"best response of {e['iterations']} iterations (teacher {e['teacher']}): "
+                 f"{e['estimate']:.3f} [{e['interval'][0]:.3f}, {e['interval'][1]:.3f}]; "
+                 f"untrained responder {e['start']:.3f} [{e['start_interval'][0]:.3f}, "
+                 f"{e['start_interval'][1]:.3f}]")
   for note in ("rollout_note", "video_note"):
     if note in r:
       lines.append(f"  {r[note]}")
@@ -376,6 +414,11 @@ def main(argv: list[str] | None = None) -> None:
   parser.add_argument("--env-class", default=None, metavar="MODULE:CLASS",
                       help="the env to act in, built as CLASS() after importing MODULE: needed "
                       "for a run trained on your own env (its policy.json names the class)")
+  parser.add_argument("--exploitability", choices=("last", "mixture"), default=None,
+                      help="train a best response against the last iterate or the uniform "
+                      "mixture of the kept checkpoints; report its preference minus 1/2")
+  parser.add_argument("--br-iterations", type=int, default=50,
+                      help="PPO iterations of the best response (default 50)")
   args = parser.parse_args(argv)
   try:
     result = run_eval(args)

@@ -70,11 +70,17 @@ def ppo_hyperparams(config: Config) -> ppo.PPOHyperparams:
 def make_functions(config: Config, env: Env, teacher: TeacherProtocol,
                    networks: nets.Networks, spec: teachers_lib.EnvSpec,
                    game: averaging.OneStepGame | None = None, chunk: int | None = None,
-                   shard_envs: Callable | None = None) -> TrainFunctions:
+                   shard_envs: Callable | None = None,
+                   source: sources.RewardSource | None = None) -> TrainFunctions:
   """The pure `init(key) -> TrainState` and `iteration(state) -> (state, metrics)` of a built
   run (`setup.build`); `shard_envs` constrains the env axis of the rollout's arrays to the
-  device mesh (`config.shard = 'envs'`)."""
-  source = sources.make_reward_source(config, teacher, spec)
+  device mesh (`config.shard = 'envs'`). `source`: a reward source object to use instead of
+  the one `config.reward_source` names (the best response of `best_response.py`, whose
+  frozen opponent no config field can describe)."""
+  if source is None:
+    source = sources.make_reward_source(config, teacher, spec)
+  else:
+    sources.check_reward_source(source)
   optimizer = ppo.make_optimizer(config.learning_rate, config.max_grad_norm)
   hp = ppo_hyperparams(config)
   num_envs, horizon = config.num_envs, config.episode_length

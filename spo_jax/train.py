@@ -244,7 +244,8 @@ class _HostLoop:
     saved_spec = read_spec(run_path)
     if saved_spec is not None:
       check_resume_env(saved_spec, self.setup.policy_spec, run_path)
-    self.checkpointer = Checkpointer(run_path / run_dir_lib.CHECKPOINTS)
+    self.checkpointer = Checkpointer(run_path / run_dir_lib.CHECKPOINTS,
+                                     self.config.keep_checkpoints)
     # The newest checkpoint that matches its manifest; damaged newer ones are named on
     # stderr and left for the next save of their step to replace.
     _, state, meta = restore_usable(self.checkpointer, jax.eval_shape(self.init, self.keys))
@@ -273,7 +274,8 @@ class _HostLoop:
       write_spec(run_path, self.setup.policy_spec)
     with failed_write("provenance", run_path / run_dir_lib.PROVENANCE, None, run_path):
       provenance_lib.write(run_path, provenance_lib.new_record(self.provenance))
-    self.checkpointer = Checkpointer(run_path / run_dir_lib.CHECKPOINTS)
+    self.checkpointer = Checkpointer(run_path / run_dir_lib.CHECKPOINTS,
+                                     self.config.keep_checkpoints)
 
   def open_log(self, state: TrainState, has_checkpoint: bool, log_options: LogOptions,
                progress: str) -> None:

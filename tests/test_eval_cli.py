@@ -101,3 +101,23 @@ def test_bad_input_exits_2_with_one_line_before_compiling(run_dir, tmp_path, cap
     err = capsys.readouterr().err
     assert exit_info.value.code == 2, args
     assert words in err and len(err.strip().splitlines()) == 1, (args, err)
+
+
+def test_exploitability_of_the_mixture(run_dir, tmp_path):
+  """--exploitability mixture: the run kept both its checkpoints (keep_checkpoints 3 > 2),
+  a one-iteration best response is trained and both estimates land in [-1/2, 1/2]."""
+  out = subprocess.run([sys.executable, "-m", "spo_jax.eval_cli", str(run_dir), "--episodes",
+                        "4", "--exploitability", "mixture", "--br-iterations", "1", "--json",
+                        str(tmp_path / "r.json")], capture_output=True, text=True, timeout=600)
+  assert out.returncode == 0, out.stderr
+  assert "exploitability of the mixture (2 iterate(s))" in out.stdout
+  e = json.loads((tmp_path / "r.json").read_text())["exploitability"]
+  assert e["steps"] == [1, 2] and e["iterations"] == 1 and len(e["curve"]) == 1
+  assert -0.5 <= e["start"] <= 0.5 and -0.5 <= e["estimate"] <= 0.5
+
+
+def test_exploitability_refuses_no_iterations(run_dir):
+  out = subprocess.run([sys.executable, "-m", "spo_jax.eval_cli", str(run_dir),
+                        "--exploitability", "last", "--br-iterations", "0"],
+                       capture_output=True, text=True, timeout=600)
+  assert out.returncode == 2 and "--br-iterations >= 1" in out.stderr

@@ -55,7 +55,13 @@ def _bad_table(tmp_path, rows) -> str:
                            "inverted_pendulum"),
     (["--question", "q4", "--teachers", "constraint,oracle"],
      "unknown Q4 teacher 'oracle'; valid: constraint, deadline, peak, steady"),
-    (["--methods", "dpo"], "unknown method 'dpo'; valid: spo, rm, ppo"),
+    (["--methods", "dpo"], "unknown method 'dpo'; valid: spo, rm, ppo, spo_soft"),
+    (["--question", "q3", "--labels-per-trajectory", "0"],
+     "labels_per_trajectory (--labels-per-trajectory) = 0 cannot be honoured"),
+    (["--question", "q2", "--labels-per-trajectory", "32"], "use 1..31"),
+    (["--question", "q2", "--tiny", "--labels-per-trajectory", "6"], "use 1..5"),
+    (["--labels-per-trajectory", "-1"], "at least one label per trajectory"),
+    (["--question", "q1", "--labels-per-trajectory", "2"], "of q2 and q3 only"),
     (["--question", "q1", "--methods", "ppo"], "no run of q1 uses the methods 'ppo'"),
     (["--seeds", "0"], "--seeds 0 is invalid"),
     (["--seeds", "five"], "invalid int value"),
@@ -83,11 +89,11 @@ def test_dry_run_validates_and_prints_the_plan_without_running(tmp_path, capsys)
   out_dir = tmp_path / "out"
   assert cli.main(["--question", "all", "--tiny", "--dry-run", "--out", str(out_dir)]) == 0
   lines = capsys.readouterr().out.splitlines()
-  # q1: 2 matrix + 2 control; q2: 3; q3: (1 beta + 2 epsilons) x 2; q4: 2 teachers x 2:
-  # 4 + 3 + 6 + 4 = 17, at 3 seeds (the tiny default).
-  assert lines[-1].startswith("17 runs") and "every config validated" in lines[-1]
+  # q1: 2 matrix + 2 control; q2: spo, rm, ppo + the soft-label reference; q3: (1 beta + 2
+  # epsilons) x (spo, rm, reference); q4: 2 teachers x 2: 4 + 4 + 9 + 4 = 21, at 3 seeds.
+  assert lines[-1].startswith("21 runs") and "every config validated" in lines[-1]
   rows = [line.split() for line in lines[1:-1]]
-  assert [row[1] for row in rows].count("point_reach") == 15  # all but the 2 matrix games
+  assert [row[1] for row in rows].count("point_reach") == 19  # all but the 2 matrix games
   assert {row[4] for row in rows} == {"3"}  # S
   assert not out_dir.exists()
 
@@ -101,7 +107,7 @@ def test_without_the_extra_help_and_dry_run_work_and_a_run_says_what_to_install(
   assert helped.stdout.startswith("usage: spo-reproduce ") and "--dry-run" in helped.stdout
   planned = run_without_extra("--question", "q2", "--tiny", "--dry-run")
   assert planned.returncode == 0, planned.stderr
-  assert "3 runs" in planned.stdout
+  assert "4 runs" in planned.stdout
   refused = run_without_extra("--question", "q2", "--tiny", "--out", str(out_dir))
   assert refused.returncode == 2
   assert refused.stderr.strip().splitlines() == [
@@ -121,7 +127,8 @@ def test_tiny_run_writes_tables_figures_and_skips_when_done(tmp_path):
   q2 = out_dir / "q2"
   results = pd.read_csv(q2 / "results.csv")
   assert set(results["seed"]) == {0, 1, 2}
-  assert {"step", "iteration", "eval/episode_reward", "train/total_queries"} <= set(results)
+  assert {"step", "iteration", "eval/episode_reward", "train/total_queries",
+          "train/total_feedback"} <= set(results)
   finals = pd.read_csv(q2 / "finals.csv")
   returns = finals[finals["measure"] == "final_eval_return"].sort_values("seed")["value"]
   assert len(returns) == 3

@@ -20,11 +20,17 @@ def _synthetic_finals(rng) -> pd.DataFrame:
                    "measure": measure, "value": float(value)})
 
   for method in ("spo", "rm"):
+    if method == "spo":  # the soft-label reference appears in Q3 too
+      add("q3", "mistake", "spo_soft", "final_eval_return", rng.normal(size=5), 0.2)
     for k in range(3):
       add("q1", "control", method, f"rater_{k}", rng.normal(size=5))
       add("q1", "matrix_game", method, f"prob_last_{k}", rng.dirichlet(np.ones(3))[:1].repeat(5))
       add("q1", "matrix_game", method, f"prob_average_{k}", np.full(5, 1 / 3))
     add("q1", "matrix_game", method, "exploitability_last", rng.uniform(size=5) * 0.3)
+    for target in ("last", "mixture") if method == "spo" else ("last",):
+      add("q1", "control", method, f"br_exploitability_{target}", rng.uniform(size=5) * 0.2)
+      add("q1", "control", method, f"br_exploitability_{target}_start",
+          rng.uniform(size=5) * 0.1)
     for beta in (0.3, 1.0, 3.0):
       add("q3", "bradley_terry", method, "final_eval_return", rng.normal(size=5), beta)
     for eps in (0.0, 0.2):
@@ -38,10 +44,10 @@ def _synthetic_finals(rng) -> pd.DataFrame:
 
 def _synthetic_results() -> pd.DataFrame:
   rows = []
-  for method in ("spo", "rm", "ppo"):
+  for method in ("spo", "rm", "ppo", "spo_soft"):
     for seed in range(5):
       for it in range(1, 11):
-        if method != "ppo":
+        if method in ("spo", "rm"):
           rows.append({"question": "q1", "run": f"matrix-{method}", "method": method,
                        "setting": "matrix_game", "level": None, "env": "matrix_game",
                        "seed": seed, "iteration": it, "step": 64 * it,
@@ -50,14 +56,16 @@ def _synthetic_results() -> pd.DataFrame:
         rows.append({"question": "q2", "run": f"oracle-{method}", "method": method,
                      "setting": "oracle", "level": None, "env": "point_reach", "seed": seed,
                      "iteration": it, "step": 100 * it, "eval/episode_reward": it + seed,
-                     "train/total_queries": 0 if method == "ppo" else 15 * it})
+                     "train/total_queries": 0 if method == "ppo" else 15 * it,
+                     "train/total_feedback": 0 if method == "ppo" else 12 * it})
   return pd.DataFrame(rows)
 
 
 def test_figures_of_every_question_on_synthetic_data(tmp_path):
   finals = _synthetic_finals(np.random.default_rng(0))
   results = _synthetic_results()
-  expected = {"q1": ["q1_exploitability.png", "q1_strategies.png", "q1_control.png"],
+  expected = {"q1": ["q1_exploitability.png", "q1_strategies.png", "q1_control.png",
+                     "q1_best_response.png"],
               "q2": ["q2_sample_efficiency.png"], "q3": ["q3_noise.png"],
               "q4": ["q4_nonmarkov.png"]}
   for question, names in expected.items():

@@ -8,14 +8,17 @@ from spo_jax.reproduce import plans
 
 
 def test_the_tiny_plan_has_the_runs_each_question_promises():
-  """q1: 2 matrix + 2 control; q2: 3 methods; q3: (1 beta + 2 epsilons) x 2; q4: 2 x 2."""
+  """q1: 2 matrix + 2 control; q2: 3 methods + the soft-label reference; q3: (1 beta + 2
+  epsilons) x (2 methods + the reference); q4: 2 x 2."""
   runs = {q: plans.plan_runs(q, "cpu", 3, tiny=True) for q in plans.QUESTIONS}
   assert [r.name for r in runs["q1"]] == ["matrix-spo", "matrix-rm", "control-spo",
                                           "control-rm"]
-  assert [r.name for r in runs["q2"]] == ["oracle-spo", "oracle-rm", "oracle-ppo"]
+  assert [r.name for r in runs["q2"]] == ["oracle-spo", "oracle-rm", "oracle-ppo",
+                                          "oracle-spo-soft"]
   assert [r.name for r in runs["q3"]] == [
-      "bradley_terry-beta1-spo", "bradley_terry-beta1-rm", "mistake-eps0-spo",
-      "mistake-eps0-rm", "mistake-eps0.2-spo", "mistake-eps0.2-rm"]
+      "bradley_terry-beta1-spo", "bradley_terry-beta1-rm", "bradley_terry-beta1-spo-soft",
+      "mistake-eps0-spo", "mistake-eps0-rm", "mistake-eps0-spo-soft", "mistake-eps0.2-spo",
+      "mistake-eps0.2-rm", "mistake-eps0.2-spo-soft"]
   assert [r.name for r in runs["q4"]] == ["constraint-spo", "constraint-rm", "deadline-spo",
                                           "deadline-rm"]
   everything = [r for q in plans.QUESTIONS for r in runs[q]]
@@ -32,7 +35,7 @@ def test_q3_noiseless_point_is_exactly_q2s_oracle_config():
   finished run instead of training it twice."""
   q2 = {r.method: r.config for r in plans.plan_runs("q2", "cpu", 5)}
   q3 = {r.method: r.config for r in plans.plan_runs("q3", "cpu", 5) if r.level == 0.0}
-  assert q3["spo"] == q2["spo"] and q3["rm"] == q2["rm"]
+  assert q3["spo"] == q2["spo"] and q3["rm"] == q2["rm"] and q3["spo_soft"] == q2["spo_soft"]
   noisy = [r for r in plans.plan_runs("q3", "cpu", 5) if r.setting == "mistake" and r.level]
   assert {r.config.teacher for r in noisy} == {"mistake(oracle)"}
   assert {r.config.teacher_epsilon for r in noisy} == {0.1, 0.2, 0.3}
@@ -45,7 +48,7 @@ def test_env_and_teacher_overrides_reach_every_config():
   assert {r.config.teacher_quantity for r in runs} == {"position"}
   # With --env the gpu plan's q2 has one env, so run names carry no env prefix.
   assert [r.name for r in plans.plan_runs("q2", "gpu", 2, env="hopper")] == [
-      "oracle-spo", "oracle-rm", "oracle-ppo"]
+      "oracle-spo", "oracle-rm", "oracle-ppo", "oracle-spo-soft"]
   assert plans.plan_runs("q9", "cpu", 2) == []
 
 
@@ -94,11 +97,93 @@ def test_every_gpu_config_is_valid_and_within_the_promised_budget():
     validate(run.config)
     assert run.config.num_seeds == 10
   assert all(10_000_000 <= r.config.num_timesteps <= 50_000_000 for r in brax)
-  assert {r.method for r in runs if r.question == "q2"} == {"spo", "rm", "ppo"}
-  assert len(runs) == 37
+  assert {r.method for r in runs if r.question == "q2"} == {"spo", "rm", "ppo", "spo_soft"}
+  # q1 4; q2 5 envs x 4; q3 (3 betas + 4 epsilons) x 3; q4 2 teachers x 2.
+  assert len(runs) == 4 + 20 + 21 + 4
 
 
 @pytest.mark.parametrize("scale", ["cpu", "gpu", "tiny"])
 def test_every_q4_teacher_has_fields_for_every_env(scale):
   for settings in plans.PLANS[scale].envs.values():
     assert set(settings.q4) == set(plans.NONMARKOV)
+
+
+@pytest.mark.parametrize("scale", ["cpu", "gpu", "tiny"])
+def test_q2_and_q3_compare_spo_and_rm_at_equal_labels(scale):
+  """SPO: sampled labels (one Bernoulli label per query), k opponents per trajectory, so N k
+  labels per iteration; RM: N k labelled pairs per iteration (its buffer holds at least one
+  iteration's); the soft-label all-pairs SPO is the only soft run, and it is marked as the
+  reference method. Everything else about the pair is the same config."""
+  plan = plans.PLANS[scale]
+  k = plan.labels_per_trajectory
+  runs = [r for q in ("q2", "q3") for r in plans.plan_runs(q, scale, 2, tiny=scale == "tiny")]
+  for run in runs:
+    c = run.config
+    if run.method == "spo":
+      assert (c.labels, c.num_opponents) == ("sampled", k)
+    elif run.method == "rm":
+      assert c.rm_queries_per_iteration == c.num_envs * k
+      assert c.rm_buffer_size >= c.num_envs * k
+    elif run.method == "spo_soft":
+      assert (c.labels, c.num_opponents, c.reward_source) == ("soft", 0, "spo")
+      assert "spo_soft" in plans.REFERENCE_METHODS and "reference" in plans.METHOD_LABELS[
+          "spo_soft"]
+  pairs = {}
+  for run in runs:
+    pairs.setdefault((run.question, run.setting, run.level), {})[run.method] = run.config
+  for configs in pairs.values():
+    spo, rm = configs["spo"], configs["rm"]
+    assert spo.replace(labels="soft", num_opponents=0, reward_source="reward_model",
+                       rm_queries_per_iteration=rm.rm_queries_per_iteration,
+                       rm_buffer_size=rm.rm_buffer_size) == rm
+
+
+def test_labels_per_trajectory_override_and_soft_reference_switch():
+  runs = plans.plan_runs("q3", "cpu", 2, labels_per_trajectory=5, soft_reference=False)
+  assert {r.method for r in runs} == {"spo", "rm"}
+  assert {r.config.num_opponents for r in runs if r.method == "spo"} == {5}
+  assert {r.config.rm_queries_per_iteration for r in runs if r.method == "rm"} == {32 * 5}
+
+
+@pytest.mark.parametrize("k, ok", [(1, True), (31, True), (0, False), (32, False),
+                                   (-3, False), (2.5, False), (True, False)])
+def test_label_budget_outside_one_per_trajectory_to_n_minus_1_is_refused(k, ok):
+  """cpu: N = 32, so k in 1..31; the refusal is one line naming the field and the range."""
+  problem = plans.check_labels_per_trajectory(plans.PLANS["cpu"], k)
+  assert (problem is None) == ok
+  if not ok:
+    assert "labels_per_trajectory" in problem and "use 1..31" in problem
+    assert "\n" not in problem
+
+
+def test_equal_label_configs_consume_equal_labels_per_iteration():
+  """One iteration of the tiny SPO and RM configs (N = 6, k = 1): both log N k = 6 labels
+  (the oracle never abstains), SPO with one Bernoulli draw per query; the soft reference
+  asks every pair, N (N - 1) / 2 = 15."""
+  import jax
+
+  from spo_jax.setup import build
+
+  runs = {r.method: r for r in plans.plan_runs("q2", "cpu", 1, tiny=True)}
+  labels = {}
+  for method in ("spo", "rm", "spo_soft"):
+    config = runs[method].config.replace(num_seeds=1)
+    setup = build(config)
+    state = jax.jit(setup.fns.init)(jax.random.PRNGKey(0))
+    _, metrics = jax.jit(setup.fns.iteration)(state)
+    labels[method] = int(metrics["train/num_labels"][0])
+  assert labels == {"spo": 6, "rm": 6, "spo_soft": 15}
+
+
+@pytest.mark.parametrize("scale", ["cpu", "gpu", "tiny"])
+def test_q1_control_keeps_every_checkpoint_and_asks_for_exploitability(scale):
+  """SPO's last iterate and mixture, RM's policy, each measured by a best response of the
+  plan's iterations; every checkpoint is kept, one per `mixture_every` iterations."""
+  plan = plans.PLANS[scale]
+  control = {r.method: r for r in plans.plan_runs("q1", scale, 2, tiny=scale == "tiny")
+             if r.setting == "control"}
+  assert control["spo"].exploit == ("last", "mixture") and control["rm"].exploit == ("last",)
+  for run in control.values():
+    assert run.exploit_iterations == plan.br_iterations >= 1
+    assert run.config.keep_checkpoints == 0
+    assert run.config.checkpoint_every == plan.mixture_every >= 1

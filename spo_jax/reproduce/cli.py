@@ -6,9 +6,13 @@
       task judged by the `intransitive` majority of raters (each rater's score of the final
       policies, and the raters' head-to-head verdict between SPO and the reward model).
   Q2  maximum-reward preferences (the `oracle` teacher): true return against env steps and
-      against preference queries, SPO vs reward model (RM) vs PPO on the env reward.
+      against labels consumed, SPO vs reward model (RM) vs PPO on the env reward.
   Q3  stochastic preferences: `bradley_terry` over a range of beta and `mistake(oracle)` over
       epsilon; final true return against the noise level, SPO vs RM.
+      In Q2 and Q3 SPO draws one Bernoulli label per query from k random opponents per
+      trajectory and RM labels N k pairs per iteration: equal labels at every iteration
+      (`--labels-per-trajectory k`, `plans.equal_label_configs`); soft-label SPO over all
+      pairs runs beside them as a noise-free reference (`--no-soft-reference` drops it).
   Q4  non-Markovian preferences (`constraint`, `deadline`, ...): the teacher's own target
       property (measured by rolling out the final policies) and the true return, SPO vs RM.
 
@@ -46,6 +50,7 @@ from spo_jax.reproduce.plans import (
     QUESTIONS,
     SCALES,
     Run,
+    check_labels_per_trajectory,
     dry_run,
     plan_runs,
     scale_plan,
@@ -87,6 +92,11 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
   parser.add_argument("--methods", default=None,
                       help=f"comma-separated subset of {', '.join(METHODS)} (default: all "
                            "that apply to each question)")
+  parser.add_argument("--labels-per-trajectory", type=int, default=None, metavar="K",
+                      help="Q2/Q3 equal-label budget: SPO asks K sampled labels per trajectory, "
+                           "RM labels N*K pairs per iteration (default: 2 cpu, 1 gpu, 1 tiny)")
+  parser.add_argument("--no-soft-reference", action="store_true",
+                      help="leave out Q2/Q3's soft-label SPO reference runs")
   parser.add_argument("--force", action="store_true", help="re-run finished runs")
   parser.add_argument("--dry-run", action="store_true",
                       help="print the validated plan with its budget, run nothing")
@@ -139,6 +149,13 @@ def check_arguments(args: argparse.Namespace) -> list[Run]:
     raise UsageError(f"--seeds {args.seeds} is invalid; use 1 or more (5 or more for "
                      "meaningful intervals)")
   methods = _names(args.methods, tuple(METHODS), "method")
+  if args.labels_per_trajectory is not None:
+    if not {"q2", "q3"} & set(questions):
+      raise UsageError(f"--labels-per-trajectory sets the equal-label budget of q2 and q3 "
+                       f"only; --question {args.question} has no equal-label runs")
+    problem = check_labels_per_trajectory(plan, args.labels_per_trajectory, args.env)
+    if problem is not None:
+      raise UsageError(problem)
   # Only now the package's configs and teachers (and so jax) are needed.
   from spo_jax.config import ConfigError
   from spo_jax.teachers.raters import PRESETS as RATER_PRESETS
@@ -149,12 +166,15 @@ def check_arguments(args: argparse.Namespace) -> list[Run]:
   seeds = args.seeds or plan.default_seeds
   runs = [run for q in questions
           for run in plan_runs(q, args.scale, seeds, tiny=args.tiny, env=args.env,
-                               q4_teachers=teachers, table=args.table)]
+                               q4_teachers=teachers, table=args.table,
+                               labels_per_trajectory=args.labels_per_trajectory,
+                               soft_reference=not args.no_soft_reference)]
   if methods is not None:
     runs = [run for run in runs if run.method in methods]
     if not runs:
       raise UsageError(f"no run of {args.question} uses the methods {args.methods!r}; Q2 "
-                       "runs spo, rm and ppo, the other questions spo and rm")
+                       "runs spo, rm, ppo and spo_soft, Q3 spo, rm and spo_soft, the other "
+                       "questions spo and rm")
   try:
     validate_runs(runs)
   except ConfigError as error:

@@ -16,7 +16,12 @@ import numpy as np
 from spo_jax.plotting import draw_band
 from spo_jax.reproduce.analysis import curve_iqm, exact_minimax_winner
 from spo_jax.reproduce.extras import require
-from spo_jax.reproduce.plans import DEFAULT_TABLE, METHOD_COLORS, METHOD_LABELS
+from spo_jax.reproduce.plans import (
+    DEFAULT_TABLE,
+    METHOD_COLORS,
+    METHOD_LABELS,
+    REFERENCE_METHODS,
+)
 
 # What Q4's figure shows of each teacher: the measure `running.teacher_properties` names.
 Q4_PROPERTY = {"constraint": "satisfied", "deadline": "reached", "peak": "peak",
@@ -143,6 +148,37 @@ def _q1_control(plt, stats: list[dict[str, Any]], save: Callable) -> None:
   save(fig, "q1_control.png")
 
 
+def _q1_best_response(plt, stats: list[dict[str, Any]], save: Callable) -> None:
+  """Control task: the best-response exploitability of SPO's last iterate and mixture and of
+  RM's policy (solid), beside the untrained responder's value (hatched: the start)."""
+  series = [("SPO, last iterate", "spo", "last"), ("SPO, mixture", "spo", "mixture"),
+            ("RM policy", "rm", "last")]
+  found = []
+  for label, method, target in series:
+    pair = [next((r for r in stats if r["setting"] == "control" and r["method"] == method
+                  and r["measure"] == f"br_exploitability_{target}{suffix}"), None)
+            for suffix in ("", "_start")]
+    if pair[0] is not None:
+      found.append((label, method, pair))
+  if not found:
+    return
+  fig, ax = plt.subplots(figsize=(6, 4))
+  for i, (_, method, (trained, start)) in enumerate(found):
+    for offset, row, hatch in ((-0.2, trained, None), (0.2, start, "//")):
+      if row is None:
+        continue
+      ax.bar(i + offset, row["iqm"], 0.4, yerr=[[row["iqm"] - row["lower"]],
+                                                [row["upper"] - row["iqm"]]],
+             capsize=3, color=METHOD_COLORS[method], hatch=hatch,
+             alpha=0.9 if hatch is None else 0.4)
+  ax.axhline(0.0, color="black", linewidth=0.8)
+  ax.set_xticks(range(len(found)), [f[0] for f in found])
+  ax.set_ylabel("P(best response beats it) - 1/2 (IQM, 95% CI)")
+  ax.set_title(f"exploitability by a best response (n={found[0][2][0]['seeds']}; "
+               "hatched: untrained responder)")
+  save(fig, "q1_best_response.png")
+
+
 def _q2(plt, res, save: Callable) -> None:
   if res.empty:
     return
@@ -150,18 +186,19 @@ def _q2(plt, res, save: Callable) -> None:
   fig, axes = plt.subplots(len(settings), 2, figsize=(11, 4 * len(settings)), squeeze=False)
   for row, setting in enumerate(settings):
     part = res[res["setting"] == setting]
-    for method in ("spo", "rm", "ppo"):
+    for method in ("spo", "rm", "ppo", "spo_soft"):
       sel = part["method"] == method
+      style = _style(method)
       band(axes[row, 0], part, sel, "step", "eval/episode_reward", METHOD_LABELS[method],
-           METHOD_COLORS[method])
+           METHOD_COLORS[method], style)
       if method != "ppo":
-        band(axes[row, 1], part, sel, "train/total_queries", "eval/episode_reward",
-             METHOD_LABELS[method], METHOD_COLORS[method])
+        band(axes[row, 1], part, sel, "train/total_feedback", "eval/episode_reward",
+             METHOD_LABELS[method], METHOD_COLORS[method], style)
     env = part["env"].iloc[0]
     axes[row, 0].set(xlabel="env steps", ylabel="true return (IQM, 95% CI)",
                      title=f"{env}: return vs env steps")
-    axes[row, 1].set(xlabel="preference queries", ylabel="true return (IQM, 95% CI)",
-                     title=f"{env}: return vs queries (PPO asks none)")
+    axes[row, 1].set(xlabel="labels consumed", ylabel="true return (IQM, 95% CI)",
+                     title=f"{env}: return vs labels (PPO asks none; dashed: reference)")
     axes[row, 1].set_xscale("symlog")
     for ax in axes[row]:
       ax.legend(fontsize=8)
@@ -174,7 +211,7 @@ def _q3(plt, stats: list[dict[str, Any]], save: Callable) -> None:
   fig, axes = plt.subplots(1, 2, figsize=(11, 4))
   for ax, setting, xlabel in ((axes[0], "bradley_terry", "beta (lower = noisier)"),
                               (axes[1], "mistake", "epsilon (higher = noisier)")):
-    for method in ("spo", "rm"):
+    for method in ("spo", "rm", "spo_soft"):
       rows = sorted((r for r in stats if r["setting"] == setting and r["method"] == method
                      and r["measure"] == "final_eval_return"), key=lambda r: r["level"])
       if not rows:
@@ -183,6 +220,7 @@ def _q3(plt, stats: list[dict[str, Any]], save: Callable) -> None:
                   yerr=[[r["iqm"] - r["lower"] for r in rows],
                         [r["upper"] - r["iqm"] for r in rows]],
                   marker="o", capsize=3, color=METHOD_COLORS[method],
+                  linestyle=_style(method),
                   label=f"{METHOD_LABELS[method]} (n={rows[0]['seeds']})")
     if setting == "bradley_terry":
       ax.set_xscale("log")
@@ -190,6 +228,11 @@ def _q3(plt, stats: list[dict[str, Any]], save: Callable) -> None:
            title=f"{setting}: return vs noise")
     ax.legend(fontsize=8)
   save(fig, "q3_noise.png")
+
+
+def _style(method: str) -> str:
+  """Dashed for a reference run (soft-label SPO), solid for the equal-label competitors."""
+  return "--" if method in REFERENCE_METHODS else "-"
 
 
 def _q4(plt, stats: list[dict[str, Any]], save: Callable) -> None:
@@ -212,6 +255,7 @@ def figures(question: str, results, stats: list[dict[str, Any]], out: Path,
   paths. `results` is `analysis.collect`'s DataFrame of evaluations (all questions), `stats`
   the question's `analysis.summarize` rows, `table` Q1's payoff table. A figure whose data
   is missing is not drawn: q1_exploitability.png, q1_strategies.png, q1_control.png,
+  q1_best_response.png,
   q2_sample_efficiency.png, q3_noise.png, q4_nonmarkov.png."""
   plt = _plt()
   qdir = out / question
@@ -229,6 +273,7 @@ def figures(question: str, results, stats: list[dict[str, Any]], out: Path,
     _q1_exploitability(plt, res, table, save)
     _q1_strategies(plt, stats, table, save)
     _q1_control(plt, stats, save)
+    _q1_best_response(plt, stats, save)
   elif question == "q2":
     _q2(plt, res, save)
   elif question == "q3":

@@ -4,6 +4,15 @@ A plan is data: `PLANS[scale]` names the environment of each question, the noise
 the sizes; `plan_runs` turns it into `Run`s, one compiled training run each (all seeds
 vmapped). Nothing here compiles or trains; JAX and the package's config are imported only
 when a config is built, so `spo-reproduce --help` and the name checks stay fast.
+
+Equal labels (Q2, Q3). A rater answers a query with one label, so SPO and the reward model
+are compared at equal numbers of LABELS (`equal_label_configs`): with k labels per
+trajectory, SPO draws k random opponents per trajectory and one Bernoulli label per query
+(`labels = 'sampled'`, `num_opponents = k`: N k labels per iteration) and the reward model
+labels `rm_queries_per_iteration` = N k pairs per iteration, so at every iteration both have
+consumed the same labels (`train/total_feedback`) on the same env steps. SPO with soft labels
+over all pairs (the teacher's probability itself, N (N - 1) / 2 noise-free queries per
+iteration) stays as a marked reference (method 'spo_soft'), not a competitor.
 """
 
 from __future__ import annotations
@@ -15,9 +24,13 @@ from typing import Any, NamedTuple
 QUESTIONS = ("q1", "q2", "q3", "q4")
 SCALES = ("cpu", "gpu")
 # Command-line method name -> Config.reward_source.
-METHODS = {"spo": "spo", "rm": "reward_model", "ppo": "ground_truth"}
-METHOD_LABELS = {"spo": "SPO", "rm": "RM (reward model)", "ppo": "PPO (env reward)"}
-METHOD_COLORS = {"spo": "tab:blue", "rm": "tab:orange", "ppo": "tab:green"}
+METHODS = {"spo": "spo", "rm": "reward_model", "ppo": "ground_truth", "spo_soft": "spo"}
+METHOD_LABELS = {"spo": "SPO", "rm": "RM (reward model)", "ppo": "PPO (env reward)",
+                 "spo_soft": "SPO, soft labels, all pairs (noise-free reference)"}
+METHOD_COLORS = {"spo": "tab:blue", "rm": "tab:orange", "ppo": "tab:green",
+                 "spo_soft": "tab:gray"}
+# Methods drawn as references (dashed), not competitors at equal labels.
+REFERENCE_METHODS = ("spo_soft",)
 NONMARKOV = ("constraint", "deadline", "peak", "steady")
 TITLES = {"q1": "Q1: intransitive preferences", "q2": "Q2: maximum-reward preferences",
           "q3": "Q3: noisy preferences", "q4": "Q4: non-Markovian preferences"}
@@ -35,6 +48,10 @@ class Run(NamedTuple):
   level: float | None  # Q3: beta or epsilon; None elsewhere
   config: Any  # spo_jax.Config
   measure: bool  # roll out the final policies with the teacher to measure its properties
+  # Q1 control: the frozen policies ('last', 'mixture') whose exploitability a best response
+  # of `exploit_iterations` PPO iterations estimates after training (`best_response.py`).
+  exploit: tuple[str, ...] = ()
+  exploit_iterations: int = 0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -144,6 +161,13 @@ class ScalePlan:
   matrix_iterations: int
   final_episodes: int  # episodes per seed of the final rollouts (Q1 raters, Q4 properties)
   default_seeds: int
+  # Q2/Q3 equal-label budget k: labels per trajectory for SPO (k sampled-label opponents)
+  # and N k pairs per iteration for the reward model (`equal_label_configs`).
+  labels_per_trajectory: int = 1
+  # Q1 control: PPO iterations of the best response that estimates exploitability, and the
+  # checkpoint spacing (every checkpoint kept) whose iterates form SPO's time-averaged policy.
+  br_iterations: int = 20
+  mixture_every: int = 2
 
 
 PLANS = {
@@ -151,16 +175,19 @@ PLANS = {
                      q2_envs=("inverted_pendulum",), q3_env="inverted_pendulum",
                      q4_env="inverted_pendulum", betas=(0.3, 1.0, 3.0),
                      epsilons=(0.0, 0.1, 0.2, 0.3), q4_teachers=("constraint", "deadline"),
-                     matrix_iterations=600, final_episodes=32, default_seeds=5),
+                     matrix_iterations=600, final_episodes=32, default_seeds=5,
+                     labels_per_trajectory=2, br_iterations=20, mixture_every=2),
     "gpu": ScalePlan(envs=GPU_ENVS, control_env="hopper",
                      q2_envs=("ant", "halfcheetah", "hopper", "walker2d", "humanoid"),
                      q3_env="halfcheetah", q4_env="hopper", betas=(0.3, 1.0, 3.0),
                      epsilons=(0.0, 0.1, 0.2, 0.3), q4_teachers=("constraint", "deadline"),
-                     matrix_iterations=1000, final_episodes=64, default_seeds=10),
+                     matrix_iterations=1000, final_episodes=64, default_seeds=10,
+                     labels_per_trajectory=1, br_iterations=200, mixture_every=5),
     "tiny": ScalePlan(envs=TINY_ENVS, control_env="point_reach", q2_envs=("point_reach",),
                       q3_env="point_reach", q4_env="point_reach", betas=(1.0,), epsilons=(0.0, 0.2),
                       q4_teachers=("constraint", "deadline"), matrix_iterations=6,
-                      final_episodes=4, default_seeds=3),
+                      final_episodes=4, default_seeds=3, labels_per_trajectory=1,
+                      br_iterations=2, mixture_every=1),
 }
 
 
@@ -206,45 +233,100 @@ def matrix_config(plan: ScalePlan, seeds: int, table: str, tiny: bool):
 def _q1_runs(plan: ScalePlan, base: Callable, env: str | None, seeds: int, table: str,
              tiny: bool) -> list[Run]:
   matrix = matrix_config(plan, seeds, table, tiny)
-  control = base(env if env is not None else plan.control_env).replace(teacher="intransitive")
+  # Every checkpoint kept, one per `mixture_every` iterations: SPO's time-averaged policy is
+  # the uniform mixture of those iterates (`best_response.load_frozen(run, 'mixture')`).
+  control = base(env if env is not None else plan.control_env).replace(
+      teacher="intransitive", checkpoint_every=plan.mixture_every, keep_checkpoints=0)
+  exploit = {"spo": ("last", "mixture"), "rm": ("last",)}
   return ([Run("q1", f"matrix-{m}", m, "matrix_game", None,
                matrix.replace(reward_source=METHODS[m]), False) for m in ("spo", "rm")]
           + [Run("q1", f"control-{m}", m, "control", None,
-                 control.replace(reward_source=METHODS[m]), True) for m in ("spo", "rm")])
+                 control.replace(reward_source=METHODS[m]), True, exploit[m],
+                 plan.br_iterations) for m in ("spo", "rm")])
 
 
-def _q2_runs(plan: ScalePlan, base: Callable, env: str | None) -> list[Run]:
+def equal_label_configs(config, labels_per_trajectory: int) -> dict[str, Any]:
+  """Method -> config of an equal-label comparison on `config` (a `spo_jax.Config`), k =
+  `labels_per_trajectory` (checked by `check_labels_per_trajectory`):
+
+    spo       sampled labels, k random opponents per trajectory: N k labels per iteration
+    rm        rm_queries_per_iteration = N k labelled pairs per iteration (its buffer holds
+              at least one iteration's pairs)
+    spo_soft  soft labels over all pairs: the noise-free reference
+  """
+  k, n = labels_per_trajectory, config.num_envs
+  return {
+      "spo": config.replace(reward_source="spo", labels="sampled", num_opponents=k),
+      "rm": config.replace(reward_source="reward_model", rm_queries_per_iteration=n * k,
+                           rm_buffer_size=max(config.rm_buffer_size, n * k)),
+      "spo_soft": config.replace(reward_source="spo", labels="soft", num_opponents=0),
+  }
+
+
+def label_budget_range(plan: ScalePlan, env: str | None = None) -> tuple[int, int]:
+  """(lowest, highest) labels per trajectory the plan's Q2/Q3 envs can honour: at least one
+  label per trajectory, at most N - 1 (one per other trajectory of the batch), N the
+  smallest batch among those envs (`env`: only that one)."""
+  names = (env,) if env is not None else (*plan.q2_envs, plan.q3_env)
+  return 1, min(plan.envs[name].num_envs for name in names) - 1
+
+
+def check_labels_per_trajectory(plan: ScalePlan, labels_per_trajectory: int,
+                                env: str | None = None) -> str | None:
+  """None when the equal-label budget k can be honoured, else one line naming the field and
+  the allowed range (the CLI refuses the plan with it before anything runs)."""
+  low, high = label_budget_range(plan, env)
+  k = labels_per_trajectory
+  if isinstance(k, bool) or not isinstance(k, int) or not low <= k <= high:
+    return (f"labels_per_trajectory (--labels-per-trajectory) = {k!r} cannot be honoured: "
+            f"SPO and the reward model are compared at equal labels, at least one label per "
+            f"trajectory and at most one per other trajectory of the batch; use {low}..{high}")
+  return None
+
+
+def _equal_label_runs(question: str, prefix: str, setting: str, level: float | None, config,
+                      k: int, methods: tuple[str, ...]) -> list[Run]:
+  configs = equal_label_configs(config, k)
+  return [Run(question, f"{prefix}-{method.replace('_', '-')}", method, setting, level,
+              configs[method], False) for method in methods]
+
+
+def _q2_runs(plan: ScalePlan, base: Callable, env: str | None, k: int,
+             soft_reference: bool) -> list[Run]:
   runs = []
   for name in ((env,) if env is not None else plan.q2_envs):
     config = base(name).replace(teacher="oracle")
     # Several envs (the gpu plan) share OUT/q2/: their run names and settings name the env.
     prefix = "" if len(plan.q2_envs) == 1 or env is not None else f"{name}-"
-    for method in ("spo", "rm", "ppo"):
-      runs.append(Run("q2", f"{prefix}oracle-{method}", method,
-                      "oracle" if not prefix else f"oracle {name}", None,
-                      config.replace(reward_source=METHODS[method]), False))
+    setting = "oracle" if not prefix else f"oracle {name}"
+    runs += _equal_label_runs("q2", f"{prefix}oracle", setting, None, config, k,
+                              ("spo", "rm"))
+    runs.append(Run("q2", f"{prefix}oracle-ppo", "ppo", setting, None,
+                    config.replace(reward_source=METHODS["ppo"]), False))
+    if soft_reference:
+      runs += _equal_label_runs("q2", f"{prefix}oracle", setting, None, config, k,
+                                ("spo_soft",))
   return runs
 
 
-def _q3_runs(plan: ScalePlan, base: Callable, env: str | None) -> list[Run]:
+def _q3_runs(plan: ScalePlan, base: Callable, env: str | None, k: int,
+             soft_reference: bool) -> list[Run]:
   name = env if env is not None else plan.q3_env
   config = base(name)
   scale_r = plan.envs[name].bt_scale
+  methods = ("spo", "rm", "spo_soft") if soft_reference else ("spo", "rm")
   runs = []
   for beta in plan.betas:
-    for method in ("spo", "rm"):
-      runs.append(Run("q3", f"bradley_terry-beta{beta:g}-{method}", method, "bradley_terry",
-                      beta, config.replace(reward_source=METHODS[method],
-                                           teacher="bradley_terry", teacher_beta=beta,
-                                           teacher_scale=scale_r), False))
+    teacher = config.replace(teacher="bradley_terry", teacher_beta=beta, teacher_scale=scale_r)
+    runs += _equal_label_runs("q3", f"bradley_terry-beta{beta:g}", "bradley_terry", beta,
+                              teacher, k, methods)
   for epsilon in plan.epsilons:
     # mistake(oracle) at epsilon = 0 is the oracle: the same config as Q2's runs, whose
     # finished results `running.execute` then copies instead of training again.
-    teacher = {"teacher": "oracle"} if epsilon == 0 else {
-        "teacher": "mistake(oracle)", "teacher_epsilon": epsilon}
-    for method in ("spo", "rm"):
-      runs.append(Run("q3", f"mistake-eps{epsilon:g}-{method}", method, "mistake", epsilon,
-                      config.replace(reward_source=METHODS[method], **teacher), False))
+    teacher = config.replace(**({"teacher": "oracle"} if epsilon == 0 else {
+        "teacher": "mistake(oracle)", "teacher_epsilon": epsilon}))
+    runs += _equal_label_runs("q3", f"mistake-eps{epsilon:g}", "mistake", epsilon, teacher,
+                              k, methods)
   return runs
 
 
@@ -264,14 +346,18 @@ def _q4_runs(plan: ScalePlan, base: Callable, env: str | None,
 
 def plan_runs(question: str, scale: str, seeds: int, *, tiny: bool = False,
               env: str | None = None, q4_teachers: tuple[str, ...] | None = None,
-              table: str = DEFAULT_TABLE) -> list[Run]:
+              table: str = DEFAULT_TABLE, labels_per_trajectory: int | None = None,
+              soft_reference: bool = True) -> list[Run]:
   """The runs answering `question` at `scale` ('tiny' with `tiny`), S = `seeds` each.
 
   `env` replaces the scale's environment of every control task (a key of the plan's
-  `envs`); `q4_teachers` a subset of `NONMARKOV`; `table` Q1's payoff table. Names are not
-  checked here (`cli.check_arguments` does); an unknown question gives no runs.
+  `envs`); `q4_teachers` a subset of `NONMARKOV`; `table` Q1's payoff table;
+  `labels_per_trajectory` Q2/Q3's equal-label budget k (None: the plan's); `soft_reference`
+  adds the soft-label SPO reference runs to Q2 and Q3. Names and k are not checked here
+  (`cli.check_arguments` does); an unknown question gives no runs.
   """
   plan = scale_plan(scale, tiny)
+  k = plan.labels_per_trajectory if labels_per_trajectory is None else labels_per_trajectory
 
   def base(name: str):
     return base_config(name, plan.envs[name], seeds, tiny)
@@ -279,9 +365,9 @@ def plan_runs(question: str, scale: str, seeds: int, *, tiny: bool = False,
   if question == "q1":
     return _q1_runs(plan, base, env, seeds, table, tiny)
   if question == "q2":
-    return _q2_runs(plan, base, env)
+    return _q2_runs(plan, base, env, k, soft_reference)
   if question == "q3":
-    return _q3_runs(plan, base, env)
+    return _q3_runs(plan, base, env, k, soft_reference)
   if question == "q4":
     return _q4_runs(plan, base, env, q4_teachers)
   return []

@@ -23,6 +23,13 @@ MEASURE_LABELS = {
     "peak": "peak", "variance": "variance", "win_rate_vs_rm": "raters' win rate vs RM",
     "mw_distance_last": "L1 distance to the MW, last iterate",
     "mw_distance_average": "L1 distance to the MW, averaged policy",
+    "br_exploitability_last": "exploitability (best response), last iterate",
+    "br_exploitability_last_start": "exploitability (best response), last iterate: untrained "
+                                    "responder (start)",
+    "br_exploitability_mixture": "exploitability (best response), mixture of iterates",
+    "br_exploitability_mixture_start": "exploitability (best response), mixture: untrained "
+                                       "responder (start)",
+    "mixture_iterates": "iterates in the mixture",
 }
 
 
@@ -43,6 +50,14 @@ def measure_label(measure: str) -> str:
     if measure.startswith(prefix):
       return f"P(outcome {measure[len(prefix):]}), {which}"
   return MEASURE_LABELS.get(measure, measure.replace("_", " "))
+
+
+EQUAL_LABELS = (
+    "Equal labels: SPO draws k random opponents per trajectory and one Bernoulli label per "
+    "query (N k labels per iteration), the reward model labels N k pairs per iteration, so "
+    "both have consumed the same labels at every iteration (`train/total_feedback`). "
+    "\"SPO, soft labels, all pairs\" is a noise-free reference (the teacher's probability "
+    "itself, N (N - 1) / 2 queries per iteration), not a competitor.")
 
 
 def markdown_table(rows: list[dict[str, Any]]) -> str:
@@ -70,6 +85,8 @@ def question_block(question: str, command: str, stats: list[dict[str, Any]],
   if seconds is not None:
     lines[-1] += f" Wall time of the runs (this invocation): {seconds / 60:.1f} min."
   lines.append("")
+  if question in ("q2", "q3"):
+    lines += [EQUAL_LABELS, ""]
   if question == "q1" and table is not None:
     winner = exact_minimax_winner(table)
     if winner is not None:

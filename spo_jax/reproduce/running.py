@@ -26,6 +26,7 @@ HEAD_TO_HEAD_FILE = "head_to_head.json"  # under OUT/q1/
 # gives the same numbers.
 MEASURE_KEY = 2024
 HEAD_TO_HEAD_KEY = 7
+EXPLOIT_KEY = 11
 
 
 def finished(run_dir: Path, config) -> bool:
@@ -158,6 +159,34 @@ def measure(run: Run, run_dir: Path, episodes: int) -> dict[str, list[float]]:
   return {k: [float(x) for x in np.asarray(v)] for k, v in values.items()}
 
 
+def measure_exploitability(run: Run, run_dir: Path, episodes: int) -> dict[str, list[float]]:
+  """Per seed, the best-response exploitability estimate of each of `run.exploit` ('last':
+  the final policy; 'mixture': the uniform mixture of every kept checkpoint, one per
+  episode), judged by the run's teacher: `br_exploitability_<target>` (after
+  `run.exploit_iterations` PPO iterations of the responder, configured as the run),
+  `br_exploitability_<target>_start` (the untrained responder: the measure's starting
+  value), and `mixture_iterates` (how many iterates the mixture holds)."""
+  import jax
+
+  from spo_jax import best_response as br
+  from spo_jax.train import build
+
+  config = run.config
+  setup = build(config.replace(num_seeds=1))  # the run's env and teacher
+  keys = jax.random.split(jax.random.PRNGKey(EXPLOIT_KEY), config.num_seeds)
+  out: dict[str, list[float]] = {}
+  for target in run.exploit:
+    frozen = br.load_frozen_seeds(run_dir, target)
+    results = br.exploitability_over_seeds(frozen, setup.env, setup.teacher, config, keys,
+                                           iterations=run.exploit_iterations,
+                                           eval_episodes=max(episodes, 2))
+    out[f"br_exploitability_{target}"] = [r.estimate for r in results]
+    out[f"br_exploitability_{target}_start"] = [r.start for r in results]
+    if target == "mixture":
+      out["mixture_iterates"] = [float(r.num_iterates) for r in results]
+  return out
+
+
 def read_metrics(run_dir: Path) -> list[dict[str, Any]]:
   """The rows of RUN_DIR/metrics.jsonl in file order ([] without the file); a single-seed
   run's rows get `seed` 0."""
@@ -193,6 +222,8 @@ def final_measures(run: Run, run_dir: Path, episodes: int) -> dict[str, Any]:
       measures[name.split("/")[1]] = [r[name] for r in last]
   if run.measure:
     measures.update(measure(run, run_dir, episodes))
+  if run.exploit:
+    measures.update(measure_exploitability(run, run_dir, episodes))
   return {"seeds": [r["seed"] for r in last], "measures": measures}
 
 
