@@ -5,6 +5,7 @@ import csv
 import importlib
 import json
 import re
+import shutil
 
 import jax
 import numpy as np
@@ -115,9 +116,10 @@ def test_groups_split_on_shape_fields_and_on_discount_when_placed():
 
 def test_shards_collect_and_resume_after_a_crash(tmp_path, monkeypatch, capsys):
   """Two groups (hidden sizes 8 and 4) x traced learning rate x two seeds. Reference: the
-  sweep run as two shards, then --collect. Then the same sweep crashes in the second group
-  right after its checkpoint of iteration 2; the rerun skips the finished group, resumes the
-  other from that checkpoint, and every evaluation equals the reference's."""
+  sweep run as two shards, then --collect. Then the same sweep, its first group finished,
+  crashes in the second group right after its checkpoint of iteration 2; the rerun skips the
+  finished group, resumes the other from that checkpoint, and every evaluation equals the
+  reference's."""
   base = {**BASE, "max_iterations": 3, "checkpoint_every": 1}
   grid = {"policy_hidden_sizes": [[8], [4]], "learning_rate": [1e-3, 3e-2]}
   ref = write_plan(tmp_path / "ref.toml", tmp_path / "ref", grid=grid, base=base)
@@ -151,7 +153,11 @@ def test_shards_collect_and_resume_after_a_crash(tmp_path, monkeypatch, capsys):
   body = lines[header + 1:header + 5]
   assert [line.split()[2] for line in body] == ["0.001", "0.001", "0.03", "0.03"]
 
+  # The crashed sweep's first group is the reference's, finished (this saves a compile).
   crashed = write_plan(tmp_path / "crash.toml", tmp_path / "crash", grid=grid, base=base)
+  (tmp_path / "crash" / "groups").mkdir(parents=True)
+  shutil.copy(tmp_path / "ref" / "plan.json", tmp_path / "crash" / "plan.json")
+  shutil.copytree(tmp_path / "ref" / "groups" / "g000", tmp_path / "crash" / "groups" / "g000")
   original_save = train_module._HostLoop.save
 
   def crash_after_second_save(self, state):
