@@ -135,6 +135,7 @@ def test_shards_collect_and_resume_after_a_crash(tmp_path, monkeypatch, capsys):
   monkeypatch.delenv("SLURM_ARRAY_TASK_COUNT")
   cli.main([str(ref), "--collect", "--sort", "learning_rate"])
   table = capsys.readouterr().out
+  assert "g000 provenance: spo_jax" in table and "g001 provenance: spo_jax" in table
   reference = read_csv(tmp_path / "ref" / "results.csv")
   assert len(reference) == 4 * 2 * 3  # points x seeds x evaluations
   assert list(reference[0])[:6] == ["group", "point", "policy_hidden_sizes", "learning_rate",

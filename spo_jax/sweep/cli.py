@@ -132,6 +132,8 @@ def main(argv: list[str] | None = None) -> None:
   summary = results_lib.summarize(plan, rows, target)
   results_path, summary_path = results_lib.write_tables(plan, rows, summary)
   print(results_lib.format_table(results_lib.sort_summary(summary, args.sort)))
+  if not args.quiet:
+    print("\n".join(results_lib.provenance_lines(plan, groups)))
   print(f"spo-sweep: wrote {results_path} ({len(rows)} rows) and {summary_path}; curves: "
         f"spo-plot {plan.out}", flush=True)
   if unfinished:

@@ -50,6 +50,21 @@ def read_rows(plan: Plan, groups: list[Group]) -> list[dict[str, Any]]:
   return rows
 
 
+def provenance_lines(plan: Plan, groups: list[Group]) -> list[str]:
+  """What trained each finished group (spo_jax/provenance.py: code, versions, devices)."""
+  from spo_jax import provenance
+
+  lines = []
+  for group in groups:
+    if is_done(plan, group):
+      try:
+        described = provenance.summary(provenance.read(group_dir(plan, group)))
+      except ValueError as error:
+        described = [f"provenance: unreadable ({error})"]
+      lines += [f"{group.name} {described[0]}", *(f"     {line}" for line in described[1:])]
+  return lines
+
+
 def iqm_interval(scores: np.ndarray) -> tuple[float, float, float, str]:
   """(IQM, lower, upper, method) of the scores [S] of one point's seeds."""
   from spo_jax.reproduce import analysis
