@@ -116,10 +116,10 @@ def test_groups_split_on_shape_fields_and_on_discount_when_placed():
 
 def test_shards_collect_and_resume_after_a_crash(tmp_path, monkeypatch, capsys):
   """Two groups (hidden sizes 8 and 4) x traced learning rate x two seeds. Reference: the
-  sweep run as two shards, then --collect. Then the same sweep, its first group finished,
-  crashes in the second group right after its checkpoint of iteration 2; the rerun skips the
-  finished group, resumes the other from that checkpoint, and every evaluation equals the
-  reference's."""
+  sweep run as two shards, then --collect (from the directory's plan.json alone). Then the
+  same sweep, its first group finished, crashes in the second group right after its
+  checkpoint of iteration 2; the rerun skips the finished group, resumes the other from that
+  checkpoint, and every evaluation equals the reference's."""
   base = {**BASE, "max_iterations": 3, "checkpoint_every": 1}
   grid = {"policy_hidden_sizes": [[8], [4]], "learning_rate": [1e-3, 3e-2]}
   ref = write_plan(tmp_path / "ref.toml", tmp_path / "ref", grid=grid, base=base)
@@ -133,7 +133,7 @@ def test_shards_collect_and_resume_after_a_crash(tmp_path, monkeypatch, capsys):
   cli.main([str(ref), "--quiet"])
   monkeypatch.delenv("SLURM_ARRAY_TASK_ID")
   monkeypatch.delenv("SLURM_ARRAY_TASK_COUNT")
-  cli.main([str(ref), "--collect", "--sort", "learning_rate"])
+  cli.main(["--out", str(tmp_path / "ref"), "--collect", "--sort", "learning_rate"])
   table = capsys.readouterr().out
   assert "g000 provenance: spo_jax" in table and "g001 provenance: spo_jax" in table
   reference = read_csv(tmp_path / "ref" / "results.csv")

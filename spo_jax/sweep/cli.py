@@ -4,6 +4,7 @@
   spo-sweep plan.toml --shard i/n        run groups i, i+n, ... (default: SLURM's array index)
   spo-sweep plan.toml --collect          merge the finished groups into results.csv and
                                          summary.csv, print the summary
+  spo-sweep --out DIR --collect          the same, from the plan DIR was started with
   spo-sweep --out DIR --grid learning_rate=1e-4,1e-3 --set env=balance --seeds 0,1
 
 Bad input exits with code 2 and one line on stderr before anything is written; a run
@@ -69,8 +70,11 @@ def main(argv: list[str] | None = None) -> None:
   from spo_jax.train import NumericalError, TrainingInterrupted
 
   try:
-    plan = plan_lib.make_plan(plan_lib.plan_data(args.plan, args.grid, args.set, args.seeds,
-                                                 args.out))
+    if args.collect and args.plan is None and not args.grid and args.out is not None:
+      plan = plan_lib.saved_plan(args.out)  # spo-sweep --out DIR --collect
+    else:
+      plan = plan_lib.make_plan(plan_lib.plan_data(args.plan, args.grid, args.set, args.seeds,
+                                                   args.out))
     shard = plan_lib.parse_shard(args.shard, dict(os.environ))
     if args.collect and args.shard is not None:
       raise ConfigError("--collect merges every group; drop --shard")

@@ -65,8 +65,10 @@ class Plan:
 
   def canonical(self) -> str:
     """The plan as the sweep directory keeps it (plan.json): a resumed sweep must match."""
-    return json.dumps({"base": self.base, "points": list(self.points),
-                       "seeds": list(self.seeds)}, indent=2, sort_keys=True)
+    # Points keep their fields' order: it orders the columns, and in a grid it numbers the
+    # points (so reordering a grid's fields changes the plan).
+    return json.dumps({"base": dict(sorted(self.base.items())), "points": list(self.points),
+                       "seeds": list(self.seeds)}, indent=2)
 
   def label(self, index: int) -> str:
     """'learning_rate=0.001 entropy_coef=0.01': point `index`'s values."""
@@ -215,6 +217,19 @@ def make_plan(data: dict[str, Any]) -> Plan:
     raise ConfigError(f"the sweep has {len(plan.points)} points x {len(plan.seeds)} seeds; "
                       "at most 4096 runs")
   return plan
+
+
+def saved_plan(out: str | Path) -> Plan:
+  """The plan a sweep directory was started with (its plan.json): --collect needs no file."""
+  path = Path(out) / "plan.json"
+  if not path.is_file():
+    raise ConfigError(f"'{out}' holds no sweep (no plan.json)")
+  try:
+    data = json.loads(path.read_text())
+    return make_plan({"sweep": {"out": str(out), "seeds": data["seeds"]}, "base": data["base"],
+                      "grid": None, "points": data["points"]})
+  except (ValueError, KeyError, TypeError) as error:
+    raise ConfigError(f"'{path}' is not a sweep plan ({error})") from None
 
 
 def point_config(plan: Plan, index: int) -> Config:
