@@ -210,6 +210,7 @@ class _HostLoop:
     self.keys = seed_keys(config)
     self.init = jax.jit(over_seeds(setup.fns.init, num_seeds))
     self.tags: list[dict[str, Any]] = [{} for _ in range(num_seeds)]
+    self.sweep = runs is not None
     if runs is not None:
       self.seeds, self.tags = list(runs.seeds), list(runs.tags)
       self.keys = jnp.stack([jax.random.PRNGKey(s) for s in self.seeds])
@@ -308,7 +309,10 @@ class _HostLoop:
                          self.run_path):
         self.logger = MetricsLogger(
             self.run_path, log_options, self.config.to_dict(), self.config.num_seeds,
-            resume_iteration=_iteration_of(state) if has_checkpoint else None)
+            resume_iteration=_iteration_of(state) if has_checkpoint else None,
+            run_tags=[{**tags, "seed": seed} for tags, seed in zip(self.tags, self.seeds,
+                                                                   strict=True)]
+            if self.sweep else None)
     self.display = progress_lib.make_progress(self.config, progress)
     self.start = time.perf_counter() - self.counters["wall_time"]
 

@@ -13,6 +13,7 @@ import pytest
 
 import spo_jax
 from spo_jax.config import ConfigError
+from spo_jax.loggers import LogOptions
 from spo_jax.sweep import cli
 from spo_jax.sweep import plan as plan_lib
 from spo_jax.sweep import results as results_lib
@@ -51,11 +52,12 @@ def read_csv(path):
     return list(csv.DictReader(f))
 
 
-def test_vmapped_points_equal_single_runs(tmp_path):
+def test_vmapped_points_equal_single_runs(tmp_path, monkeypatch):
   """Two traced fields (learning rate in the optimizer's state, entropy coefficient in the
   TrainState) x two seeds: one group, one compile; run (point p, seed s) equals the plain
   run with p's values and seed s (float tolerance: batched matmuls may sum in another
-  order). The values are far apart, so a field the sweep failed to apply shows."""
+  order). The values are far apart, so a field the sweep failed to apply shows. With W&B
+  (offline), one W&B run per (point, seed), grouped by the sweep, each with its own rows."""
   plan = load(write_plan(tmp_path / "plan.toml", tmp_path / "sw",
                          grid={"learning_rate": [1e-3, 3e-2], "entropy_coef": [0.0, 0.5]},
                          seeds=(3, 4)))
@@ -63,7 +65,14 @@ def test_vmapped_points_equal_single_runs(tmp_path):
   assert len(groups) == 1 and groups[0].traced == ("learning_rate", "entropy_coef")
   run_lib.check_directory(plan)
   run_lib.write_plan(plan)
-  swept = run_lib.run_group(plan, groups[0])
+  wandb = pytest.importorskip("wandb")
+  del wandb
+  for name, value in {"WANDB_MODE": "offline", "WANDB_SILENT": "true",
+                      "WANDB_DIR": str(tmp_path), "WANDB_CONFIG_DIR": str(tmp_path / "config"),
+                      "WANDB_CACHE_DIR": str(tmp_path / "cache")}.items():
+    monkeypatch.setenv(name, value)
+  monkeypatch.delenv("WANDB_API_KEY", raising=False)
+  swept = run_lib.run_group(plan, groups[0], wandb=LogOptions(wandb=True))
   leaves = jax.tree.leaves(swept.params)
   assert leaves[0].shape[0] == 8  # 4 points x 2 seeds, point-major
   config = plan_lib.point_config(plan, 0)
@@ -85,6 +94,18 @@ def test_vmapped_points_equal_single_runs(tmp_path):
   assert {(r["point"], r["seed"], r["learning_rate"], r["entropy_coef"]) for r in rows} == {
       (p, s, lr, ent) for p, (lr, ent) in enumerate([(1e-3, 0.0), (1e-3, 0.5), (3e-2, 0.0),
                                                      (3e-2, 0.5)]) for s in (3, 4)}
+  from test_wandb import expected, logged, offline_runs
+
+  directory = run_lib.group_dir(plan, groups[0])
+  base = (directory / "wandb_id.txt").read_text().strip()
+  runs = offline_runs(directory)
+  assert len(runs) == 8
+  for run, history, finished in runs.values():
+    point, seed = re.fullmatch(rf"{base}-p(\d)-seed(\d)", run.run_id).groups()
+    assert finished and run.run_group == "sw"
+    assert run.display_name == f"sw/point_{point}/seed_{seed}"
+    mine = [r for r in rows if r["point"] == int(point) and r["seed"] == int(seed)]
+    assert len(mine) == 2 and [logged(h) for h in history] == [expected(r) for r in mine]
   # Run r's checkpoint slice is its policy.
   policy = spo_jax.load_policy(run_lib.group_dir(plan, groups[0]), seed_index=5)
   params = jax.tree.map(lambda x: x[5], swept.params)

@@ -53,6 +53,13 @@ def _parser() -> argparse.ArgumentParser:
   parser.add_argument("--target", type=float, default=None,
                       help="return for steps/labels to target (default: target_return)")
   parser.add_argument("--quiet", action="store_true", help="print only the summary")
+  parser.add_argument("--wandb", action="store_true",
+                      help="also log to W&B: one run per (point, seed), grouped by sweep")
+  parser.add_argument("--wandb-project", default="spo_jax")
+  parser.add_argument("--wandb-entity", default=None)
+  parser.add_argument("--wandb-group", default=None,
+                      help="W&B group (default: the sweep directory's name)")
+  parser.add_argument("--wandb-mode", default=None, choices=["online", "offline", "disabled"])
   return parser
 
 
@@ -63,6 +70,8 @@ def main(argv: list[str] | None = None) -> None:
   parser.error = lambda message: _fail(message)  # one line, exit code 2
   args = parser.parse_args(argv)
   # Imported after parsing: --help and bad flags need no JAX.
+  from spo_jax.loggers import LogOptions
+  from spo_jax.loggers import check_options as check_log_options
   from spo_jax.run_dir import RunWriteError
   from spo_jax.sweep import plan as plan_lib
   from spo_jax.sweep import results as results_lib
@@ -87,6 +96,10 @@ def main(argv: list[str] | None = None) -> None:
     if args.collect and not resumed:
       raise ConfigError(f"nothing to collect: '{plan.out}' holds no sweep yet")
     target = args.target if args.target is not None else groups[0].config.target_return
+    wandb = LogOptions(wandb=args.wandb, wandb_project=args.wandb_project,
+                       wandb_entity=args.wandb_entity, wandb_group=args.wandb_group,
+                       wandb_mode=args.wandb_mode)
+    check_log_options(wandb)
   except ConfigError as error:
     _fail(str(error))
 
@@ -112,7 +125,7 @@ def main(argv: list[str] | None = None) -> None:
         print(f"spo-sweep: {group.name}: points {list(group.points)} x {len(plan.seeds)} "
               f"seeds, traced fields: {traced}", flush=True)
       try:
-        run_lib.run_group(plan, group)
+        run_lib.run_group(plan, group, wandb=wandb)
       except ConfigError as error:
         _fail(f"{group.name}: {error}")
       except NumericalError as error:

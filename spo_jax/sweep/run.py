@@ -11,6 +11,7 @@ checkpoint, exactly (train's --resume); one stopped before its first checkpoint 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from collections.abc import Callable
@@ -61,16 +62,30 @@ def write_plan(plan: Plan) -> None:
     run_dir_lib.write_text_atomic(plan.out / PLAN, plan.canonical())
 
 
+def log_options(plan: Plan, wandb: LogOptions | None = None) -> LogOptions:
+  """metrics.jsonl only (TensorBoard's and the CSV's per-seed layout would mix the points of a
+  group), plus W&B when `wandb` asks: one W&B run per (point, seed), named after the sweep
+  directory and grouped by it unless `wandb` names them."""
+  if wandb is None or not wandb.wandb:
+    return LogOptions(csv=False, tensorboard=False)
+  name = plan.out.resolve().name
+  return dataclasses.replace(wandb, csv=False, tensorboard=False,
+                             wandb_name=wandb.wandb_name or name,
+                             wandb_group=wandb.wandb_group or name)
+
+
 def run_group(plan: Plan, group: Group, verbose: bool = False,
-              progress_fn: Callable[[int, dict[str, Any]], None] | None = None) -> TrainResult:
+              progress_fn: Callable[[int, dict[str, Any]], None] | None = None,
+              wandb: LogOptions | None = None) -> TrainResult:
   """Train one group in its run directory: new, resumed from its checkpoint, or started again
-  when it stopped before its first one; then mark it done."""
+  when it stopped before its first one; then mark it done. `wandb`: W&B options
+  (`log_options`)."""
   path = group_dir(plan, group)
   held = run_dir_lib.holds_run(path)
   has_checkpoint = held and bool(complete_steps(path / run_dir_lib.CHECKPOINTS))
   result = train(group.config, run_dir=path, resume=has_checkpoint,
                  overwrite=held and not has_checkpoint, verbose=verbose,
-                 log_options=LogOptions(csv=False, tensorboard=False), progress="lines",
+                 log_options=log_options(plan, wandb), progress="lines",
                  runs=group.runs, progress_fn=progress_fn)
   run_dir_lib.write_text_atomic(path / DONE, json.dumps(
       {"group": group.index, "points": list(group.points), "traced": list(group.traced),
