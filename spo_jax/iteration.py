@@ -50,6 +50,32 @@ class TrainState(NamedTuple):
   hyperparams: Any = ()
 
 
+class _PlainState(NamedTuple):
+  """A `TrainState` without `hyperparams`: how checkpoints store a plain run's state, the
+  layout they had before sweeps existed (so those checkpoints still restore)."""
+
+  params: nets.Params
+  opt_state: Any
+  normalizer: nets.Normalizer
+  reward_state: Any
+  key: jax.Array
+  iteration: jax.Array
+  policy_average: Any
+
+
+def stored_form(state: Any) -> Any:
+  """What a checkpoint holds for `state` (concrete or abstract): a `TrainState` with no sweep
+  hyperparameters without that field; anything else as is."""
+  if isinstance(state, TrainState) and state.hyperparams == ():
+    return _PlainState(*state[:len(_PlainState._fields)])
+  return state
+
+
+def from_stored(stored: Any) -> Any:
+  """The inverse of `stored_form`."""
+  return TrainState(*stored) if isinstance(stored, _PlainState) else stored
+
+
 # Config fields a sweep may vary inside one compiled program (spo_jax/sweep/): each is a number
 # the iteration uses only in arithmetic, so it can be data (a traced scalar per run) instead of
 # a constant. Every other field changes shapes or code and splits a sweep into groups.

@@ -136,13 +136,16 @@ def test_groups_split_on_shape_fields_and_on_discount_when_placed():
 
 
 def test_shards_collect_and_resume_after_a_crash(tmp_path, monkeypatch, capsys):
-  """Two groups (hidden sizes 8 and 4) x traced learning rate x two seeds. Reference: the
-  sweep run as two shards, then --collect (from the directory's plan.json alone). Then the
-  same sweep, its first group finished, crashes in the second group right after its
-  checkpoint of iteration 2; the rerun skips the finished group, resumes the other from that
-  checkpoint, and every evaluation equals the reference's."""
+  """Two groups (hidden sizes 8 and 4) x traced learning rate x reward scale x two seeds.
+  Reference: the sweep run as two shards, then --collect (from the directory's plan.json
+  alone). Then the same sweep, its first group finished, crashes in the second group right
+  after its checkpoint of iteration 2; the rerun skips the finished group, resumes the other
+  from that checkpoint, and every evaluation equals the reference's."""
   base = {**BASE, "max_iterations": 3, "checkpoint_every": 1}
-  grid = {"policy_hidden_sizes": [[8], [4]], "learning_rate": [1e-3, 3e-2]}
+  # Both kinds of traced field: the learning rate (optimizer state), the reward scale
+  # (TrainState.hyperparams); both must come back from the checkpoint.
+  grid = {"policy_hidden_sizes": [[8], [4]], "learning_rate": [1e-3, 3e-2],
+          "reward_scale": [1.0, 3.0]}
   ref = write_plan(tmp_path / "ref.toml", tmp_path / "ref", grid=grid, base=base)
   cli.main([str(ref), "--shard", "1/2", "--quiet"])
   assert "shard 1/2 done" in capsys.readouterr().out
@@ -158,22 +161,22 @@ def test_shards_collect_and_resume_after_a_crash(tmp_path, monkeypatch, capsys):
   table = capsys.readouterr().out
   assert "g000 provenance: spo_jax" in table and "g001 provenance: spo_jax" in table
   reference = read_csv(tmp_path / "ref" / "results.csv")
-  assert len(reference) == 4 * 2 * 3  # points x seeds x evaluations
-  assert list(reference[0])[:6] == ["group", "point", "policy_hidden_sizes", "learning_rate",
-                                    "seed", "step"]
+  assert len(reference) == 8 * 2 * 3  # points x seeds x evaluations
+  assert list(reference[0])[:7] == ["group", "point", "policy_hidden_sizes", "learning_rate",
+                                    "reward_scale", "seed", "step"]
   summary = read_csv(tmp_path / "ref" / "summary.csv")
-  assert [int(r["point"]) for r in summary] == [0, 1, 2, 3]
+  assert [int(r["point"]) for r in summary] == list(range(8))
   for entry in summary:
     finals = [float(r["eval/episode_reward"]) for r in reference
               if r["point"] == entry["point"] and r["iteration"] == "3"]
     assert float(entry["final_return_mean"]) == pytest.approx(np.mean(finals))
     assert float(entry["final_return_iqm_low"]) <= float(entry["final_return_iqm"]) <= float(
         entry["final_return_iqm_high"])
-  # Sorted by learning rate in the terminal: the two 0.001 points first.
+  # Sorted by learning rate in the terminal: the four 0.001 points first.
   lines = table.splitlines()
   header = next(i for i, line in enumerate(lines) if line.split()[:1] == ["point"])
-  body = lines[header + 1:header + 5]
-  assert [line.split()[2] for line in body] == ["0.001", "0.001", "0.03", "0.03"]
+  body = lines[header + 1:header + 9]
+  assert [line.split()[2] for line in body] == ["0.001"] * 4 + ["0.03"] * 4
 
   # The crashed sweep's first group is the reference's, finished (this saves a compile).
   crashed = write_plan(tmp_path / "crash.toml", tmp_path / "crash", grid=grid, base=base)
@@ -210,7 +213,7 @@ def test_shards_collect_and_resume_after_a_crash(tmp_path, monkeypatch, capsys):
   # spo-plot draws a sweep directory as one curve per point.
   from spo_jax.plotting import plot_runs, sweep_points
 
-  assert len(sweep_points(tmp_path / "crash")) == 4
+  assert len(sweep_points(tmp_path / "crash")) == 8
   assert plot_runs([tmp_path / "crash"], tmp_path / "curves.png").stat().st_size > 0
 
 
@@ -292,3 +295,35 @@ def test_flags_build_the_same_plan_as_a_file(tmp_path):
   assert from_flags.canonical() == load(path).canonical()
   with pytest.raises(ConfigError, match="--grid 'learning_rate' must read FIELD=VALUE"):
     plan_lib.plan_data(None, ["learning_rate"], [], None, "sw")
+
+
+def test_a_plain_runs_checkpoint_keeps_the_layout_from_before_sweeps(tmp_path):
+  """TrainState gained `hyperparams` for sweeps; a plain run (none) is stored without it, so
+  checkpoints written before sweeps existed restore, and older code can read new ones:
+  restoring into the old 7-field state must work."""
+  from typing import Any, NamedTuple
+
+  from spo_jax.checkpoint import Checkpointer
+  from spo_jax.config import Config
+
+  class OldTrainState(NamedTuple):
+    params: Any
+    opt_state: Any
+    normalizer: Any
+    reward_state: Any
+    key: Any
+    iteration: Any
+    policy_average: Any
+
+  config = Config.from_dict({**spo_jax.preset("point_reach").to_dict(), **BASE})
+  state = spo_jax.make_train(config).init(jax.random.PRNGKey(0))
+  assert state.hyperparams == ()
+  checkpointer = Checkpointer(tmp_path / "checkpoints")
+  checkpointer.save(1, state, {})
+  old, _ = checkpointer.restore(1, OldTrainState(*state[:7]))
+  assert isinstance(old, OldTrainState)
+  new, _ = checkpointer.restore(1, jax.eval_shape(lambda: state))
+  assert isinstance(new, spo_jax.TrainState) and new.hyperparams == ()
+  for x, y in zip(jax.tree.leaves(state), jax.tree.leaves(old), strict=True):
+    np.testing.assert_array_equal(x, y)
+  checkpointer.close()
