@@ -293,6 +293,8 @@ def test_flags_build_the_same_plan_as_a_file(tmp_path):
       None, ["learning_rate=1e-3, 2e-3"], ["env=balance", "policy_hidden_sizes=[8]"], "0,1",
       "sw"))
   assert from_flags.canonical() == load(path).canonical()
+  assert plan_lib.parse_list("balance, point_reach") == ["balance", "point_reach"]
+  assert plan_lib.parse_list("[32], [64, 64]") == [[32], [64, 64]]
   with pytest.raises(ConfigError, match="--grid 'learning_rate' must read FIELD=VALUE"):
     plan_lib.plan_data(None, ["learning_rate"], [], None, "sw")
 

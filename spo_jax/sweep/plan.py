@@ -125,6 +125,15 @@ def parse_value(text: str) -> Any:
     return text
 
 
+def parse_list(text: str) -> list[Any]:
+  """`--grid`'s values: a TOML array's items (`1e-4, 1e-3`, `[32], [64, 64]`), else the
+  comma-separated items each read by `parse_value` (`balance,point_reach`)."""
+  value = parse_value(f"[{text}]")
+  if isinstance(value, list):
+    return value
+  return [parse_value(item.strip()) for item in text.split(",")]
+
+
 def plan_data(path: str | Path | None, grid: list[str], sets: list[str], seeds: str | None,
               out: str | None) -> dict[str, Any]:
   """The sweep file's tables with the flags applied: `--grid FIELD=V1,V2` adds to [grid],
@@ -152,7 +161,7 @@ def plan_data(path: str | Path | None, grid: list[str], sets: list[str], seeds: 
   for item in grid:
     name, values = _split(item, "--grid")
     grid_table = {} if grid_table is None else grid_table
-    grid_table[name] = parse_value(f"[{values}]")
+    grid_table[name] = parse_list(values)
   if seeds is not None:
     sweep["seeds"] = parse_value(f"[{seeds}]")
   if out is not None:
