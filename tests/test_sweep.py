@@ -114,8 +114,9 @@ def test_vmapped_points_equal_single_runs(tmp_path, monkeypatch):
 
 
 def test_groups_split_on_shape_fields_and_on_discount_when_placed():
-  """Hidden sizes change shapes: two groups. The discount is traced for PPO, but SPO's
-  'discounted' reward placement reads it as a constant, so there it splits groups."""
+  """Hidden sizes change shapes, teacher parameters code: groups. The discount is traced for
+  PPO, but SPO's 'discounted' reward placement reads it as a constant, so there it splits
+  groups."""
   plan = plan_lib.make_plan({"sweep": {"out": "x", "seeds": [0]}, "base": dict(BASE),
                              "grid": {"policy_hidden_sizes": [[8], [4]],
                                       "learning_rate": [1e-3, 2e-3]}, "points": None})
@@ -123,6 +124,10 @@ def test_groups_split_on_shape_fields_and_on_discount_when_placed():
   assert [g.points for g in groups] == [(0, 1), (2, 3)]
   assert [g.traced for g in groups] == [("learning_rate",), ("learning_rate",)]
   assert groups[1].config.policy_hidden_sizes == (4,) and groups[1].config.num_seeds == 2
+  # The teacher's parameters are constants of its code (docs/sweeps.md): one group each.
+  beta = plan_lib.make_plan({"sweep": {"out": "x"}, "base": dict(BASE),
+                             "grid": {"teacher_beta": [1.0, 2.0]}, "points": None})
+  assert [g.traced for g in plan_lib.make_groups(beta)] == [(), ()]
   discount = {"discount": [0.9, 0.99]}
   placed = plan_lib.make_plan({"sweep": {"out": "x"}, "base": dict(BASE), "grid": discount,
                                "points": None})
