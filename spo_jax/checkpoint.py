@@ -178,6 +178,9 @@ class Checkpointer:
       shutil.rmtree(step_dir)
       self._manager.reload()
     args = self._ocp.args
+    from spo_jax.iteration import stored_form  # a plain TrainState keeps its old layout
+
+    state = stored_form(state)
     try:
       with _quiet_orbax():
         self._manager.save(step, args=args.Composite(state=args.StandardSave(state),
@@ -205,9 +208,11 @@ class Checkpointer:
     TrainState's NamedTuples are stored as dicts of their fields); only those are read
     (`saved_policy` reads the policy's weights and the normalizer this way)."""
     args = self._ocp.args
+    from spo_jax.iteration import from_stored, stored_form
+
     abstract = jax.tree.map(
         lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype) if hasattr(x, "shape") else x,
-        abstract_state)
+        stored_form(abstract_state))
     if partial:
       # Onto this process's first device whatever devices wrote it (a policy trained on a
       # GPU loads on a CPU); the saved sharding metadata is then not needed.
@@ -223,7 +228,7 @@ class Checkpointer:
             state=state_args, meta=args.JsonRestore()))
     except Exception as error:  # noqa: BLE001 (Orbax raises many kinds; all mean "unreadable")
       raise CheckpointError(_first_line(error)) from error
-    return restored.state, dict(restored.meta)
+    return from_stored(restored.state), dict(restored.meta)
 
   def read_meta(self, step: int) -> dict[str, Any]:
     restored = self._manager.restore(step, args=self._ocp.args.Composite(

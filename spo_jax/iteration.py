@@ -45,6 +45,50 @@ class TrainState(NamedTuple):
   # One-step games with discrete actions (policy_average.py): [K] float32, the uniform mean
   # of the action probabilities of the policies after iterations 1..iteration; () otherwise.
   policy_average: Any
+  # A sweep run's traced hyperparameters other than the learning rate, which lives in
+  # `opt_state` (optax.inject_hyperparams): {field: [] float32}; () for a plain run.
+  hyperparams: Any = ()
+
+
+class _PlainState(NamedTuple):
+  """A `TrainState` without `hyperparams`: how checkpoints store a plain run's state, the
+  layout they had before sweeps existed (so those checkpoints still restore)."""
+
+  params: nets.Params
+  opt_state: Any
+  normalizer: nets.Normalizer
+  reward_state: Any
+  key: jax.Array
+  iteration: jax.Array
+  policy_average: Any
+
+
+def stored_form(state: Any) -> Any:
+  """What a checkpoint holds for `state` (concrete or abstract): a `TrainState` with no sweep
+  hyperparameters without that field; anything else as is."""
+  if isinstance(state, TrainState) and state.hyperparams == ():
+    return _PlainState(*state[:len(_PlainState._fields)])
+  return state
+
+
+def from_stored(stored: Any) -> Any:
+  """The inverse of `stored_form`."""
+  return TrainState(*stored) if isinstance(stored, _PlainState) else stored
+
+
+# Config fields a sweep may vary inside one compiled program (spo_jax/sweep/): each is a number
+# the iteration uses only in arithmetic, so it can be data (a traced scalar per run) instead of
+# a constant. Every other field changes shapes or code and splits a sweep into groups.
+TRACED_FIELDS = ("learning_rate", "entropy_coef", "value_coef", "clip_epsilon", "discount",
+                 "gae_lambda", "reward_scale")
+
+
+def traced_fields(config: Config) -> tuple[str, ...]:
+  """The `TRACED_FIELDS` a run of `config` can take from its state. The discount is a constant
+  of SPO's 'discounted' reward placement (reward_sources.py), so there it splits groups."""
+  if config.reward_source == "spo" and config.reward_placement == "discounted":
+    return tuple(name for name in TRACED_FIELDS if name != "discount")
+  return TRACED_FIELDS
 
 
 class TrainFunctions(NamedTuple):
@@ -71,18 +115,27 @@ def make_functions(config: Config, env: Env, teacher: TeacherProtocol,
                    networks: nets.Networks, spec: teachers_lib.EnvSpec,
                    game: averaging.OneStepGame | None = None, chunk: int | None = None,
                    shard_envs: Callable | None = None,
-                   source: sources.RewardSource | None = None) -> TrainFunctions:
+                   source: sources.RewardSource | None = None,
+                   traced: tuple[str, ...] = ()) -> TrainFunctions:
   """The pure `init(key) -> TrainState` and `iteration(state) -> (state, metrics)` of a built
   run (`setup.build`); `shard_envs` constrains the env axis of the rollout's arrays to the
   device mesh (`config.shard = 'envs'`). `source`: a reward source object to use instead of
   the one `config.reward_source` names (the best response of `best_response.py`, whose
-  frozen opponent no config field can describe)."""
+  frozen opponent no config field can describe). `traced` (names from `TRACED_FIELDS`): fields
+  read from the state instead of the config, so that runs vmapped together can differ in
+  them; `init` starts them at the config's values and `with_hyperparams` sets them per run."""
+  unknown = sorted(set(traced) - set(traced_fields(config)))
+  if unknown:
+    raise ValueError(f"fields {unknown} cannot be traced in this run; traced fields: "
+                     f"{traced_fields(config)}")
   if source is None:
     source = sources.make_reward_source(config, teacher, spec)
   else:
     sources.check_reward_source(source)
-  optimizer = ppo.make_optimizer(config.learning_rate, config.max_grad_norm)
+  optimizer = ppo.make_optimizer(config.learning_rate, config.max_grad_norm,
+                                 inject="learning_rate" in traced)
   hp = ppo_hyperparams(config)
+  state_fields = tuple(name for name in traced if name != "learning_rate")
   num_envs, horizon = config.num_envs, config.episode_length
   rollout_teacher = teacher if source.uses_teacher else None
   batch_sizes = compaction_sizes(num_envs, config.compaction_factor)
@@ -95,7 +148,9 @@ def make_functions(config: Config, env: Env, teacher: TeacherProtocol,
                       normalizer=nets.normalizer_init(networks.observation_size),
                       reward_state=source.init(k_reward, summary_template), key=k_state,
                       iteration=jnp.zeros((), jnp.int32),
-                      policy_average=() if game is None else jnp.zeros((game.num_actions,)))
+                      policy_average=() if game is None else jnp.zeros((game.num_actions,)),
+                      hyperparams={name: jnp.asarray(getattr(config, name), jnp.float32)
+                                   for name in state_fields} if state_fields else ())
 
   def one_iteration(state: TrainState, _) -> tuple[TrainState, dict[str, jax.Array]]:
     key, k_rollout, k_reward, k_ppo = jax.random.split(state.key, 4)
@@ -107,9 +162,12 @@ def make_functions(config: Config, env: Env, teacher: TeacherProtocol,
                      batch_sizes=batch_sizes)
     traj = result.trajectory
     rewards, reward_state, reward_metrics = source.rewards(state.reward_state, result, k_reward)
+    swept = dict(state.hyperparams) if state_fields else {}
+    reward_scale = swept.pop("reward_scale", config.reward_scale)
     params, opt_state, ppo_metrics = ppo.ppo_update(
         state.params, state.opt_state, optimizer, networks, state.normalizer, traj.obs,
-        traj.raw_action, traj.log_prob, rewards * config.reward_scale, traj.mask, k_ppo, hp)
+        traj.raw_action, traj.log_prob, rewards * reward_scale, traj.mask, k_ppo,
+        hp._replace(**swept))
     normalizer = state.normalizer
     if config.normalize_observations:
       normalizer = nets.normalizer_update(normalizer, traj.obs, traj.mask)
@@ -131,8 +189,9 @@ def make_functions(config: Config, env: Env, teacher: TeacherProtocol,
       probs = averaging.policy_probs(networks, params.policy, normalizer, game,
                                      config.normalize_observations)
       policy_average = averaging.running_average(policy_average, probs, state.iteration + 1)
-    new_state = TrainState(params, opt_state, normalizer, reward_state, key,
-                           state.iteration + 1, policy_average)
+    new_state = state._replace(params=params, opt_state=opt_state, normalizer=normalizer,
+                               reward_state=reward_state, key=key,
+                               iteration=state.iteration + 1, policy_average=policy_average)
     return new_state, metrics
 
   def iteration(state: TrainState) -> tuple[TrainState, dict[str, jax.Array]]:
@@ -140,3 +199,15 @@ def make_functions(config: Config, env: Env, teacher: TeacherProtocol,
     return jax.lax.scan(one_iteration, state, None, length=config.iterations_per_call)
 
   return TrainFunctions(init, iteration)
+
+
+def with_hyperparams(state: TrainState, values: dict[str, jax.Array]) -> TrainState:
+  """`state` (from `init` with these fields traced) with one run's traced values: the
+  learning rate into the optimizer's injected hyperparameters, the rest into `hyperparams`."""
+  values = {k: jnp.asarray(v, jnp.float32) for k, v in values.items()}
+  opt_state = state.opt_state
+  if "learning_rate" in values:
+    injected = dict(opt_state.hyperparams, learning_rate=values.pop("learning_rate"))
+    opt_state = opt_state._replace(hyperparams=injected)
+  hyperparams = dict(state.hyperparams, **values) if values else state.hyperparams
+  return state._replace(opt_state=opt_state, hyperparams=hyperparams)

@@ -323,12 +323,16 @@ class _WandbSink:
   steps, the x of the CSV and TensorBoard) is declared the x-axis of every metric. W&B cannot
   delete logged data: rows recomputed after a resume carry iterations W&B has seen and are
   ignored by it (they are identical anyway: resume is exact). `--wandb` first given on a
-  resume logs the rows kept in metrics.jsonl first, as TensorBoard does."""
+  resume logs the rows kept in metrics.jsonl first, as TensorBoard does.
+
+  A sweep group (`run_tags`, spo_jax/sweep/) has one W&B run per (point, seed), id
+  `<id>-p<point>-seed<s>`, named `<name>/point_<p>/seed_<s>`, its point's values in its
+  config."""
 
   what = "W&B run"
 
   def __init__(self, run_dir: Path, options: LogOptions, config: dict[str, Any],
-               num_seeds: int, kept: list[Row]):
+               num_seeds: int, kept: list[Row], run_tags: list[Row] | None = None):
     import wandb
 
     self.path = run_dir / "wandb"
@@ -341,13 +345,20 @@ class _WandbSink:
     # Our own random id: `wandb.util.generate_id` is gone from wandb 0.2x.
     self._base_id = secrets.token_hex(4) if new else id_file.read_text().strip()
     id_file.write_text(self._base_id + "\n")
-    self._runs: dict[int, Any] = {}
-    # The seeds train.py gives its rows (config.seed + i); opened now, so a W&B failure
-    # stops the run before training rather than at its first evaluation.
-    first = int(config.get("seed", 0))
+    self._runs: dict[Any, Any] = {}
+    # A sweep group's runs (`run_tags`: one per run, with its `point` and `seed`) are keyed
+    # by (point, seed): the points of a group share seeds.
+    self._tags = {(t["point"], t["seed"]): t for t in run_tags} if run_tags else None
     try:
-      for seed in range(first, first + num_seeds):
-        self._run(seed)
+      if self._tags is not None:
+        for key in self._tags:
+          self._run(key)
+      else:
+        # The seeds train.py gives its rows (config.seed + i); opened now, so a W&B failure
+        # stops the run before training rather than at its first evaluation.
+        first = int(config.get("seed", 0))
+        for seed in range(first, first + num_seeds):
+          self._run(seed)
       if new:
         self.write(kept)
     except BaseException:
@@ -355,28 +366,36 @@ class _WandbSink:
         self.close()  # the seeds' runs opened before the failure
       raise
 
-  def _run(self, seed: int):
-    if seed not in self._runs:
+  def _run(self, key: Any):
+    if key not in self._runs:
       options, name = self._options, self._options.wandb_name or self._run_dir.name
+      if self._tags is None:
+        seed, label, run_id, extra = key, f"seed_{key}", f"{self._base_id}-seed{key}", {}
+      else:
+        point, seed = key
+        label, run_id = f"point_{point}/seed_{seed}", f"{self._base_id}-p{point}-seed{seed}"
+        extra = {k: v for k, v in self._tags[key].items() if k != "seed"}
       # reinit="create_new": the runs of all seeds are open at once (the default,
       # "return_previous", would hand every seed the first seed's run).
       run = self._wandb.init(
           project=options.wandb_project, entity=options.wandb_entity,
-          name=f"{name}/seed_{seed}", group=options.wandb_group or self._run_dir.name,
+          name=f"{name}/{label}", group=options.wandb_group or self._run_dir.name,
           mode=options.wandb_mode, dir=str(self._run_dir),
-          config={**self._config, "run_seed": seed}, id=f"{self._base_id}-seed{seed}",
+          config={**self._config, **extra, "run_seed": seed}, id=run_id,
           resume="allow", reinit="create_new")
       run.define_metric("step")
       run.define_metric("*", step_metric="step")
-      self._runs[seed] = run
-    return self._runs[seed]
+      self._runs[key] = run
+    return self._runs[key]
 
   def write(self, rows: list[Row]) -> None:
     for row in rows:
       data: Row = {k: v for k, v in row.items() if k not in _NOT_SCALARS and k != "iteration"
                    and not isinstance(v, bool) and isinstance(v, int | float)}
       data["step"] = int(row["step"])
-      self._run(int(row.get("seed", 0))).log(data, step=int(row["iteration"]))
+      seed = int(row.get("seed", 0))
+      key = seed if self._tags is None else (row["point"], seed)
+      self._run(key).log(data, step=int(row["iteration"]))
 
   def close(self) -> None:
     """Finish every seed's run; the first failure is raised after all are finished."""
@@ -399,12 +418,13 @@ class MetricsLogger:
   """Every sink of one run directory behind one `log(rows)`.
 
   `resume_iteration` = k (the iteration of the checkpoint being resumed) keeps the rows of
-  iterations <= k and drops the rest, in every file; None starts empty files.
+  iterations <= k and drops the rest, in every file; None starts empty files. `run_tags`: a
+  sweep group's runs (each with its `point` and `seed`), one W&B run each.
   """
 
   def __init__(self, run_dir: str | Path, options: LogOptions | None = None,
                config: dict[str, Any] | None = None, num_seeds: int = 1,
-               resume_iteration: int | None = None):
+               resume_iteration: int | None = None, run_tags: list[Row] | None = None):
     options = LogOptions() if options is None else options
     check_options(options)
     self.run_dir = Path(run_dir)
@@ -435,7 +455,8 @@ class MetricsLogger:
         self._sinks.append(tb)
       if options.wandb:
         what, path = "W&B run", self.run_dir / "wandb"
-        self._sinks.append(_WandbSink(self.run_dir, options, config or {}, num_seeds, kept))
+        self._sinks.append(_WandbSink(self.run_dir, options, config or {}, num_seeds, kept,
+                                      run_tags))
     except BaseException as error:
       with contextlib.suppress(Exception):
         self.close()

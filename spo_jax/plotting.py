@@ -3,9 +3,11 @@
   spo-plot RUN_DIR [RUN_DIR ...] [--metric eval/episode_reward] [--x step|iteration|time]
            [--aggregate mean|iqm] [--labels A B ...] [--out curves.png]
 
-Each run is one curve. A run of several seeds (`--num-seeds S`, or several rows per
-evaluation) is aggregated across its seeds: every seed's curve is linearly interpolated onto
-a common grid of G points spanning the x range all seeds cover, then at each grid point
+Each run is one curve; a sweep directory (spo-sweep: plan.json, groups/) is one curve per
+point, labelled with the point's values. A run of several seeds (`--num-seeds S`, or several
+rows per evaluation) is aggregated across its seeds: every seed's curve is linearly
+interpolated onto a common grid of G points spanning the x range all seeds cover, then at
+each grid point
 
   mean:  (1/S) Σ_s y_s          iqm: the mean of the middle 50% of the S values
                                      (scipy.stats.trim_mean(y, 0.25); Agarwal et al. 2021)
@@ -51,6 +53,28 @@ def read_run(run_dir: str | Path) -> list[dict]:
     raise ConfigError(f"'{run_dir}' has no metric rows yet (the first evaluation comes after "
                       "eval_every iterations)")
   return rows
+
+
+def is_sweep(path: str | Path) -> bool:
+  path = Path(path)
+  return (path / "plan.json").is_file() and (path / "groups").is_dir()
+
+
+def sweep_points(sweep_dir: str | Path) -> list[tuple[str, list[dict]]]:
+  """(label, rows) per point of a sweep directory that has rows, in point order: the rows of
+  every group's metrics.jsonl, split by their `point` field."""
+  import json
+
+  sweep_dir = Path(sweep_dir)
+  points = json.loads((sweep_dir / "plan.json").read_text())["points"]
+  by_point: dict[int, list[dict]] = {}
+  for metrics in sorted((sweep_dir / "groups").glob("*/metrics.jsonl")):
+    for row in read_jsonl(metrics):
+      by_point.setdefault(int(row["point"]), []).append(row)
+  if not by_point:
+    raise ConfigError(f"sweep '{sweep_dir}' has no metric rows yet")
+  return [(" ".join(f"{k}={json.dumps(v)}" for k, v in points[p].items()) or f"point {p}",
+           rows) for p, rows in sorted(by_point.items())]
 
 
 def seed_curves(rows: list[dict], metric: str, x: str) -> dict[int, tuple[np.ndarray, np.ndarray]]:
@@ -114,9 +138,16 @@ def plot_runs(run_dirs: list[str | Path], out: str | Path, metric: str = "eval/e
   if labels and len(labels) != len(run_dirs):
     raise ConfigError(f"--labels gives {len(labels)} label(s) for {len(run_dirs)} run(s); "
                       "give one per run directory")
-  runs = []
+  named = []  # (label, rows, directory)
   for i, run_dir in enumerate(run_dirs):
-    rows = read_run(run_dir)
+    label = labels[i] if labels else Path(run_dir).resolve().name
+    if is_sweep(run_dir):
+      named += [(f"{label}: {point}" if labels or len(run_dirs) > 1 else point, rows, run_dir)
+                for point, rows in sweep_points(run_dir)]
+    else:
+      named.append((label, read_run(run_dir), run_dir))
+  runs = []
+  for label, rows, run_dir in named:
     if not any(metric in row for row in rows):
       raise ConfigError(f"metric '{metric}' is not in '{run_dir}'; available: "
                         + ", ".join(available_metrics(rows)))
@@ -124,7 +155,7 @@ def plot_runs(run_dirs: list[str | Path], out: str | Path, metric: str = "eval/e
     if not curves:
       raise ConfigError(f"'{run_dir}' has no rows with both '{metric}' and x field "
                         f"'{X_FIELDS[x]}'; try --x step")
-    runs.append((labels[i] if labels else Path(run_dir).resolve().name, curves))
+    runs.append((label, curves))
 
   import matplotlib
 

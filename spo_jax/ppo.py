@@ -117,8 +117,16 @@ def ppo_loss(params: nets.Params, networks: nets.Networks, batch: Batch, horizon
                 "approx_kl": approx_kl, "clip_fraction": clip_fraction}
 
 
-def make_optimizer(learning_rate: float, max_grad_norm: float) -> optax.GradientTransformation:
-  return optax.chain(optax.clip_by_global_norm(max_grad_norm), optax.adam(learning_rate))
+def make_optimizer(learning_rate: float, max_grad_norm: float,
+                   inject: bool = False) -> optax.GradientTransformation:
+  """Global-norm clipping then Adam. `inject`: the learning rate is kept in the optimizer's
+  state (`optax.inject_hyperparams`), where a sweep sets a different one per vmapped run."""
+  def chain(learning_rate):
+    return optax.chain(optax.clip_by_global_norm(max_grad_norm), optax.adam(learning_rate))
+
+  if inject:
+    return optax.inject_hyperparams(chain)(learning_rate=learning_rate)
+  return chain(learning_rate)
 
 
 def valid_first_in_time_order(valid: jax.Array) -> jax.Array:

@@ -62,7 +62,7 @@ def device_mesh(config: Config) -> jax.sharding.Mesh:
 
 
 def build(config: Config, env: Env | None = None, teacher: TeacherProtocol | None = None, *,
-          chunk: int | None = None) -> Setup:
+          chunk: int | None = None, traced: tuple[str, ...] = ()) -> Setup:
   """Validate the config and build env, teacher, networks and the pure functions.
 
   `env` and `teacher` override the config's names with user objects (`config.env` is then
@@ -70,6 +70,7 @@ def build(config: Config, env: Env | None = None, teacher: TeacherProtocol | Non
   against their protocols (`envs.check_env`, `teachers.check_teacher_protocol`) and the
   teacher's contract on sample data shaped like this environment's steps. `chunk`: steps per
   trip of the rollout's time loop (None: `rollout.DEFAULT_CHUNK`; results do not depend on it).
+  `traced`: hyperparameters read from the state, set per run by a sweep (iteration.py).
   """
   validate(config, env)  # with a user's env object, config.env is only the run's label
   if config.shard != "none":
@@ -101,7 +102,7 @@ def build(config: Config, env: Env | None = None, teacher: TeacherProtocol | Non
   networks = policy_spec.make_networks()
   game = averaging.one_step_game(env, teacher, config.episode_length)
   fns = make_functions(config, env, teacher, networks, spec, game, chunk,
-                       _env_sharding(config))
+                       _env_sharding(config), traced)
   evaluate = make_evaluator(env, networks, config.num_eval_envs, config.eval_horizon,
                             config.normalize_observations)
   make_policy = make_policy_factory(networks, config.normalize_observations)

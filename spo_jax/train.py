@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 from brax.envs.base import Env
 
@@ -39,6 +40,7 @@ from spo_jax.iteration import (  # noqa: F401 (re-exported)
   TrainState,
   policy_params,
   ppo_hyperparams,
+  with_hyperparams,
 )
 from spo_jax.loggers import LogOptions, MetricsLogger
 from spo_jax.loggers import check_options as check_log_options
@@ -71,6 +73,16 @@ class TrainResult(NamedTuple):
   metrics: dict[str, float | int]
 
 
+class RunSet(NamedTuple):
+  """The runs of a sweep group, trained as one vmapped program (spo_jax/sweep/): run r starts
+  from seed `seeds[r]` (exactly as a single run with that seed), trains with the traced values
+  `{field: values[field][r]}` and its metric rows carry `tags[r]` (its point and values)."""
+
+  seeds: list[int]
+  values: dict[str, list[float]]
+  tags: list[dict[str, Any]]
+
+
 def _seed(tree: Any, index: int) -> Any:
   return jax.tree.map(lambda x: x[index], tree)
 
@@ -80,7 +92,8 @@ def train(config: Config | None = None, *, env: Env | None = None,
           progress_fn: Callable[[int, dict[str, Any]], None] | None = None,
           run_dir: str | Path | None = None, resume: bool = False, overwrite: bool = False,
           verbose: bool = False, handle_signals: bool = True,
-          log_options: LogOptions | None = None, progress: str = "auto") -> TrainResult:
+          log_options: LogOptions | None = None, progress: str = "auto",
+          runs: RunSet | None = None) -> TrainResult:
   """Train by SPO (or the configured reward source); returns (make_policy, params, metrics).
 
   progress_fn(step, metrics) is called after each evaluation with `step` = env steps so far.
@@ -101,6 +114,9 @@ def train(config: Config | None = None, *, env: Env | None = None,
   then has a leading seed axis, metrics.jsonl holds one row per seed per evaluation (field
   `seed`), and `metrics` is the mean over seeds with the rows under `per_seed`. Training
   stops when every seed has collected `num_timesteps` env steps (or reached `target_return`).
+
+  `runs` (a sweep group, spo_jax/sweep/): the `config.num_seeds` vmapped runs get their own
+  seeds, traced hyperparameters and row tags instead of seeds `config.seed + i`.
 
   With `handle_signals` (in the main thread), SIGINT and SIGTERM stop training after the
   iteration in flight, save a checkpoint and raise `TrainingInterrupted`; a second SIGINT
@@ -134,14 +150,14 @@ def train(config: Config | None = None, *, env: Env | None = None,
     if resume:
       raise ConfigError("--resume needs the --run-dir of the run to continue")
     return _train(config, env, teacher, progress_fn, None, False, False, verbose,
-                  handle_signals, log_options, progress)
+                  handle_signals, log_options, progress, runs)
   run_dir_lib.check_arguments(run_path, resume, overwrite)
   # One writer per run directory: held from before the directory is inspected until the run
   # has closed every file (spo_jax/run_dir.py).
   lock = run_dir_lib.RunLock(run_path).acquire()
   try:
     return _train(config, env, teacher, progress_fn, run_path, resume, overwrite, verbose,
-                  handle_signals, log_options, progress)
+                  handle_signals, log_options, progress, runs)
   finally:
     lock.release()
 
@@ -149,13 +165,13 @@ def train(config: Config | None = None, *, env: Env | None = None,
 def _train(config: Config, env: Env | None, teacher: Any | None,
            progress_fn: Callable[[int, dict[str, Any]], None] | None, run_path: Path | None,
            resume: bool, overwrite: bool, verbose: bool, handle_signals: bool,
-           log_options: LogOptions, progress: str) -> TrainResult:
+           log_options: LogOptions, progress: str, runs: RunSet | None = None) -> TrainResult:
   """`train` once its arguments are checked and, with a run directory, its lock is held."""
   has_checkpoint = False
   if run_path is not None:
     has_checkpoint = run_dir_lib.check_contents(run_path, config, resume, overwrite)
-  setup = build(config, env, teacher)
-  loop = _HostLoop(setup, run_path, progress_fn, verbose)
+  setup = build(config, env, teacher, traced=tuple(runs.values) if runs else ())
+  loop = _HostLoop(setup, run_path, progress_fn, verbose, runs)
   stop_signal = None
   try:
     state = loop.restore_or_init(has_checkpoint, overwrite)
@@ -180,7 +196,8 @@ class _HostLoop:
   checkpointer and logger, the host counters and the rows awaiting the next evaluation."""
 
   def __init__(self, setup: Setup, run_path: Path | None,
-               progress_fn: Callable[[int, dict[str, Any]], None] | None, verbose: bool):
+               progress_fn: Callable[[int, dict[str, Any]], None] | None, verbose: bool,
+               runs: RunSet | None = None):
     config = self.config = setup.config
     self.setup, self.run_path, self.progress_fn = setup, run_path, progress_fn
     self.file_digests = digests.teacher_file_digests(config)
@@ -192,6 +209,14 @@ class _HostLoop:
     self.seeds = [config.seed + i for i in range(num_seeds)]
     self.keys = seed_keys(config)
     self.init = jax.jit(over_seeds(setup.fns.init, num_seeds))
+    self.tags: list[dict[str, Any]] = [{} for _ in range(num_seeds)]
+    self.sweep = runs is not None
+    if runs is not None:
+      self.seeds, self.tags = list(runs.seeds), list(runs.tags)
+      self.keys = jnp.stack([jax.random.PRNGKey(s) for s in self.seeds])
+      values = {k: jnp.asarray(v, jnp.float32) for k, v in runs.values.items()}
+      run_init = lambda key, run_values: with_hyperparams(setup.fns.init(key), run_values)
+      self.init = jax.jit(lambda keys: over_seeds(run_init, num_seeds)(keys, values))
     self.iteration = jax.jit(over_seeds(setup.fns.iteration, num_seeds), donate_argnums=0)
     self.evaluate_seeds = jax.jit(over_seeds(setup.evaluate, num_seeds))
     self.game_seeds = (None if setup.game_metrics is None
@@ -286,7 +311,10 @@ class _HostLoop:
                          self.run_path):
         self.logger = MetricsLogger(
             self.run_path, log_options, self.config.to_dict(), self.config.num_seeds,
-            resume_iteration=_iteration_of(state) if has_checkpoint else None)
+            resume_iteration=_iteration_of(state) if has_checkpoint else None,
+            run_tags=[{**tags, "seed": seed} for tags, seed in zip(self.tags, self.seeds,
+                                                                   strict=True)]
+            if self.sweep else None)
     self.display = progress_lib.make_progress(self.config, progress)
     self.start = time.perf_counter() - self.counters["wall_time"]
 
@@ -384,6 +412,7 @@ class _HostLoop:
     if window:
       for k in window[-1]:
         row[k] = float(np.mean([w[k] for w in window]))
+    row.update(self.tags[i])
     row.update({"step": counters["env_steps"][i], "iteration": it, "seed": self.seeds[i],
                 "train/physics_steps_total": counters["physics_steps"][i],
                 "train/total_queries": counters["total_queries"][i],
