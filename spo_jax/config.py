@@ -441,12 +441,12 @@ PRESETS: dict[str, Config] = {
         update_epochs=8, policy_hidden_sizes=(128, 128), value_hidden_sizes=(128, 128)),
     # Locomotion presets tuned for a 2-core CPU and a budget of about 1M env steps (seed 100;
     # docs/config.md gives the runs behind each value, docs/performance.md the benchmark).
-    # Few episodes per iteration (N = 16 x H = 1000 = 16k env steps) buy ~60 PPO updates in
-    # 1M steps; N = 256 gave 4. SPO compares segments of 50 steps: whole 1000-step episodes
-    # learned nothing on halfcheetah in 320k steps (docs/design.md, "Segments"); hopper keeps
-    # whole episodes (below).
+    # Few episodes per iteration buy many PPO updates: halfcheetah N = 8 x H = 1000 = 8k env
+    # steps per iteration, 125 updates in 1M steps (N = 16: 62; N = 256: 4). SPO compares
+    # segments of 50 steps: whole 1000-step episodes learned nothing on halfcheetah in 320k
+    # steps (docs/design.md, "Segments"); hopper keeps whole episodes (below).
     "halfcheetah": Config(
-        env="halfcheetah", backend="spring", episode_length=1000, num_envs=16,
+        env="halfcheetah", backend="spring", episode_length=1000, num_envs=8,
         num_timesteps=1_000_000, learning_rate=3e-4, discount=0.95, entropy_coef=1e-3,
         num_minibatches=16, update_epochs=8, segment_length=50,
         policy_hidden_sizes=(128, 128), value_hidden_sizes=(256, 256)),

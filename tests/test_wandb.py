@@ -47,6 +47,12 @@ def records(path):
 
 def offline_runs(run_dir):
   """{folder name: (RunRecord, [history rows as dicts], finished)} of every offline run."""
+  # `run.finish()` can return before wandb's service has written the run's last records to
+  # its .wandb file (seen with wandb 0.31 on a loaded machine: one of several concurrent
+  # runs read back empty). Tearing the service down waits for every file to be complete.
+  import wandb
+
+  wandb.teardown()
   runs = {}
   for folder in sorted((run_dir / "wandb").glob("offline-run-*")):
     (path,) = folder.glob("run-*.wandb")
