@@ -14,8 +14,8 @@ import time
 import jax
 
 from spo_jax import networks as nets
-from spo_jax.config import preset
 from spo_jax.envs import make_env
+from spo_jax.presets import preset
 from spo_jax.rollout import rollout
 
 

@@ -1,5 +1,5 @@
 # ruff: noqa: E501  (the generated page has markdown table rows longer than a code line)
-"""Regenerate docs/config.md from spo_jax/config.py (field docstrings and presets).
+"""Regenerate docs/config.md from spo_jax/config.py (field docstrings) and spo_jax/presets.py.
 
   python scripts/gen_config_docs.py > docs/config.md
 """

@@ -19,10 +19,11 @@ from spo_jax.best_response import (
     run_exploitability,
 )
 from spo_jax.checkpoint import load_policy
-from spo_jax.config import PRESETS, Config, ConfigError, default_config, preset, validate
+from spo_jax.config import Config, ConfigError, validate
 from spo_jax.envs import Balance, MatrixGame, PointReach, make_env
 from spo_jax.evaluate import PolicyParams
 from spo_jax.loggers import LogOptions
+from spo_jax.presets import PRESETS, default_config, preset
 from spo_jax.rollout import Trajectory, rollout
 from spo_jax.run_dir import RunDirBusy
 from spo_jax.teachers import (

@@ -511,7 +511,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-  from spo_jax.config import ConfigError, preset, validate
+  from spo_jax.config import ConfigError, validate
+  from spo_jax.presets import preset
 
   args = build_parser().parse_args(argv)
   if args.full:

@@ -24,8 +24,9 @@ from pathlib import Path
 from typing import Literal
 
 from spo_jax import envs, reward_sources, teachers
-from spo_jax.config import Config, ConfigError, default_config, preset
+from spo_jax.config import Config, ConfigError
 from spo_jax.loggers import LogOptions
+from spo_jax.presets import default_config, preset
 
 
 @dataclasses.dataclass(frozen=True)

@@ -32,7 +32,7 @@ from spo_jax import progress as progress_lib
 from spo_jax import provenance as provenance_lib
 from spo_jax import run_dir as run_dir_lib
 from spo_jax.checkpoint import Checkpointer, restore_usable, write_text_atomic
-from spo_jax.config import Config, ConfigError, default_config, validate
+from spo_jax.config import Config, ConfigError, validate
 from spo_jax.evaluate import PolicyParams
 from spo_jax.guard import GUARDED, NumericalError, check_guard  # noqa: F401 (re-exported)
 from spo_jax.iteration import (  # noqa: F401 (re-exported)
@@ -45,6 +45,7 @@ from spo_jax.iteration import (  # noqa: F401 (re-exported)
 from spo_jax.loggers import LogOptions, MetricsLogger
 from spo_jax.loggers import check_options as check_log_options
 from spo_jax.memory import available_memory, check_memory, iteration_bytes  # noqa: F401
+from spo_jax.presets import default_config
 from spo_jax.saved_policy import check_resume_env, read_spec, write_spec
 from spo_jax.setup import (  # noqa: F401 (re-exported)
   Setup,

@@ -255,7 +255,8 @@ def test_memory_estimate_by_hand():
   S = 2, N = 10, H = 8, queue 6: rollout 2*8*10*56 = 8960 bytes, preferences
   2*10*(10 + 6)*4 = 1280 bytes; 10240 bytes in all. With 3 random opponents instead of all
   pairs: 2*10*3*4 = 240. PPO on the env reward compares nothing."""
-  from spo_jax.config import ConfigError, preset
+  from spo_jax.config import ConfigError
+  from spo_jax.presets import preset
   from spo_jax.train import check_memory, iteration_bytes
 
   config = preset("point_reach").replace(num_seeds=2, num_envs=10, episode_length=8,

@@ -10,9 +10,10 @@ import sys
 import pytest
 
 from spo_jax import bench, cli, envs
-from spo_jax.config import ConfigError, preset, validate
+from spo_jax.config import ConfigError, validate
 from spo_jax.learning_bench import cli as learning_cli
 from spo_jax.learning_bench import plans as learning_plans
+from spo_jax.presets import preset
 from spo_jax.reproduce import cli as reproduce_cli
 
 

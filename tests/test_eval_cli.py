@@ -8,7 +8,7 @@ import sys
 import pytest
 
 from spo_jax import eval_cli
-from spo_jax.config import preset
+from spo_jax.presets import preset
 
 EPISODE_LENGTH = 8
 

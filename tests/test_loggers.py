@@ -10,8 +10,9 @@ import types
 
 import pytest
 
-from spo_jax.config import ConfigError, preset
+from spo_jax.config import ConfigError
 from spo_jax.loggers import LogOptions, MetricsLogger, check_options, read_jsonl
+from spo_jax.presets import preset
 
 
 def rows_of(iteration, seeds=(0,), extra=None):

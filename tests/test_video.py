@@ -11,7 +11,8 @@ import pytest
 iio = pytest.importorskip("imageio.v3")
 
 from spo_jax import envs, eval_cli, video  # noqa: E402
-from spo_jax.config import ConfigError, preset  # noqa: E402
+from spo_jax.config import ConfigError  # noqa: E402
+from spo_jax.presets import preset  # noqa: E402
 
 TITLE_ROWS = 30  # the frame's title (step and return) changes every frame: compare below it
 

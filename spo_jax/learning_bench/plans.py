@@ -73,7 +73,7 @@ def _default_backend(env: str) -> str | None:
 
   if env in envs_lib.PACKAGE_ENVS:
     return None
-  from spo_jax.config import preset
+  from spo_jax.presets import preset
 
   if preset(env).backend is not None:  # the backend the preset was tuned on
     return preset(env).backend
@@ -120,7 +120,7 @@ def our_config(env: str, reward_source: str, backend: str | None, budget: int,
   Brax does: each time the env steps pass a multiple of budget / num_evals (so early
   terminations, which make iterations short, do not multiply the evaluations), and at the end.
   """
-  from spo_jax.config import preset
+  from spo_jax.presets import preset
 
   config = preset(env)
   return config.replace(reward_source=reward_source, backend=backend, num_timesteps=budget,
@@ -136,8 +136,9 @@ def make_plan(env: str, backend_flag: str | None, budget: int, seeds_text: str,
   versions yet (`describe_machine`), so that it can be checked without starting JAX.
   """
   from spo_jax import brax_ppo
-  from spo_jax.config import ConfigError, preset, validate
+  from spo_jax.config import ConfigError, validate
   from spo_jax.envs import known_env_names, require_family
+  from spo_jax.presets import preset
 
   try:  # brax:hopper is hopper; gymnax and other families have no learning-bench settings
     env = require_family(env, ("package", "brax"), "spo-learning-bench")

@@ -201,7 +201,7 @@ def base_config(env: str, settings: EnvSettings, seeds: int, tiny: bool):
 
   Returns a `spo_jax.Config` (not validated: `cli.validate_runs` does that for all runs).
   """
-  from spo_jax.config import preset
+  from spo_jax.presets import preset
 
   # The questions are about whole-episode preferences (non-Markovian teachers judge whole
   # episodes): the locomotion presets' segments, uncentred rewards and CPU backend are not
@@ -218,7 +218,7 @@ def base_config(env: str, settings: EnvSettings, seeds: int, tiny: bool):
 
 def matrix_config(plan: ScalePlan, seeds: int, table: str, tiny: bool):
   """Q1's matrix game: `plan.matrix_iterations` iterations on payoff `table`, S = `seeds`."""
-  from spo_jax.config import preset
+  from spo_jax.presets import preset
 
   config = preset("matrix_game").replace(
       teacher="matrix_game", teacher_table=table, num_seeds=seeds, seed=0,
