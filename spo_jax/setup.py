@@ -102,7 +102,7 @@ def build(config: Config, env: Env | None = None, teacher: TeacherProtocol | Non
   networks = policy_spec.make_networks()
   game = averaging.one_step_game(env, teacher, config.episode_length)
   fns = make_functions(config, env, teacher, networks, spec, game, chunk,
-                       _env_sharding(config), traced)
+                       _env_sharding(config), traced=traced)
   evaluate = make_evaluator(env, networks, config.num_eval_envs, config.eval_horizon,
                             config.normalize_observations)
   make_policy = make_policy_factory(networks, config.normalize_observations)
