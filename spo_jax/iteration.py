@@ -114,7 +114,7 @@ def ppo_hyperparams(config: Config) -> ppo.PPOHyperparams:
 def make_functions(config: Config, env: Env, teacher: TeacherProtocol,
                    networks: nets.Networks, spec: teachers_lib.EnvSpec,
                    game: averaging.OneStepGame | None = None, chunk: int | None = None,
-                   shard_envs: Callable | None = None,
+                   shard_envs: Callable | None = None, *,
                    source: sources.RewardSource | None = None,
                    traced: tuple[str, ...] = ()) -> TrainFunctions:
   """The pure `init(key) -> TrainState` and `iteration(state) -> (state, metrics)` of a built
