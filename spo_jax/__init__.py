@@ -20,7 +20,7 @@ from spo_jax.best_response import (
 )
 from spo_jax.checkpoint import load_policy
 from spo_jax.config import Config, ConfigError, validate
-from spo_jax.envs import Balance, MatrixGame, PointReach, make_env
+from spo_jax.envs import make_env
 from spo_jax.evaluate import PolicyParams
 from spo_jax.loggers import LogOptions
 from spo_jax.presets import PRESETS, default_config, preset
@@ -35,6 +35,7 @@ from spo_jax.teachers import (
     make_teacher,
     validate_teacher,
 )
+from spo_jax.tiny_envs import Balance, MatrixGame, PointReach
 from spo_jax.train import (
     NumericalError,
     TrainingInterrupted,

@@ -28,8 +28,8 @@ import jax.numpy as jnp
 import numpy as np
 from brax.envs.base import Env, State
 
-from spo_jax.envs import PureJaxEnv
 from spo_jax.errors import ConfigError
+from spo_jax.tiny_envs import PureJaxEnv
 
 # The classic-control envs the adapter supports (flat observations, a Discrete or 1-D Box
 # action space); gymnax's other families (MinAtar, bsuite, misc) are not wired up.

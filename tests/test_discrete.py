@@ -8,10 +8,10 @@ import pytest
 
 import spo_jax
 from spo_jax import networks as nets
-from spo_jax.envs import MatrixGame
 from spo_jax.evaluate import PolicyParams, make_policy_factory, rollout_policy
 from spo_jax.rollout import rollout
 from spo_jax.teachers.matrix_game import TABLES, PayoffTable
+from spo_jax.tiny_envs import MatrixGame
 
 CAT = nets.CATEGORICAL
 

@@ -12,9 +12,9 @@ def test_head_to_head_of_a_policy_with_itself_is_a_tie_and_better_policy_wins():
   """Oracle on point_reach: a policy against itself (same reset states, deterministic) gets
   P = 1/2 on every diagonal pair, and by antisymmetry the full N x N mean is exactly 1/2.
   A policy that moves toward the goal beats one that stands still (return is -distance)."""
-  from spo_jax.envs import PointReach
   from spo_jax.evaluate import head_to_head
   from spo_jax.teachers import Oracle
+  from spo_jax.tiny_envs import PointReach
 
   env = PointReach()
 

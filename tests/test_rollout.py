@@ -12,9 +12,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from spo_jax.envs import Balance, PointReach
 from spo_jax.rollout import compaction_sizes, rollout
 from spo_jax.teachers import Oracle
+from spo_jax.tiny_envs import Balance, PointReach
 
 BEHAVIOUR_LOG_PROB = -1.0  # what the test policies report, to see where it is kept
 

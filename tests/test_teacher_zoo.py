@@ -16,17 +16,18 @@ import pytest
 
 import spo_jax
 from spo_jax.config import ConfigError
-from spo_jax.envs import PACKAGE_ENVS, MatrixGame
+from spo_jax.envs import PACKAGE_ENVS
 from spo_jax.teachers import EnvSpec, Mistake, Oracle, TeacherStep, summarize, validate_teacher
 from spo_jax.teachers.matrix_game import (
-    MINIMAX_WINNERS,
-    TABLES,
-    PayoffTable,
-    check_table,
-    minimax_winner,
+  MINIMAX_WINNERS,
+  TABLES,
+  PayoffTable,
+  check_table,
+  minimax_winner,
 )
 from spo_jax.teachers.nonmarkov import Constraint, Deadline, Peak, Steady, parse_quantity
 from spo_jax.teachers.raters import PRESETS, MajorityOfRaters, preset_weights
+from spo_jax.tiny_envs import MatrixGame
 from spo_jax.winrate import compute_winrates
 
 KEY = jax.random.PRNGKey(0)
