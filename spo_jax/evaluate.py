@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -120,3 +120,9 @@ def head_to_head(env: Env, teacher: TeacherProtocol, policy_a: PolicyFn, policy_
           "num_labels": jnp.sum(labelled).astype(jnp.int32),
           "return_a": jnp.mean(jnp.sum(result_a.trajectory.reward, axis=0)),
           "return_b": jnp.mean(jnp.sum(result_b.trajectory.reward, axis=0))}
+
+
+def seed_slice(tree: Any, index: int) -> Any:
+  """Seed `index` of a tree whose leaves lead with the seed axis [S, ...] (a vmapped run's
+  parameters or state)."""
+  return jax.tree.map(lambda x: x[index], tree)

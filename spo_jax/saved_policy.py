@@ -33,7 +33,7 @@ from brax.envs.base import Env
 from spo_jax import networks as nets
 from spo_jax import run_dir as run_dir_lib
 from spo_jax.config import Config, ConfigError
-from spo_jax.evaluate import PolicyParams, make_policy_factory
+from spo_jax.evaluate import PolicyParams, make_policy_factory, seed_slice
 
 FORMAT = 1  # policy.json's layout version; a newer one is refused in one line
 
@@ -208,7 +208,8 @@ def load(run_path: Path, config: Config, step: int | None = None, seed_index: in
     env = envs_lib.make_env(config.env, config.backend, **spec.env_kwargs)
   return LoadedPolicy(config, env, networks,
                       make_policy_factory(networks, spec.normalize_observations),
-                      _seed(params, seed_index), step, user_env=spec.user_env_class is not None)
+                      seed_slice(params, seed_index), step,
+                      user_env=spec.user_env_class is not None)
 
 
 def _load_by_building(run_path: Path, config: Config, step: int | None,
@@ -225,9 +226,6 @@ def _load_by_building(run_path: Path, config: Config, step: int | None,
   finally:
     checkpointer.close()
   return LoadedPolicy(config, setup.env, setup.networks, setup.make_policy,
-                      _seed(policy_params(state), seed_index), step, setup.teacher,
+                      seed_slice(policy_params(state), seed_index), step, setup.teacher,
                       user_env=env is not None)
 
-
-def _seed(tree: Any, index: int) -> Any:
-  return jax.tree.map(lambda x: x[index], tree)

@@ -2,7 +2,6 @@
 collect, the result tables, bad input."""
 
 import csv
-import importlib
 import json
 import re
 import shutil
@@ -13,13 +12,12 @@ import pytest
 
 import spo_jax
 from spo_jax.config import ConfigError
+from spo_jax.host_loop import HostLoop
 from spo_jax.loggers import LogOptions
 from spo_jax.sweep import cli
 from spo_jax.sweep import plan as plan_lib
 from spo_jax.sweep import results as results_lib
 from spo_jax.sweep import run as run_lib
-
-train_module = importlib.import_module("spo_jax.train")  # spo_jax.train is the function
 
 # Tiny runs: 8 episodes of 8 steps, hidden layers of 8 units (compile time dominates).
 BASE = {"env": "point_reach", "num_envs": 8, "episode_length": 8, "num_minibatches": 2,
@@ -188,17 +186,17 @@ def test_shards_collect_and_resume_after_a_crash(tmp_path, monkeypatch, capsys):
   (tmp_path / "crash" / "groups").mkdir(parents=True)
   shutil.copy(tmp_path / "ref" / "plan.json", tmp_path / "crash" / "plan.json")
   shutil.copytree(tmp_path / "ref" / "groups" / "g000", tmp_path / "crash" / "groups" / "g000")
-  original_save = train_module._HostLoop.save
+  original_save = HostLoop.save
 
   def crash_after_second_save(self, state):
     original_save(self, state)
     if self.run_path.name == "g001" and int(state.iteration[0]) == 2:
       raise RuntimeError("simulated crash")
 
-  monkeypatch.setattr(train_module._HostLoop, "save", crash_after_second_save)
+  monkeypatch.setattr(HostLoop, "save", crash_after_second_save)
   with pytest.raises(RuntimeError, match="simulated crash"):
     cli.main([str(crashed), "--quiet"])
-  monkeypatch.setattr(train_module._HostLoop, "save", original_save)
+  monkeypatch.setattr(HostLoop, "save", original_save)
   calls = []
   real_train = run_lib.train
 

@@ -72,11 +72,11 @@ def main(argv: list[str] | None = None) -> None:
   # Imported after parsing: --help and bad flags need no JAX.
   from spo_jax.loggers import LogOptions
   from spo_jax.loggers import check_options as check_log_options
-  from spo_jax.run_dir import RunWriteError
   from spo_jax.sweep import plan as plan_lib
   from spo_jax.sweep import results as results_lib
   from spo_jax.sweep import run as run_lib
   from spo_jax.train import NumericalError, TrainingInterrupted
+  from spo_jax.write_errors import RunWriteError
 
   try:
     if args.collect and args.plan is None and not args.grid and args.out is not None:

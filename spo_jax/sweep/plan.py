@@ -34,9 +34,9 @@ except ModuleNotFoundError:  # Python 3.10
   import tomli as tomllib
 
 from spo_jax.config import Config, ConfigError, validate
+from spo_jax.host_loop import RunSet
 from spo_jax.iteration import TRACED_FIELDS, traced_fields
 from spo_jax.presets import default_config, preset
-from spo_jax.train import RunSet
 
 # Names a sweep refuses in [base], [grid] and [[points]], and why: the sweep sets them itself,
 # or one process can hold only one value.
