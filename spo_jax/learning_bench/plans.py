@@ -217,7 +217,7 @@ def describe_machine() -> dict[str, Any]:
   """CPU model, cores and the accelerator JAX sees. The accelerator is asked in a short
   subprocess: initialising JAX here would take (on a GPU, most of) the device's memory away
   from the runs."""
-  from spo_jax.bench import cpu_model
+  from spo_jax.bench.common import cpu_model
 
   cpu = cpu_model()
   probe = ("import json, jax; d = jax.devices(); "
