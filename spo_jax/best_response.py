@@ -38,7 +38,7 @@ from spo_jax import envs as envs_lib
 from spo_jax import networks as nets
 from spo_jax import teachers as teachers_lib
 from spo_jax.config import Config, ConfigError
-from spo_jax.evaluate import PolicyParams, rollout_policy
+from spo_jax.evaluate import PolicyParams, acting_policy, rollout_policy
 from spo_jax.iteration import TrainState, make_functions, policy_params
 from spo_jax.rollout import PolicyFn, RolloutResult, rollout
 from spo_jax.teachers import TeacherProtocol, ask
@@ -86,19 +86,13 @@ def frozen_policy_fn(frozen: FrozenPolicy, key: jax.Array, num_episodes: int
     return policy, jnp.zeros((num_episodes,), jnp.int32)
   index = mixture_indices(key, num_episodes, frozen.num_iterates)
   per_episode = jax.tree.map(lambda x: x[index], frozen.params)  # leaves [N, ...]
-  dist_fns = frozen.networks.distribution
 
-  def policy_fn(obs: jax.Array, step_key: jax.Array) -> tuple[jax.Array, jax.Array]:
-    def one(params: PolicyParams, o: jax.Array):
-      return nets.apply_policy(frozen.networks, params.policy, params.normalizer, o,
-                               frozen.normalize_observations)
+  def one(params: PolicyParams, o: jax.Array):
+    return nets.apply_policy(frozen.networks, params.policy, params.normalizer, o,
+                             frozen.normalize_observations)
 
-    dist = jax.vmap(one)(per_episode, obs)
-    if frozen.deterministic:
-      return dist_fns.mode(dist), jnp.zeros(obs.shape[:-1])
-    raw = dist_fns.sample(dist, step_key)
-    return raw, dist_fns.log_prob(dist, raw)
-
+  policy_fn = acting_policy(frozen.networks, lambda obs: jax.vmap(one)(per_episode, obs),
+                            frozen.deterministic)
   return policy_fn, index
 
 

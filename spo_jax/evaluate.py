@@ -55,11 +55,20 @@ def rollout_policy(networks: nets.Networks, params: PolicyParams,
   tanh(mean), so the rollout's tanh gives back the policy's action; discrete: the one-hot
   argmax). Stochastic: a sample and its log-probability, as in training.
   """
+  return acting_policy(
+      networks, lambda obs: nets.apply_policy(networks, params.policy, params.normalizer, obs,
+                                              normalize_observations), deterministic)
+
+
+def acting_policy(networks: nets.Networks, distribution_of: Callable[[jax.Array], Any],
+                  deterministic: bool):
+  """`policy_fn(obs, key) -> (raw_action, log_prob)` from `distribution_of(obs [N, D])`, the
+  policy's action distribution: its mode with log_prob 0, or a sample and its
+  log-probability (`rollout_policy` says what the mode is)."""
   dist_fns = networks.distribution
 
   def policy_fn(obs: jax.Array, key: jax.Array) -> tuple[jax.Array, jax.Array]:
-    dist = nets.apply_policy(networks, params.policy, params.normalizer, obs,
-                             normalize_observations)
+    dist = distribution_of(obs)
     if deterministic:
       return dist_fns.mode(dist), jnp.zeros(obs.shape[:-1])
     raw = dist_fns.sample(dist, key)
