@@ -31,8 +31,8 @@ from spo_jax.learning_bench.plans import (
 )
 from spo_jax.learning_bench.report import markdown, write_outputs
 from spo_jax.learning_bench.running import (
-    _prepare_out,  # noqa: F401  (tests call it through the package)
     load_runs,
+    prepare_out,
     run_one,
     run_order,
     run_path,
@@ -47,11 +47,14 @@ from spo_jax.learning_bench.settings import (
     scaled_batch_size,
 )
 
+# The name `prepare_out` had while it was private to this package; tests still call it.
+_prepare_out = prepare_out
+
 __all__ = [
     "COLOURS", "CONTENDERS", "GRID_FRACTIONS", "OURS", "PLOT_POINTS", "SETTINGS", "BenchError",
     "BraxPPOSettings", "brax_evaluation", "brax_kwargs", "brax_steps_per_training_step",
     "brax_total_steps", "build_parser", "describe_machine", "interpolate", "load_runs", "main",
     "make_plan", "markdown", "our_config", "parse_contenders", "parse_seeds", "plot",
-    "resolve_backend", "run_one", "run_order", "run_path", "scaled_batch_size", "summarize",
-    "versions", "write_outputs", "write_text_atomic",
+    "prepare_out", "resolve_backend", "run_one", "run_order", "run_path", "scaled_batch_size",
+    "summarize", "versions", "write_outputs", "write_text_atomic",
 ]

@@ -48,7 +48,7 @@ from spo_jax.learning_bench.plans import (
     versions,
 )
 from spo_jax.learning_bench.report import write_outputs
-from spo_jax.learning_bench.running import _prepare_out, _run_all, load_runs, run_one, run_order
+from spo_jax.learning_bench.running import load_runs, prepare_out, run_all, run_one, run_order
 from spo_jax.learning_bench.settings import (
     SETTINGS,
     brax_steps_per_training_step,
@@ -115,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
   out = Path(args.out or f"bench_results/learning-{plan['env']}")
   plan.update(machine=describe_machine(), versions=versions())
   try:
-    _prepare_out(out, plan, args.overwrite)
+    prepare_out(out, plan, args.overwrite)
   except BenchError as error:
     return _fail(str(error))
 
@@ -130,7 +130,7 @@ def main(argv: list[str] | None = None) -> int:
   order = run_order(plan["seeds"], plan["contenders"])
   failed = []
   try:
-    _run_all(out, plan, runs, order, failed)
+    run_all(out, plan, runs, order, failed)
   except KeyboardInterrupt:
     write_outputs(out, plan, runs)
     print("spo-learning-bench: interrupted; finished runs are saved in "

@@ -1,5 +1,5 @@
-"""Running the plan: OUT's plan.json checked on a resume (`_prepare_out`), each unfinished
-(seed, contender) trained in its own process in a rotating order (`run_order`, `_run_all`),
+"""Running the plan: OUT's plan.json checked on a resume (`prepare_out`), each unfinished
+(seed, contender) trained in its own process in a rotating order (`run_order`, `run_all`),
 and the child's side, one run (`run_one`).
 
 Files are written with checkpoint.write_text_atomic: a reader or a kill never sees half a file.
@@ -132,7 +132,7 @@ def _lookup(tree: Any, path: str) -> Any:
   return tree
 
 
-def _prepare_out(out: Path, plan: dict[str, Any], overwrite: bool) -> None:
+def prepare_out(out: Path, plan: dict[str, Any], overwrite: bool) -> None:
   """Create OUT with plan.json, or check that OUT's plan is this one (raises BenchError)."""
   plan_file = out / "plan.json"
   if out.exists() and not out.is_dir():
@@ -174,7 +174,7 @@ def _last_line(path: Path) -> str:
   return lines[-1] if lines else ""
 
 
-def _run_all(out: Path, plan: dict[str, Any], runs: dict[tuple[str, int], dict[str, Any]],
+def run_all(out: Path, plan: dict[str, Any], runs: dict[tuple[str, int], dict[str, Any]],
              order: list[tuple[int, str]], failed: list[str]) -> None:
   """Run every unfinished (seed, contender) of `order` in its own process; after each, add it
   to `runs` and rewrite the outputs. Failures are appended to `failed`."""
