@@ -49,9 +49,16 @@ import sys
 from pathlib import Path
 from typing import Any, NamedTuple
 
-import numpy as np
-
 from spo_jax.config import Config, ConfigError
+
+# The measurements live in eval_measures.py; `evaluate_returns` and `save_rollout` are
+# re-exported here, where they used to live.
+from spo_jax.eval_measures import (  # noqa: F401  (re-exported)
+    duel_fields,
+    evaluate_returns,
+    exploitability_fields,
+    save_rollout,
+)
 
 
 class SavedRun(NamedTuple):
@@ -137,105 +144,37 @@ def restore(saved: SavedRun, env=None):
                            fix=_env_fix(None))
 
 
-def evaluate_returns(setup, params, episodes: int, key, deterministic: bool = True
-                     ) -> dict[str, float]:
-  """Ground-truth return and length over `episodes` episodes from reset (jitted rollout);
-  `setup` has the run's `config`, `env` and `networks` (a `LoadedPolicy` or a `Setup`)."""
-  import jax
-  import jax.numpy as jnp
-
-  from spo_jax.evaluate import rollout_policy
-  from spo_jax.rollout import rollout
-
-  config = setup.config
-
-  @jax.jit
-  def run(params, key):
-    policy_fn = rollout_policy(setup.networks, params, config.normalize_observations,
-                               deterministic)
-    traj = rollout(setup.env, policy_fn, key, episodes, config.eval_horizon).trajectory
-    return jnp.sum(traj.reward, axis=0), jnp.sum(traj.mask, axis=0)
-
-  returns, lengths = (np.asarray(x, np.float64) for x in jax.device_get(run(params, key)))
-  return {"return_mean": float(returns.mean()), "return_std": float(returns.std()),
-          "return_min": float(returns.min()), "return_max": float(returns.max()),
-          "length_mean": float(lengths.mean()), "length_std": float(lengths.std())}
-
-
-def _teacher(setup, expression: str | None):
-  """The run's teacher, or `expression` with the run's teacher parameters."""
-  from spo_jax import teachers as teachers_lib
-  from spo_jax.reward_sources import REWARD_SOURCES
-
-  config = setup.config
-  spec = teachers_lib.env_spec(setup.env, config.episode_length, _registry_name(setup))
-  # A run whose reward source asked no teacher has none of its own: build the configured one.
-  # A policy loaded from policy.json comes without its teacher: only a duel builds one.
-  if (expression is None and REWARD_SOURCES.get(config.reward_source).uses_teacher
-      and setup.teacher is not None):
-    return setup.teacher, config.teacher
-  name = config.teacher if expression is None else expression
-  return teachers_lib.make_teacher(config.replace(teacher=name), spec), name
-
-
-def _registry_name(setup) -> str:
-  """The env's registry name for `env_spec`, '' for a user's own env (whose `config.env` is
-  only a label): teachers then see the class name, as in training (`setup.build`)."""
-  return "" if setup.user_env else setup.config.env
-
-
-def save_rollout(setup, params, path: Path, key, deterministic: bool = True) -> str:
-  """One episode of the policy to `path`; returns a sentence saying what was written."""
-  import jax
-
-  config, env = setup.config, setup.env
-  policy = setup.make_policy(params, deterministic=deterministic)
-  reset, step, act = jax.jit(env.reset), jax.jit(env.step), jax.jit(policy)
-  k_reset, k_act = jax.random.split(key)
-  state = reset(k_reset)
-  states, observations, actions, rewards = [state.pipeline_state], [state.obs], [], []
-  for t in range(config.eval_horizon):
-    action = act(state.obs, jax.random.fold_in(k_act, t))
-    state = step(state, action)
-    states.append(state.pipeline_state)
-    observations.append(state.obs)
-    actions.append(action)
-    rewards.append(state.reward)
-    if float(state.done):
-      break
-  path.parent.mkdir(parents=True, exist_ok=True)
-  system = getattr(env, "sys", None)
-  if system is not None:
-    from brax.io import html
-
-    if hasattr(env, "dt"):  # one viewer frame per env step, not per physics substep
-      system = system.tree_replace({"opt.timestep": env.dt})
-    path.write_text(html.render(system, jax.device_get(states)))
-    return (f"wrote {path}: {len(actions)} steps in Brax's HTML viewer (open it in a browser "
-            "with network access: it loads three.js and the viewer from unpkg.com and "
-            "cdn.jsdelivr.net)")
-  data = {"env": config.env, "observations": np.asarray(observations).tolist(),
-          "actions": np.asarray(actions).tolist(), "rewards": np.asarray(rewards).tolist(),
-          "return": float(np.sum(rewards))}
-  if path.suffix == ".npz":
-    np.savez(path, **{k: np.asarray(v) for k, v in data.items()})
-    written = path
-  else:
-    written = path if path.suffix == ".json" else path.with_suffix(".json")
-    written.write_text(json.dumps(data))
-  what = (f"your env {type(env).__name__} has no `sys`" if setup.user_env
-          else f"{config.env} is a pure-JAX env with no physics system")
-  return (f"wrote {written}: {len(actions)} steps of observations, actions and rewards "
-          f"({what} for Brax's HTML viewer)")
-
-
 def run_eval(args: argparse.Namespace) -> dict[str, Any]:
   """Every check first (paths, steps, seed indices, env compatibility, teacher name), then
   build, restore and evaluate."""
   import jax
 
+  saved, other, env = _check_request(args)
+  setup = restore(saved, env)
+  k_eval, k_duel, k_show = jax.random.split(jax.random.PRNGKey(args.seed), 3)
+  deterministic = not args.stochastic
+  result: dict[str, Any] = {"run": str(saved.run_dir), "env": saved.config.env,
+                            "step": saved.step, "seed_index": saved.seed_index,
+                            "episodes": args.episodes, "deterministic": deterministic}
+  result.update(_provenance(saved.run_dir))
+  result.update(evaluate_returns(setup, setup.params, args.episodes, k_eval, deterministic))
+  if other is not None:
+    result.update(duel_fields(saved, setup, other, restore(other, env), args.teacher,
+                              args.episodes, k_duel, deterministic))
+  if args.exploitability is not None:
+    result.update(exploitability_fields(
+        saved, setup, env, target=args.exploitability, expression=args.teacher,
+        seed=args.seed, iterations=args.br_iterations, episodes=args.episodes,
+        stochastic=args.stochastic))
+  result.update(_save_episode(args, setup, k_show, deterministic))
+  return result
+
+
+def _check_request(args: argparse.Namespace) -> tuple[SavedRun, SavedRun | None, Any]:
+  """Every check of the command line that needs no compiling, in the order bad input is
+  reported: counts, the run (and --against's, of the same env), --teacher, the output paths,
+  --env-class and its fit to both runs. Returns (run, other run or None, env or None)."""
   from spo_jax import teachers as teachers_lib
-  from spo_jax.evaluate import head_to_head, rollout_policy
 
   if args.episodes < 1:
     raise ConfigError(f"--episodes {args.episodes} must be at least 1")
@@ -270,76 +209,22 @@ def run_eval(args: argparse.Namespace) -> dict[str, Any]:
   for run in (saved, other):
     if run is not None:
       check_env(run, env)
+  return saved, other, env
 
-  setup = restore(saved, env)
-  params = setup.params
-  key = jax.random.PRNGKey(args.seed)
-  k_eval, k_duel, k_show = jax.random.split(key, 3)
-  deterministic = not args.stochastic
-  result: dict[str, Any] = {"run": str(saved.run_dir), "env": saved.config.env,
-                            "step": saved.step, "seed_index": saved.seed_index,
-                            "episodes": args.episodes, "deterministic": deterministic}
-  result.update(_provenance(saved.run_dir))
-  result.update(evaluate_returns(setup, params, args.episodes, k_eval, deterministic))
-  if other is not None:
-    other_setup = restore(other, env)
-    other_params = other_setup.params
-    sizes = (setup.networks.observation_size, setup.env.action_size)
-    other_sizes = (other_setup.networks.observation_size, other_setup.env.action_size)
-    if sizes != other_sizes:
-      raise ConfigError(f"cannot compare: observation/action sizes {sizes} and {other_sizes} "
-                        "differ")
-    teacher, teacher_name = _teacher(setup, args.teacher)
-    if args.teacher is not None:
-      teachers_lib.validate_teacher(teacher, obs_size=setup.networks.observation_size,
-                                    action_size=setup.env.action_size,
-                                    metric_names=teachers_lib.env_spec(
-                                        setup.env, saved.config.episode_length,
-                                        _registry_name(setup)).metric_names,
-                                    horizon=min(saved.config.episode_length, 6))
-    policy_a = rollout_policy(setup.networks, params, saved.config.normalize_observations,
-                              deterministic)
-    policy_b = rollout_policy(other_setup.networks, other_params,
-                              other.config.normalize_observations, deterministic)
-    duel = jax.jit(lambda k: head_to_head(setup.env, teacher, policy_a, policy_b, k,
-                                          args.episodes, saved.config.episode_length))
-    verdict = jax.device_get(duel(k_duel))
-    result.update({"against": str(other.run_dir), "against_step": other.step,
-                   "against_seed_index": other.seed_index, "teacher": teacher_name,
-                   "win_rate": float(verdict["win_rate"]),
-                   "win_rate_stderr": float(verdict["win_rate_stderr"]),
-                   "num_labels": int(verdict["num_labels"]),
-                   # both policies' returns on the duel's (shared) reset states
-                   "duel_return_mean": float(verdict["return_a"]),
-                   "against_return_mean": float(verdict["return_b"])})
-  if args.exploitability is not None:
-    result.update(_exploitability(saved, setup, args, env))
+
+def _save_episode(args: argparse.Namespace, setup, key, deterministic: bool
+                  ) -> dict[str, str]:
+  """--save-rollout and --video: one episode each (from the same key), as result notes."""
+  notes = {}
   if args.save_rollout is not None:
-    result["rollout_note"] = save_rollout(setup, params, Path(args.save_rollout), k_show,
-                                          deterministic)
+    notes["rollout_note"] = save_rollout(setup, setup.params, Path(args.save_rollout), key,
+                                         deterministic)
   if args.video is not None:
     from spo_jax.video import save_video
 
-    result["video_note"] = save_video(setup, params, Path(args.video), k_show, deterministic,
-                                      args.video_steps)
-  return result
-
-
-def _exploitability(saved: SavedRun, setup, args: argparse.Namespace, env) -> dict[str, Any]:
-  """`best_response.exploitability` of the run's last iterate or mixture, as result fields."""
-  import jax
-
-  from spo_jax import best_response as br
-
-  # The frozen iterates act as the evaluation does: their mode, or samples with --stochastic.
-  frozen = br.load_frozen(saved.run_dir, args.exploitability, saved.seed_index, env,
-                          deterministic=not args.stochastic)
-  teacher, teacher_name = _teacher(setup, args.teacher)
-  verdict = br.exploitability(frozen, setup.env, teacher, saved.config,
-                              jax.random.PRNGKey(args.seed), iterations=args.br_iterations,
-                              eval_episodes=args.episodes)
-  return {"exploitability": {**verdict.to_dict(), "target": args.exploitability,
-                             "teacher": teacher_name, "steps": list(frozen.steps)}}
+    notes["video_note"] = save_video(setup, setup.params, Path(args.video), key, deterministic,
+                                     args.video_steps)
+  return notes
 
 
 def _provenance(run_dir: Path) -> dict[str, Any]:
