@@ -18,6 +18,7 @@ whatever the chunk: steps after the end are zeros either way.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
@@ -118,128 +119,20 @@ def rollout(env: Env, policy_fn: PolicyFn, key: jax.Array, num_envs: int, horizo
   summaries with leaves [N, H / L, ...] (segment k of trajectory i at [i, k]); 0 folds whole
   episodes into leaves [N, ...].
   """
-  sizes = (num_envs,) if batch_sizes is None or shard_envs is not None else tuple(batch_sizes)
-  decreasing = all(b < a for a, b in zip(sizes, sizes[1:], strict=False))
-  if sizes[0] != num_envs or not decreasing or sizes[-1] < 1:
-    raise ValueError(f"batch_sizes {sizes} must decrease from num_envs = {num_envs}")
+  sizes = _batch_sizes(num_envs, batch_sizes, shard_envs)
   k_reset, k_steps = jax.random.split(key)
   state = jax.vmap(env.reset)(jax.random.split(k_reset, num_envs))
   if shard_envs is not None:
     state = shard_envs(state)
-  summaries = None
   num_segments = horizon // segment_length if segment_length else 0
   if segment_length and horizon % segment_length:
     raise ValueError(f"segment_length {segment_length} must divide the horizon {horizon}")
-  if teacher is not None:
-    init_one = lambda _: teacher.init()
-    if num_segments:
-      init_one = lambda _: jax.vmap(lambda _: teacher.init())(jnp.arange(num_segments))
-    summaries = jax.vmap(init_one)(jnp.arange(num_envs))
-  to_env_action = action_distribution(env).to_env_action
+  summaries = _init_summaries(teacher, num_envs, num_segments)
   chunk = max(1, min(DEFAULT_CHUNK if chunk is None else chunk, horizon))
-  num_chunks = -(-horizon // chunk)
-  keys = jax.random.split(k_steps, horizon)  # key of step t, whatever the chunking
-  compacted = len(sizes) > 1
-
-  def make_body(size: int):
-    """The step function of a batch of `size` envs; `env_index` [size] maps each slot to its
-    env (N marks an empty slot), the identity when size = N."""
-
-    def full_rows(x, env_index):
-      # [size, ...] -> [N, ...] with the slots at their envs' rows (empty slots dropped).
-      if size == num_envs:
-        return x
-      return jnp.zeros((num_envs,) + x.shape[1:], x.dtype).at[env_index].set(x, mode="drop")
-
-    def slot_rows(x, env_index):
-      # [N, ...] -> [size, ...]: the rows of the slots' envs (empty slots read row N - 1).
-      return x if size == num_envs else x[jnp.minimum(env_index, num_envs - 1)]
-
-    def live_step(carry, t, key):
-      state, summaries, alive, steps, env_index = carry
-      obs = state.obs
-      # The policy sees all N rows, so that env i's draw is the same at every batch size.
-      raw_full, log_prob_full = policy_fn(full_rows(obs, env_index), key)
-      raw_action = slot_rows(raw_full, env_index)
-      log_prob = slot_rows(log_prob_full, env_index)
-      action = to_env_action(raw_action)
-      next_state = jax.vmap(env.step)(state, action)
-      valid = alive > 0
-      # `where`, not multiplication: physics after termination may hold inf/nan, and
-      # nan * 0 = nan would leak into the loss and its gradients.
-      reward = jnp.where(valid, next_state.reward, 0.0)
-      done = jnp.where(valid, jnp.minimum(next_state.done, 1.0), 0.0)
-      if teacher is not None:
-        # With segments, step t belongs to segment k = t // L and is its step t - kL.
-        k = t // segment_length if num_segments else 0
-        step = TeacherStep(obs=obs, next_obs=next_state.obs, action=action,
-                           reward=next_state.reward, metrics=next_state.metrics, mask=alive,
-                           t=jnp.full((size,), t - k * segment_length, jnp.int32))
-        current = (jax.tree.map(lambda x: x[:, k], summaries) if num_segments else summaries)
-        updated = _masked_select(valid, jax.vmap(teacher.update)(current, step), current)
-        summaries = (jax.tree.map(lambda x, u: jax.lax.dynamic_update_index_in_dim(x, u, k, 1),
-                                  summaries, updated) if num_segments else updated)
-      out = Trajectory(_masked_select(valid, obs, jnp.zeros_like(obs)),
-                       _masked_select(valid, raw_action, jnp.zeros_like(raw_action)),
-                       jnp.where(valid, log_prob, 0.0), reward, alive, done)
-      out = jax.tree.map(lambda x: full_rows(x, env_index), out)
-      return (next_state, summaries, alive * (1.0 - done), steps + size, env_index), out
-
-    def dead_step(carry, t, key):
-      out = Trajectory(jnp.zeros((num_envs,) + carry[0].obs.shape[1:], carry[0].obs.dtype),
-                       jnp.zeros((num_envs, env.action_size)), jnp.zeros((num_envs,)),
-                       jnp.zeros((num_envs,)), jnp.zeros((num_envs,)), jnp.zeros((num_envs,)))
-      return carry, out
-
-    def body(carry, inputs):
-      t, key = inputs
-      live = jnp.any(carry[2] > 0) & (t < horizon)
-      return jax.lax.cond(live, live_step, dead_step, carry, t, key)
-
-    return body, dead_step
-
-  def run_level(size: int, next_size: int, loop):
-    """Chunks of the time loop at batch `size` while more than `next_size` episodes run."""
-    body, dead_step = make_body(size)
-
-    def run_chunk(loop):
-      c, carry, buffers = loop
-      t = c * chunk + jnp.arange(chunk)
-      carry, out = jax.lax.scan(body, carry, (t, keys[jnp.minimum(t, horizon - 1)]))
-      buffers = jax.tree.map(
-          lambda b, o: jax.lax.dynamic_update_slice_in_dim(b, o, c * chunk, 0), buffers, out)
-      return c + 1, carry, buffers
-
-    def running(loop):
-      c, carry, _ = loop
-      live = jnp.sum(carry[2] > 0)
-      return (c < num_chunks) & (live > next_size)
-
-    return jax.lax.while_loop(running, run_chunk, loop)
-
-  def write_back(summaries_all, carry):
-    """The batch's summaries written to their envs' rows of the [N, ...] summaries."""
-    env_index, level_summaries = carry[4], carry[1]
-    return jax.tree.map(lambda a, x: a.at[env_index].set(x, mode="drop"), summaries_all,
-                        level_summaries)
-
-  def compact(carry, size: int):
-    """The live episodes of `carry` gathered into `size` slots (empty slots: alive 0, env
-    index N, a copy of some slot's state that is stepped but never recorded)."""
-    state, level_summaries, alive, steps, env_index = carry
-    old_size = alive.shape[0]
-    slot = jnp.nonzero(alive > 0, size=size, fill_value=old_size)[0]
-    present = slot < old_size
-    source = jnp.minimum(slot, old_size - 1)
-    take = lambda tree: jax.tree.map(lambda x: x[source], tree)
-    return (take(state), take(level_summaries), jnp.where(present, alive[source], 0.0), steps,
-            jnp.where(present, env_index[source], num_envs))
-
-  template = jax.eval_shape(lambda c: make_body(num_envs)[1](c, 0, keys[0])[1],
-                            (state, summaries, jnp.ones((num_envs,)), 0,
-                             jnp.arange(num_envs)))
-  buffers = jax.tree.map(lambda x: jnp.zeros((num_chunks * chunk,) + x.shape, x.dtype),
-                         template)
+  loop = _Loop(env, policy_fn, teacher, action_distribution(env).to_env_action, num_envs,
+               horizon, chunk, -(-horizon // chunk), segment_length, num_segments,
+               jax.random.split(k_steps, horizon))  # key of step t, whatever the chunking
+  buffers = _empty_buffers(loop, state, summaries)
   alive = jnp.ones((num_envs,), jnp.float32)
   carry = (state, summaries, alive, jnp.zeros((), jnp.int32),
            jnp.arange(num_envs, dtype=jnp.int32))
@@ -247,12 +140,177 @@ def rollout(env: Env, policy_fn: PolicyFn, key: jax.Array, num_envs: int, horizo
   for level, size in enumerate(sizes):
     if level:
       if teacher is not None:  # ended episodes' summaries are final: keep them
-        summaries = write_back(summaries, carry)
-      carry = compact(carry, size)
+        summaries = _write_back(summaries, carry)
+      carry = _compact(carry, size, num_envs)
     next_size = sizes[level + 1] if level + 1 < len(sizes) else 0
-    chunks, carry, buffers = run_level(size, next_size, (chunks, carry, buffers))
+    chunks, carry, buffers = _run_level(loop, size, next_size, (chunks, carry, buffers))
   if teacher is not None:
-    summaries = write_back(summaries, carry) if compacted else carry[1]
+    summaries = _write_back(summaries, carry) if len(sizes) > 1 else carry[1]
   trajectory = jax.tree.map(lambda b: b[:horizon], buffers)
   loop_steps = jnp.minimum(chunks * chunk, horizon)
   return RolloutResult(trajectory, summaries, carry[3], loop_steps)
+
+
+class _Loop(NamedTuple):
+  """What every step of one rollout's time loop reads, fixed when it is traced. The loop's
+  carry is (env state, summaries, alive [size], physics steps [], env_index [size])."""
+
+  env: Env
+  policy_fn: PolicyFn
+  teacher: Any  # None: no summaries
+  to_env_action: Callable[[jax.Array], jax.Array]
+  num_envs: int  # N
+  horizon: int  # H
+  chunk: int  # steps per trip of the while loop
+  num_chunks: int  # ceil(H / chunk)
+  segment_length: int  # L, 0 for whole episodes
+  num_segments: int  # H / L, 0 for whole episodes
+  keys: jax.Array  # [H] keys, that of step t at t
+
+
+def _batch_sizes(num_envs: int, batch_sizes: tuple[int, ...] | None,
+                 shard_envs: Callable[[Any], Any] | None) -> tuple[int, ...]:
+  """The checked batch sizes of a rollout: (N,) when none are given or the envs are sharded
+  (compaction would gather across devices); raises `ValueError` unless they decrease from N."""
+  sizes = (num_envs,) if batch_sizes is None or shard_envs is not None else tuple(batch_sizes)
+  decreasing = all(b < a for a, b in zip(sizes, sizes[1:], strict=False))
+  if sizes[0] != num_envs or not decreasing or sizes[-1] < 1:
+    raise ValueError(f"batch_sizes {sizes} must decrease from num_envs = {num_envs}")
+  return sizes
+
+
+def _init_summaries(teacher: Any | None, num_envs: int, num_segments: int) -> Any:
+  """`teacher.init()` for every env (leaves [N, ...]) or every segment of every env (leaves
+  [N, H / L, ...]); None without a teacher."""
+  if teacher is None:
+    return None
+  init_one = lambda _: teacher.init()
+  if num_segments:
+    init_one = lambda _: jax.vmap(lambda _: teacher.init())(jnp.arange(num_segments))
+  return jax.vmap(init_one)(jnp.arange(num_envs))
+
+
+def _full_rows(loop: _Loop, size: int, x: jax.Array, env_index: jax.Array) -> jax.Array:
+  """[size, ...] -> [N, ...] with the slots at their envs' rows (empty slots, env index N,
+  dropped); the identity when size = N."""
+  if size == loop.num_envs:
+    return x
+  return jnp.zeros((loop.num_envs,) + x.shape[1:], x.dtype).at[env_index].set(x, mode="drop")
+
+
+def _slot_rows(loop: _Loop, size: int, x: jax.Array, env_index: jax.Array) -> jax.Array:
+  """[N, ...] -> [size, ...]: the rows of the slots' envs (empty slots read row N - 1)."""
+  return x if size == loop.num_envs else x[jnp.minimum(env_index, loop.num_envs - 1)]
+
+
+def _fold_teacher(loop: _Loop, size: int, summaries: Any, step: TeacherStep, t: jax.Array,
+                  valid: jax.Array) -> Any:
+  """`teacher.update` of the batch's summaries with step t where `valid`; with segments, only
+  the summary of t's segment k = t // L, shown its step index t - kL."""
+  k = t // loop.segment_length if loop.num_segments else 0
+  step = step._replace(t=jnp.full((size,), t - k * loop.segment_length, jnp.int32))
+  current = (jax.tree.map(lambda x: x[:, k], summaries) if loop.num_segments else summaries)
+  updated = _masked_select(valid, jax.vmap(loop.teacher.update)(current, step), current)
+  if not loop.num_segments:
+    return updated
+  return jax.tree.map(lambda x, u: jax.lax.dynamic_update_index_in_dim(x, u, k, 1),
+                      summaries, updated)
+
+
+def _live_step(loop: _Loop, size: int, carry: tuple, t: jax.Array, key: jax.Array
+               ) -> tuple[tuple, Trajectory]:
+  """One time step of a batch of `size` envs: act, step, mask, fold into the teacher;
+  returns the new carry and the step's [N, ...] trajectory row."""
+  state, summaries, alive, steps, env_index = carry
+  obs = state.obs
+  # The policy sees all N rows, so that env i's draw is the same at every batch size.
+  raw_full, log_prob_full = loop.policy_fn(_full_rows(loop, size, obs, env_index), key)
+  raw_action = _slot_rows(loop, size, raw_full, env_index)
+  log_prob = _slot_rows(loop, size, log_prob_full, env_index)
+  action = loop.to_env_action(raw_action)
+  next_state = jax.vmap(loop.env.step)(state, action)
+  valid = alive > 0
+  # `where`, not multiplication: physics after termination may hold inf/nan, and
+  # nan * 0 = nan would leak into the loss and its gradients.
+  reward = jnp.where(valid, next_state.reward, 0.0)
+  done = jnp.where(valid, jnp.minimum(next_state.done, 1.0), 0.0)
+  if loop.teacher is not None:
+    step = TeacherStep(obs=obs, next_obs=next_state.obs, action=action,
+                       reward=next_state.reward, metrics=next_state.metrics, mask=alive, t=t)
+    summaries = _fold_teacher(loop, size, summaries, step, t, valid)
+  out = Trajectory(_masked_select(valid, obs, jnp.zeros_like(obs)),
+                   _masked_select(valid, raw_action, jnp.zeros_like(raw_action)),
+                   jnp.where(valid, log_prob, 0.0), reward, alive, done)
+  out = jax.tree.map(lambda x: _full_rows(loop, size, x, env_index), out)
+  return (next_state, summaries, alive * (1.0 - done), steps + size, env_index), out
+
+
+def _dead_step(loop: _Loop, carry: tuple, t: jax.Array, key: jax.Array
+               ) -> tuple[tuple, Trajectory]:
+  """A time step after every episode of the batch ended: no physics, a row of zeros."""
+  del t, key
+  n, obs = loop.num_envs, carry[0].obs
+  out = Trajectory(jnp.zeros((n,) + obs.shape[1:], obs.dtype),
+                   jnp.zeros((n, loop.env.action_size)), jnp.zeros((n,)),
+                   jnp.zeros((n,)), jnp.zeros((n,)), jnp.zeros((n,)))
+  return carry, out
+
+
+def _step(loop: _Loop, size: int, carry: tuple, inputs: tuple[jax.Array, jax.Array]
+          ) -> tuple[tuple, Trajectory]:
+  """The scan body of a batch of `size` envs: a live step while an episode runs and t < H,
+  else a dead one (the `cond` skips the physics)."""
+  t, key = inputs
+  live = jnp.any(carry[2] > 0) & (t < loop.horizon)
+  return jax.lax.cond(live, functools.partial(_live_step, loop, size),
+                      functools.partial(_dead_step, loop), carry, t, key)
+
+
+def _run_level(loop: _Loop, size: int, next_size: int, state: tuple) -> tuple:
+  """Chunks of the time loop at batch `size` while more than `next_size` episodes run.
+  state: (chunks done [], carry, [num_chunks * chunk, N, ...] buffers)."""
+  body = functools.partial(_step, loop, size)
+
+  def run_chunk(state):
+    c, carry, buffers = state
+    t = c * loop.chunk + jnp.arange(loop.chunk)
+    carry, out = jax.lax.scan(body, carry, (t, loop.keys[jnp.minimum(t, loop.horizon - 1)]))
+    buffers = jax.tree.map(
+        lambda b, o: jax.lax.dynamic_update_slice_in_dim(b, o, c * loop.chunk, 0), buffers, out)
+    return c + 1, carry, buffers
+
+  def running(state):
+    c, carry, _ = state
+    live = jnp.sum(carry[2] > 0)
+    return (c < loop.num_chunks) & (live > next_size)
+
+  return jax.lax.while_loop(running, run_chunk, state)
+
+
+def _empty_buffers(loop: _Loop, state: Any, summaries: Any) -> Trajectory:
+  """Zeroed trajectory buffers [num_chunks * chunk, N, ...], shaped like a step's row."""
+  template = jax.eval_shape(lambda c: _dead_step(loop, c, 0, loop.keys[0])[1],
+                            (state, summaries, jnp.ones((loop.num_envs,)), 0,
+                             jnp.arange(loop.num_envs)))
+  return jax.tree.map(lambda x: jnp.zeros((loop.num_chunks * loop.chunk,) + x.shape, x.dtype),
+                      template)
+
+
+def _write_back(summaries_all: Any, carry: tuple) -> Any:
+  """The batch's summaries written to their envs' rows of the [N, ...] summaries."""
+  env_index, level_summaries = carry[4], carry[1]
+  return jax.tree.map(lambda a, x: a.at[env_index].set(x, mode="drop"), summaries_all,
+                      level_summaries)
+
+
+def _compact(carry: tuple, size: int, num_envs: int) -> tuple:
+  """The live episodes of `carry` gathered into `size` slots (empty slots: alive 0, env
+  index N, a copy of some slot's state that is stepped but never recorded)."""
+  state, level_summaries, alive, steps, env_index = carry
+  old_size = alive.shape[0]
+  slot = jnp.nonzero(alive > 0, size=size, fill_value=old_size)[0]
+  present = slot < old_size
+  source = jnp.minimum(slot, old_size - 1)
+  take = lambda tree: jax.tree.map(lambda x: x[source], tree)
+  return (take(state), take(level_summaries), jnp.where(present, alive[source], 0.0), steps,
+          jnp.where(present, env_index[source], num_envs))
