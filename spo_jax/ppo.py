@@ -8,6 +8,7 @@ return of the H-step episode (the critic sees t/H, so this stays Markov; network
 
 from __future__ import annotations
 
+import functools
 from typing import Any, NamedTuple
 
 import chex
@@ -236,79 +237,128 @@ def ppo_update(params: nets.Params, opt_state: Any, optimizer: optax.GradientTra
   """
   horizon, num_envs = mask.shape
   size = horizon * num_envs
-  # Masked slots carry no data; zero them so that nan there cannot reach a gradient
-  # (the gradient of `where` is 0 * d(branch), and 0 * nan = nan).
   valid = mask > 0
-  obs = jnp.where(valid[..., None], obs, 0.0)
-  raw_action = jnp.where(valid[..., None], raw_action, 0.0)
-  log_prob = jnp.where(valid, log_prob, 0.0)
-  rewards = jnp.where(valid, rewards, 0.0)
+  obs, raw_action, log_prob, rewards = _zero_masked(valid, obs, raw_action, log_prob, rewards)
   norm_obs = nets.normalize(normalizer, obs, hp.normalize_observations)
   time = jnp.broadcast_to(jnp.arange(horizon)[:, None], (horizon, num_envs))
   flat_obs, flat_time = norm_obs.reshape(size, -1), time.reshape(size)
   flat_valid = valid.reshape(size)
   num_valid = jnp.sum(flat_valid.astype(jnp.int32))
-  minibatch_slots = -(-size // hp.num_minibatches)
-  piece = max(-(-minibatch_slots // max(1, hp.num_microbatches)),  # slots per microbatch
-              min(hp.min_microbatch_size, minibatch_slots))
-  max_pieces = -(-minibatch_slots // piece)
+  piece, max_pieces = _piece_size(size, hp)
 
   # Values with the pre-update critic, valid slots only (in time order, pieces of M * p).
   value_fn = lambda d: networks.value.apply(params.value, nets.value_input(*d, horizon))
   in_time_order = valid_first_in_time_order(flat_valid)
   values = map_valid(value_fn, (flat_obs, flat_time), in_time_order, num_valid,
                      piece * hp.num_minibatches).reshape(horizon, num_envs)
+  advantages, targets = _advantages(rewards, values, mask, hp)
+
+  flat = Batch(flat_obs, flat_time, raw_action.reshape(size, -1), log_prob.reshape(size),
+               advantages.reshape(size), targets.reshape(size), mask.reshape(size))
+  update = _Update(optimizer, networks, hp, flat, horizon, num_valid, piece,
+                   jax.grad(ppo_loss, has_aux=True),
+                   _pieces(num_valid, hp.num_minibatches),  # ceil(V / M) valid slots each
+                   {k: jnp.zeros(()) for k in
+                    ("policy_loss", "value_loss", "entropy", "approx_kl", "clip_fraction")})
+  epoch_step = functools.partial(_epoch_step, update, flat_valid, in_time_order)
+  (params, opt_state), aux = jax.lax.scan(
+      epoch_step, (params, opt_state), jax.random.split(key, hp.update_epochs))
+  return params, opt_state, _update_metrics(aux, values, advantages, mask, max_pieces)
+
+
+def _zero_masked(valid: jax.Array, *arrays: jax.Array) -> tuple[jax.Array, ...]:
+  """Each [H, N, ...] array with its masked slots ([H, N] `valid` False) set to 0.
+
+  Masked slots carry no data; zeroing them keeps a nan there from reaching a gradient (the
+  gradient of `where` is 0 * d(branch), and 0 * nan = nan)."""
+  return tuple(jnp.where(valid[..., None] if x.ndim > valid.ndim else valid, x, 0.0)
+               for x in arrays)
+
+
+def _piece_size(size: int, hp: PPOHyperparams) -> tuple[int, int]:
+  """(p, pieces of a full minibatch): a microbatch holds p = ceil(ceil(B / M) /
+  num_microbatches) slots, but at least `min_microbatch_size` (or the whole minibatch)."""
+  minibatch_slots = -(-size // hp.num_minibatches)
+  piece = max(-(-minibatch_slots // max(1, hp.num_microbatches)),  # slots per microbatch
+              min(hp.min_microbatch_size, minibatch_slots))
+  return piece, -(-minibatch_slots // piece)
+
+
+def _advantages(rewards: jax.Array, values: jax.Array, mask: jax.Array, hp: PPOHyperparams
+                ) -> tuple[jax.Array, jax.Array]:
+  """GAE advantages [H, N] (standardized over the valid steps if `normalize_advantages`) and
+  value targets [H, N]."""
   advantages, targets = compute_gae(rewards, values, mask, hp.discount, hp.gae_lambda)
   if hp.normalize_advantages:
     adv_mean = _masked_mean(advantages, mask)
     adv_std = jnp.sqrt(_masked_mean((advantages - adv_mean) ** 2, mask))
     advantages = jnp.where(mask > 0, (advantages - adv_mean) / (adv_std + 1e-8), 0.0)
+  return advantages, targets
 
-  flat = Batch(flat_obs, flat_time, raw_action.reshape(size, -1), log_prob.reshape(size),
-               advantages.reshape(size), targets.reshape(size), mask.reshape(size))
-  grad_fn = jax.grad(ppo_loss, has_aux=True)
-  per_minibatch = _pieces(num_valid, hp.num_minibatches)  # ceil(V / M) valid slots each
-  zero_aux = {k: jnp.zeros(()) for k in
-              ("policy_loss", "value_loss", "entropy", "approx_kl", "clip_fraction")}
 
-  def minibatch_step(carry, j):
-    params, opt_state, order = carry
-    start = j * per_minibatch
-    count = jnp.clip(num_valid - start, 0, per_minibatch)
+class _Update(NamedTuple):
+  """What every minibatch of one `ppo_update` reads (fixed for the whole update)."""
 
-    def micro_step(loop):
-      i, grads, aux = loop
-      slots, inside = _piece_slots(order, start + i * piece, piece, start + count)
-      batch = jax.tree.map(lambda x: x[slots], flat)._replace(
-          mask=inside.astype(jnp.float32))
-      micro_grads, micro_aux = grad_fn(params, networks, batch, horizon, hp,
+  optimizer: optax.GradientTransformation
+  networks: nets.Networks
+  hp: PPOHyperparams
+  flat: Batch  # leaves [B, ...], the iteration's slots
+  horizon: int
+  num_valid: jax.Array  # [] int32, V
+  piece: int  # p, slots per microbatch
+  grad_fn: Any  # grad of `ppo_loss`, with its metrics
+  per_minibatch: jax.Array  # [] int32, ceil(V / M) valid slots per minibatch
+  zero_aux: dict[str, jax.Array]  # ppo_loss's metrics, zeros
+
+
+def _minibatch_step(u: _Update, carry: tuple, j: jax.Array) -> tuple[tuple, dict]:
+  """Minibatch j of an epoch: the slots at positions [j ceil(V / M), ...) of `order`, its
+  gradient summed over microbatches in a `while_loop`, then one optimizer step."""
+  params, opt_state, order = carry
+  start = j * u.per_minibatch
+  count = jnp.clip(u.num_valid - start, 0, u.per_minibatch)
+  piece = u.piece
+
+  def micro_step(loop):
+    i, grads, aux = loop
+    slots, inside = _piece_slots(order, start + i * piece, piece, start + count)
+    batch = jax.tree.map(lambda x: x[slots], u.flat)._replace(
+        mask=inside.astype(jnp.float32))
+    micro_grads, micro_aux = u.grad_fn(params, u.networks, batch, u.horizon, u.hp,
                                        count.astype(jnp.float32))
-      return (i + 1, jax.tree.map(jnp.add, grads, micro_grads),
-              jax.tree.map(jnp.add, aux, micro_aux))
+    return (i + 1, jax.tree.map(jnp.add, grads, micro_grads),
+            jax.tree.map(jnp.add, aux, micro_aux))
 
-    zeros = jax.tree.map(jnp.zeros_like, params)
-    num_pieces, grads, aux = jax.lax.while_loop(
-        lambda loop: loop[0] < _pieces(count, piece), micro_step,
-        (jnp.zeros((), jnp.int32), zeros, zero_aux))
-    updates, opt_state = optimizer.update(grads, opt_state, params)
-    params = optax.apply_updates(params, updates)
-    aux = dict(aux, grad_norm=jnp.sqrt(sum(jnp.sum(g**2) for g in jax.tree.leaves(grads))),
-               pieces=num_pieces.astype(jnp.float32))
-    return (params, opt_state, order), aux
+  zeros = jax.tree.map(jnp.zeros_like, params)
+  num_pieces, grads, aux = jax.lax.while_loop(
+      lambda loop: loop[0] < _pieces(count, piece), micro_step,
+      (jnp.zeros((), jnp.int32), zeros, u.zero_aux))
+  updates, opt_state = u.optimizer.update(grads, opt_state, params)
+  params = optax.apply_updates(params, updates)
+  aux = dict(aux, grad_norm=jnp.sqrt(sum(jnp.sum(g**2) for g in jax.tree.leaves(grads))),
+             pieces=num_pieces.astype(jnp.float32))
+  return (params, opt_state, order), aux
 
-  def epoch_step(carry, epoch_key):
-    params, opt_state = carry
-    order = valid_first_order(epoch_key, flat_valid, in_time_order)
-    (params, opt_state, _), aux = jax.lax.scan(minibatch_step, (params, opt_state, order),
-                                               jnp.arange(hp.num_minibatches))
-    return (params, opt_state), aux
 
-  (params, opt_state), aux = jax.lax.scan(
-      epoch_step, (params, opt_state), jax.random.split(key, hp.update_epochs))
+def _epoch_step(u: _Update, flat_valid: jax.Array, in_time_order: jax.Array, carry: tuple,
+                epoch_key: jax.Array) -> tuple[tuple, dict]:
+  """One epoch: the slots ordered valid-first at random, then M minibatch steps."""
+  params, opt_state = carry
+  order = valid_first_order(epoch_key, flat_valid, in_time_order)
+  (params, opt_state, _), aux = jax.lax.scan(functools.partial(_minibatch_step, u),
+                                             (params, opt_state, order),
+                                             jnp.arange(u.hp.num_minibatches))
+  return (params, opt_state), aux
+
+
+def _update_metrics(aux: dict, values: jax.Array, advantages: jax.Array, mask: jax.Array,
+                    max_pieces: int) -> dict[str, jax.Array]:
+  """The loss metrics averaged over epochs and minibatches, the share of a full pass that
+  ran, and the critic's mean value and the advantages' scale on the valid steps."""
   pieces = aux.pop("pieces")
   metrics = jax.tree.map(jnp.mean, aux)
   # Share of a full pass over all B slots that the update ran (1.0 when every slot is valid).
   metrics["work_fraction"] = jnp.mean(pieces) / max_pieces
   metrics["value_mean"] = _masked_mean(values, mask)
   metrics["advantage_std"] = jnp.sqrt(_masked_mean(advantages**2, mask))
-  return params, opt_state, metrics
+  return metrics
