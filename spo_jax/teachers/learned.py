@@ -195,6 +195,15 @@ def load_labels(path: str | os.PathLike, feature_size: int, *,
   message on a mismatch spell out the expected layout.
   """
   path = os.fspath(path)
+  _check_labels_path(path)
+  arrays = _read_label_arrays(path)
+  _check_label_shapes(path, arrays, feature_size, names)
+  out = _checked_label_values(path, arrays)
+  return out["features_a"], out["features_b"], out["labels"]
+
+
+def _check_labels_path(path: str) -> None:
+  """The path names a file that starts like a .npz (zip) or .npy archive."""
   if not path:
     raise ConfigError(f"config field '{_FIELD}' is empty: the 'learned' teacher needs a .npz "
                       "file with features_a [P, F], features_b [P, F] and labels [P] "
@@ -210,6 +219,10 @@ def load_labels(path: str | os.PathLike, feature_size: int, *,
     raise ConfigError(f"{_where(path)} is not a valid .npz file: it is neither a zip archive "
                       f"nor a .npy array; write the arrays {', '.join(LABEL_ARRAYS)} with "
                       "numpy.savez, or use scripts/make_labels.py")
+
+
+def _read_label_arrays(path: str) -> dict[str, np.ndarray]:
+  """The arrays `LABEL_ARRAYS` of the .npz at `path`, as stored (no pickles)."""
   try:
     archive = np.load(path, allow_pickle=False)
   except (OSError, ValueError, EOFError, zipfile.BadZipFile) as error:
@@ -230,6 +243,12 @@ def load_labels(path: str | os.PathLike, feature_size: int, *,
       except (OSError, ValueError, zipfile.BadZipFile) as error:
         raise ConfigError(f"{_where(path)}: array '{field}' cannot be read ({error}); it must "
                           "be a numeric array saved with numpy.savez") from error
+  return arrays
+
+
+def _check_label_shapes(path: str, arrays: dict[str, np.ndarray], feature_size: int,
+                        names: Sequence[str] | None) -> None:
+  """Real-number dtypes, features [P, F] and labels [P] with one row per pair, P > 0."""
   layout = ""
   if names is not None:
     layout = f" [{', '.join(names)}]"
@@ -255,6 +274,11 @@ def load_labels(path: str | os.PathLike, feature_size: int, *,
                         f"'features_a' has {num}; every array needs one row per pair")
   if num == 0:
     raise ConfigError(f"{_where(path)} holds no pairs (P = 0)")
+
+
+def _checked_label_values(path: str, arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+  """The arrays as float32, every entry finite and every label in [0, 1]."""
+  num = arrays["features_a"].shape[0]
   out = {k: np.asarray(v, np.float32) for k, v in arrays.items()}
   for field in LABEL_ARRAYS:
     finite = np.isfinite(out[field]).reshape(num, -1).all(axis=1)
@@ -268,7 +292,7 @@ def load_labels(path: str | os.PathLike, feature_size: int, *,
     row = int(np.argmax(outside))
     raise ConfigError(f"{_where(path)}: array 'labels' row {row} is {labels[row]:g}; labels "
                       "are P(a preferred to b) and must lie in [0, 1]")
-  return out["features_a"], out["features_b"], labels
+  return out
 
 
 # -------------------------------------------------------------------------------------
