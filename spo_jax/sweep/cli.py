@@ -70,80 +70,111 @@ def main(argv: list[str] | None = None) -> None:
   parser.error = lambda message: _fail(message)  # one line, exit code 2
   args = parser.parse_args(argv)
   # Imported after parsing: --help and bad flags need no JAX.
+  from spo_jax.sweep import plan as plan_lib
+
+  try:
+    plan, groups, shard, target, wandb = _checked_request(args)
+  except ConfigError as error:
+    _fail(str(error))
+  mine = plan_lib.shard_groups(groups, shard)
+  if not args.collect:
+    _run_shard(args, plan, groups, mine, wandb)
+    if shard[1] > 1:
+      print(f"spo-sweep: shard {shard[0]}/{shard[1]} done; merge with --collect once every "
+            "shard finished", flush=True)
+      return
+  _collect(args, plan, groups, target)
+
+
+def _checked_request(args: argparse.Namespace) -> tuple:
+  """The plan (from the sweep file and flags, or the one --out was started with), its groups,
+  the shard (i, n), the target return and the W&B options, every flag checked; raises
+  `ConfigError` (one line) before anything is written."""
   from spo_jax.loggers import LogOptions
   from spo_jax.loggers import check_options as check_log_options
   from spo_jax.sweep import plan as plan_lib
-  from spo_jax.sweep import results as results_lib
+  from spo_jax.sweep import run as run_lib
+
+  if args.collect and args.plan is None and not args.grid and args.out is not None:
+    plan = plan_lib.saved_plan(args.out)  # spo-sweep --out DIR --collect
+  else:
+    plan = plan_lib.make_plan(plan_lib.plan_data(args.plan, args.grid, args.set, args.seeds,
+                                                 args.out))
+  shard = plan_lib.parse_shard(args.shard, dict(os.environ))
+  if args.collect and args.shard is not None:
+    raise ConfigError("--collect merges every group; drop --shard")
+  sortable = set(SUMMARY_FIELDS) | {k for p in plan.points for k in p}
+  if args.sort not in sortable:
+    raise ConfigError(f"--sort '{args.sort}' is not a summary column; columns: "
+                      f"{', '.join(sorted(sortable))}")
+  groups = plan_lib.make_groups(plan)
+  resumed = run_lib.check_directory(plan)
+  if args.collect and not resumed:
+    raise ConfigError(f"nothing to collect: '{plan.out}' holds no sweep yet")
+  target = args.target if args.target is not None else groups[0].config.target_return
+  wandb = LogOptions(wandb=args.wandb, wandb_project=args.wandb_project,
+                     wandb_entity=args.wandb_entity, wandb_group=args.wandb_group,
+                     wandb_mode=args.wandb_mode)
+  check_log_options(wandb)
+  return plan, groups, shard, target, wandb
+
+
+def _run_shard(args: argparse.Namespace, plan, groups: list, mine: list, wandb) -> None:
+  """Run this process's groups `mine` in turn, skipping finished ones (a rerun resumes)."""
+  from spo_jax import determinism
+  from spo_jax.sweep import run as run_lib
+
+  determinism.enable(groups[0].config)  # before JAX starts its backend
+  run_lib.write_plan(plan)
+  total_runs = sum(len(g.runs.seeds) for g in mine)
+  if not args.quiet:
+    print(f"spo-sweep: {len(plan.points)} points x {len(plan.seeds)} seeds in "
+          f"{len(groups)} group(s); this process runs {len(mine)} group(s), "
+          f"{total_runs} runs; sweep directory {plan.out}", flush=True)
+  for group in mine:
+    if run_lib.is_done(plan, group):
+      if not args.quiet:
+        print(f"spo-sweep: {group.name} already finished, skipped", flush=True)
+      continue
+    start = time.perf_counter()
+    if not args.quiet:
+      traced = ", ".join(group.traced) or "none"
+      print(f"spo-sweep: {group.name}: points {list(group.points)} x {len(plan.seeds)} "
+            f"seeds, traced fields: {traced}", flush=True)
+    _run_group(plan, group, wandb)
+    if not args.quiet:
+      print(f"spo-sweep: {group.name} done in {time.perf_counter() - start:.0f} s",
+            flush=True)
+
+
+def _run_group(plan, group, wandb) -> None:
+  """One group; its failures exit as `spo-train` would (2 bad config, 3 numerical, 4 write,
+  130/143 stopped by a signal)."""
   from spo_jax.sweep import run as run_lib
   from spo_jax.train import NumericalError, TrainingInterrupted
   from spo_jax.write_errors import RunWriteError
 
   try:
-    if args.collect and args.plan is None and not args.grid and args.out is not None:
-      plan = plan_lib.saved_plan(args.out)  # spo-sweep --out DIR --collect
-    else:
-      plan = plan_lib.make_plan(plan_lib.plan_data(args.plan, args.grid, args.set, args.seeds,
-                                                   args.out))
-    shard = plan_lib.parse_shard(args.shard, dict(os.environ))
-    if args.collect and args.shard is not None:
-      raise ConfigError("--collect merges every group; drop --shard")
-    sortable = set(SUMMARY_FIELDS) | {k for p in plan.points for k in p}
-    if args.sort not in sortable:
-      raise ConfigError(f"--sort '{args.sort}' is not a summary column; columns: "
-                        f"{', '.join(sorted(sortable))}")
-    groups = plan_lib.make_groups(plan)
-    resumed = run_lib.check_directory(plan)
-    if args.collect and not resumed:
-      raise ConfigError(f"nothing to collect: '{plan.out}' holds no sweep yet")
-    target = args.target if args.target is not None else groups[0].config.target_return
-    wandb = LogOptions(wandb=args.wandb, wandb_project=args.wandb_project,
-                       wandb_entity=args.wandb_entity, wandb_group=args.wandb_group,
-                       wandb_mode=args.wandb_mode)
-    check_log_options(wandb)
+    run_lib.run_group(plan, group, wandb=wandb)
   except ConfigError as error:
-    _fail(str(error))
+    _fail(f"{group.name}: {error}")
+  except NumericalError as error:
+    _fail(f"{group.name}: {error}", 3)
+  except RunWriteError as error:
+    _fail(f"{group.name}: {error}", 4)
+  except TrainingInterrupted as stop:
+    print(f"\nspo-sweep: stopped by {stop.signal_name} in {group.name} after iteration "
+          f"{stop.iteration}; checkpoint saved. Rerun the same command to resume.",
+          file=sys.stderr)
+    raise SystemExit(130 if stop.signal_name == "SIGINT" else 143) from None
 
-  mine = plan_lib.shard_groups(groups, shard)
-  if not args.collect:
-    from spo_jax import determinism
 
-    determinism.enable(groups[0].config)  # before JAX starts its backend
-    run_lib.write_plan(plan)
-    total_runs = sum(len(g.runs.seeds) for g in mine)
-    if not args.quiet:
-      print(f"spo-sweep: {len(plan.points)} points x {len(plan.seeds)} seeds in "
-            f"{len(groups)} group(s); this process runs {len(mine)} group(s), "
-            f"{total_runs} runs; sweep directory {plan.out}", flush=True)
-    for group in mine:
-      if run_lib.is_done(plan, group):
-        if not args.quiet:
-          print(f"spo-sweep: {group.name} already finished, skipped", flush=True)
-        continue
-      start = time.perf_counter()
-      if not args.quiet:
-        traced = ", ".join(group.traced) or "none"
-        print(f"spo-sweep: {group.name}: points {list(group.points)} x {len(plan.seeds)} "
-              f"seeds, traced fields: {traced}", flush=True)
-      try:
-        run_lib.run_group(plan, group, wandb=wandb)
-      except ConfigError as error:
-        _fail(f"{group.name}: {error}")
-      except NumericalError as error:
-        _fail(f"{group.name}: {error}", 3)
-      except RunWriteError as error:
-        _fail(f"{group.name}: {error}", 4)
-      except TrainingInterrupted as stop:
-        print(f"\nspo-sweep: stopped by {stop.signal_name} in {group.name} after iteration "
-              f"{stop.iteration}; checkpoint saved. Rerun the same command to resume.",
-              file=sys.stderr)
-        raise SystemExit(130 if stop.signal_name == "SIGINT" else 143) from None
-      if not args.quiet:
-        print(f"spo-sweep: {group.name} done in {time.perf_counter() - start:.0f} s",
-              flush=True)
-    if shard[1] > 1:
-      print(f"spo-sweep: shard {shard[0]}/{shard[1]} done; merge with --collect once every "
-            "shard finished", flush=True)
-      return
+def _collect(args: argparse.Namespace, plan, groups: list, target: float | None) -> None:
+  """Merge the finished groups into results.csv and summary.csv and print the summary; exit
+  with code 1 while some group is unfinished."""
+  from spo_jax.sweep import results as results_lib
+  from spo_jax.sweep import run as run_lib
+
   unfinished = [g.name for g in groups if not run_lib.is_done(plan, g)]
   rows = results_lib.read_rows(plan, groups)
   summary = results_lib.summarize(plan, rows, target)
