@@ -14,6 +14,7 @@ from typing import Any
 
 from spo_jax.learning_bench.settings import (
     SETTINGS,
+    BraxPPOSettings,
     brax_evaluation,
     brax_kwargs,
     brax_steps_per_training_step,
@@ -135,31 +136,13 @@ def make_plan(env: str, backend_flag: str | None, budget: int, seeds_text: str,
   Raises `BenchError` (one line: the problem and the fix). The plan holds no machine or
   versions yet (`describe_machine`), so that it can be checked without starting JAX.
   """
-  from spo_jax import brax_ppo
-  from spo_jax.config import ConfigError, validate
-  from spo_jax.envs import known_env_names, require_family
   from spo_jax.presets import preset
 
-  try:  # brax:hopper is hopper; gymnax and other families have no learning-bench settings
-    env = require_family(env, ("package", "brax"), "spo-learning-bench")
-  except ConfigError as error:
-    raise BenchError(str(error)) from None
+  env = _bench_env_name(env)
   seeds = parse_seeds(seeds_text)
   contenders = parse_contenders(contenders_text, backend_flag)
   names = [n for n, _ in contenders]
-  if env not in known_env_names():
-    raise BenchError(f"unknown env '{env}'; envs with learning-bench settings: "
-                     f"{', '.join(SETTINGS)}")
-  if "brax_ppo" in names:
-    reason = brax_ppo.unsupported_reason(env)
-    if reason is not None:
-      others = ",".join(n for n in names if n != "brax_ppo") or "ground_truth,spo"
-      raise BenchError(f"Brax PPO cannot train '{env}': {reason}; drop brax_ppo from --contenders "
-                       f"(e.g. --contenders {others}) or pick an env with continuous actions")
-  if env not in SETTINGS:
-    raise BenchError(f"env '{env}' has no learning-bench settings; envs with some: "
-                     f"{', '.join(SETTINGS)} (add an entry to SETTINGS in "
-                     "spo_jax/learning_bench/settings.py)")
+  _check_env(env, names)
   backend = resolve_backend(env, contenders)
   table = SETTINGS[env]
   num_evals = table.num_evals if num_evals is None else num_evals
@@ -173,33 +156,10 @@ def make_plan(env: str, backend_flag: str | None, budget: int, seeds_text: str,
   minimums: list[tuple[int, str]] = []
   for name in names:
     if name == "brax_ppo":
-      kwargs = {**brax_kwargs(table, n), **brax_evaluation(base.num_eval_envs)}
-      step = brax_steps_per_training_step(kwargs)
-      minimums.append((step, f"one Brax PPO training step (batch_size x num_minibatches x "
-                             f"unroll_length x action_repeat = {kwargs['batch_size']} x "
-                             f"{kwargs['num_minibatches']} x {kwargs['unroll_length']} x "
-                             f"{kwargs['action_repeat']} = {step} env steps)"))
-      settings[name] = {
-          "ppo_train_kwargs": kwargs, "hidden_sizes": table.hidden_sizes,
-          "networks": "Brax default" if table.hidden_sizes is None else str(table.hidden_sizes),
-          "published_num_envs": table.num_envs, "published_batch_size": table.batch_size,
-          "source": table.source, "num_evals": num_evals,
-          "env_steps_run": brax_total_steps(budget, num_evals, step),
-          "evaluation": f"{kwargs['num_eval_envs']} episodes of {kwargs['episode_length']} "
-                        "steps, deterministic policy (as ours)"}
+      settings[name], minimum = _brax_settings(table, base.num_eval_envs, n, budget, num_evals)
+      minimums.append(minimum)
     else:
-      config = our_config(env, name, backend, budget, num_evals)
-      try:
-        validate(config)
-      except ConfigError as error:
-        raise BenchError(f"{name}: {error}") from None
-      config_dict = config.to_dict()
-      del config_dict["seed"]  # set per run
-      eval_steps = config_dict.get("eval_episode_length") or h  # 0: the training horizon
-      settings[name] = {"config": config_dict,
-                        "iterations_if_full_episodes": -(-budget // (n * h)),
-                        "evaluation": f"{config.num_eval_envs} episodes of {eval_steps} steps, "
-                                      "deterministic policy"}
+      settings[name] = _our_settings(env, name, backend, budget, num_evals, n, h)
   ours = [name for name in names if name in OURS]
   if ours:
     minimums.append((n * h, f"one iteration of {' and '.join(ours)} (N x H = {n} x {h} = "
@@ -211,6 +171,78 @@ def make_plan(env: str, backend_flag: str | None, budget: int, seeds_text: str,
   return {"env": env, "backend": backend, "budget": budget, "seeds": seeds,
           "contenders": names, "num_evals": num_evals, "num_envs": n, "episode_length": h,
           "settings": settings}
+
+
+def _bench_env_name(env: str) -> str:
+  """`env` as the settings know it (brax:hopper is hopper); `BenchError` for gymnax and the
+  other families, which have no learning-bench settings."""
+  from spo_jax.config import ConfigError
+  from spo_jax.envs import require_family
+
+  try:
+    return require_family(env, ("package", "brax"), "spo-learning-bench")
+  except ConfigError as error:
+    raise BenchError(str(error)) from None
+
+
+def _check_env(env: str, names: list[str]) -> None:
+  """`env` is known, Brax PPO (if a contender) can train it, and it has settings."""
+  from spo_jax import brax_ppo
+  from spo_jax.envs import known_env_names
+
+  if env not in known_env_names():
+    raise BenchError(f"unknown env '{env}'; envs with learning-bench settings: "
+                     f"{', '.join(SETTINGS)}")
+  if "brax_ppo" in names:
+    reason = brax_ppo.unsupported_reason(env)
+    if reason is not None:
+      others = ",".join(n for n in names if n != "brax_ppo") or "ground_truth,spo"
+      raise BenchError(f"Brax PPO cannot train '{env}': {reason}; drop brax_ppo from --contenders "
+                       f"(e.g. --contenders {others}) or pick an env with continuous actions")
+  if env not in SETTINGS:
+    raise BenchError(f"env '{env}' has no learning-bench settings; envs with some: "
+                     f"{', '.join(SETTINGS)} (add an entry to SETTINGS in "
+                     "spo_jax/learning_bench/settings.py)")
+
+
+def _brax_settings(table: BraxPPOSettings, num_eval_envs: int, n: int, budget: int, num_evals: int
+                   ) -> tuple[dict[str, Any], tuple[int, str]]:
+  """Brax PPO's plan entry (its published settings `table` scaled to our N = `n`), and the
+  env steps of its smallest unit of training with what that unit is."""
+  kwargs = {**brax_kwargs(table, n), **brax_evaluation(num_eval_envs)}
+  step = brax_steps_per_training_step(kwargs)
+  minimum = (step, f"one Brax PPO training step (batch_size x num_minibatches x "
+                   f"unroll_length x action_repeat = {kwargs['batch_size']} x "
+                   f"{kwargs['num_minibatches']} x {kwargs['unroll_length']} x "
+                   f"{kwargs['action_repeat']} = {step} env steps)")
+  return {
+      "ppo_train_kwargs": kwargs, "hidden_sizes": table.hidden_sizes,
+      "networks": "Brax default" if table.hidden_sizes is None else str(table.hidden_sizes),
+      "published_num_envs": table.num_envs, "published_batch_size": table.batch_size,
+      "source": table.source, "num_evals": num_evals,
+      "env_steps_run": brax_total_steps(budget, num_evals, step),
+      "evaluation": f"{kwargs['num_eval_envs']} episodes of {kwargs['episode_length']} "
+                    "steps, deterministic policy (as ours)"}, minimum
+
+
+def _our_settings(env: str, name: str, backend: str | None, budget: int, num_evals: int,
+                  n: int, h: int) -> dict[str, Any]:
+  """The plan entry of our contender `name` (a reward source): its validated config, seed
+  left out (set per run)."""
+  from spo_jax.config import ConfigError, validate
+
+  config = our_config(env, name, backend, budget, num_evals)
+  try:
+    validate(config)
+  except ConfigError as error:
+    raise BenchError(f"{name}: {error}") from None
+  config_dict = config.to_dict()
+  del config_dict["seed"]  # set per run
+  eval_steps = config_dict.get("eval_episode_length") or h  # 0: the training horizon
+  return {"config": config_dict,
+          "iterations_if_full_episodes": -(-budget // (n * h)),
+          "evaluation": f"{config.num_eval_envs} episodes of {eval_steps} steps, "
+                        "deterministic policy"}
 
 
 def describe_machine() -> dict[str, Any]:
