@@ -1,4 +1,4 @@
-"""Checkpoints with Orbax: the whole `TrainState`, the config and the host counters.
+"""Checkpoints with Orbax: the whole `TrainState`, the config and the counters.
 
 Layout of a run directory (spo_jax/run_dir.py owns the names):
 
@@ -6,7 +6,9 @@ Layout of a run directory (spo_jax/run_dir.py owns the names):
   RUN_DIR/metrics.jsonl        one JSON object per evaluation
   RUN_DIR/checkpoints/<step>/  Orbax checkpoints, step = training iteration
      state/                    the TrainState pytree (params, optimizer, normalizer, key, ...)
-     meta/                     JSON: config, host counters (env steps, queries, wall time)
+                               without its counters, which go to meta
+     meta/                     JSON: config, counters (env steps, queries, ...; one per seed),
+                               wall time
      MANIFEST.json             size and SHA-256 of every file above, written last
 
 Crash safety. Orbax (0.12.8) writes step k into `checkpoints/k.orbax-checkpoint-tmp` and
@@ -44,6 +46,7 @@ from typing import Any
 
 import jax
 
+from spo_jax import counters as counters_lib
 from spo_jax import digests
 from spo_jax import run_dir as run_dir_lib
 from spo_jax.config import Config, ConfigError
@@ -178,8 +181,13 @@ class Checkpointer:
       shutil.rmtree(step_dir)
       self._manager.reload()
     args = self._ocp.args
-    from spo_jax.iteration import stored_form  # a plain TrainState keeps its old layout
+    from spo_jax.iteration import TrainState, stored_form
 
+    if isinstance(state, TrainState):
+      # The state's device counters go to meta (its JSON keeps them exact and readable), so the
+      # stored state keeps the layout it has always had; they overwrite any the caller passed.
+      meta = {**meta, "counters": {**meta.get("counters", {}),
+                                   **counters_lib.to_meta(state.counters)}}
     state = stored_form(state)
     try:
       with _quiet_orbax():
@@ -228,7 +236,8 @@ class Checkpointer:
             state=state_args, meta=args.JsonRestore()))
     except Exception as error:  # noqa: BLE001 (Orbax raises many kinds; all mean "unreadable")
       raise CheckpointError(_first_line(error)) from error
-    return from_stored(restored.state), dict(restored.meta)
+    meta = dict(restored.meta)
+    return from_stored(restored.state, meta.get("counters")), meta
 
   def read_meta(self, step: int) -> dict[str, Any]:
     restored = self._manager.restore(step, args=self._ocp.args.Composite(

@@ -1,7 +1,7 @@
 """What the training loop's steps share (`HostLoop`): the jitted functions over seeds, the run
-directory's checkpointer and logger, the host counters (env steps, physics steps, queries,
-labels, wall time) that the checkpoint's meta carries, and the rows awaiting the next
-evaluation. `train.py` calls its steps in order: restore or init → iterate (each jitted call
+directory's checkpointer and logger, the host's copy of the state's device counters (env
+steps, physics steps, queries, labels: counters.py) and the wall time, which the checkpoint's
+meta carries, and the rows awaiting the next evaluation. `train.py` calls its steps in order: restore or init → iterate (each jitted call
 followed by the numerical guard, evaluation and logging when due, a checkpoint when due) →
 finish → close.
 """
@@ -18,6 +18,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from spo_jax import counters as counters_lib
 from spo_jax import digests
 from spo_jax import progress as progress_lib
 from spo_jax import provenance as provenance_lib
@@ -65,9 +66,25 @@ def _iteration_of(state: TrainState) -> int:
   return int(state.iteration[0])
 
 
+def _lockstep_physics(iterate: Callable, num_envs: int) -> Callable:
+  """`iterate` over vmapped seeds, counting for every seed the physics steps the hardware ran:
+  vmapped seeds run their rollout loops in step, so each simulates the longest one
+  (N x the most loop steps of any seed, per iteration), not only its own."""
+
+  def lockstep(state: TrainState) -> tuple[TrainState, dict[str, jax.Array]]:
+    before = state.counters.physics_steps  # [S, 2]
+    state, stacked = iterate(state)  # metrics [S, iterations_per_call]
+    executed = num_envs * jnp.sum(jnp.max(stacked["train/loop_steps"], axis=0))
+    physics = counters_lib.add(before, jnp.broadcast_to(executed, before.shape[:-1]))
+    return state._replace(counters=state.counters._replace(physics_steps=physics)), stacked
+
+  return lockstep
+
+
 class HostLoop:
   """What the host loop's steps share: the jitted functions over seeds, the run directory's
-  checkpointer and logger, the host counters and the rows awaiting the next evaluation."""
+  checkpointer and logger, the host's copy of the counters and the rows awaiting the next
+  evaluation."""
 
   def __init__(self, setup: Setup, run_path: Path | None,
                progress_fn: Callable[[int, dict[str, Any]], None] | None, verbose: bool,
@@ -91,7 +108,10 @@ class HostLoop:
       values = {k: jnp.asarray(v, jnp.float32) for k, v in runs.values.items()}
       run_init = lambda key, run_values: with_hyperparams(setup.fns.init(key), run_values)
       self.init = jax.jit(lambda keys: over_seeds(run_init, num_seeds)(keys, values))
-    self.iteration = jax.jit(over_seeds(setup.fns.iteration, num_seeds), donate_argnums=0)
+    iterate = over_seeds(setup.fns.iteration, num_seeds)
+    if num_seeds > 1:
+      iterate = _lockstep_physics(iterate, config.num_envs)
+    self.iteration = jax.jit(iterate, donate_argnums=0)
     self.evaluate_seeds = jax.jit(over_seeds(setup.evaluate, num_seeds))
     self.game_seeds = (None if setup.game_metrics is None
                        else jax.jit(over_seeds(setup.game_metrics, num_seeds)))
@@ -100,8 +120,10 @@ class HostLoop:
             + ", ".join(f"{p:.4f}" for p in setup.game.minimax_winner), flush=True)
     # A stream of its own for evaluation, apart from every seed's training keys.
     self.eval_keys = jax.vmap(lambda k: jax.random.fold_in(k, 0x5EED))(self.keys)
-    self.counters: dict[str, Any] = {name: [0] * num_seeds for name in (
-        "env_steps", "physics_steps", "total_queries", "total_feedback")}
+    # The host's copy of the state's device counters (counters.py), read after every call,
+    # and the wall time, which only the host can count.
+    self.counters: dict[str, Any] = {name: [0] * num_seeds
+                                     for name in counters_lib.META_NAMES.values()}
     self.counters["wall_time"] = 0.0
     self.checkpointer: Checkpointer | None = None
     self.provenance: dict[str, Any] | None = None  # this process's entry (with a run dir)
@@ -148,7 +170,8 @@ class HostLoop:
     # The newest checkpoint that matches its manifest; damaged newer ones are named on
     # stderr and left for the next save of their step to replace.
     _, state, meta = restore_usable(self.checkpointer, jax.eval_shape(self.init, self.keys))
-    self.counters.update(meta["counters"])
+    self.counters["wall_time"] = meta["counters"].get("wall_time", 0.0)
+    self.counters.update(counters_lib.to_meta(state.counters))
     digests.check_same_files(meta.get("files", {}), self.file_digests, run_path)
     if not (run_path / run_dir_lib.POLICY).exists():  # a run from before policy.json
       with failed_write("policy", run_path / run_dir_lib.POLICY, self.checkpointer,
@@ -216,7 +239,8 @@ class HostLoop:
     return state
 
   def step(self, state: TrainState) -> TrainState:
-    """One jitted call (`iterations_per_call` iterations), the numerical guard, the counters."""
+    """One jitted call (`iterations_per_call` iterations), the numerical guard, the host's
+    copy of the counters and the rows awaiting the next evaluation."""
     t0 = time.perf_counter()
     state, stacked = self.iteration(state)
     stacked = jax.device_get(stacked)  # leaves [S, iterations_per_call]
@@ -224,25 +248,11 @@ class HostLoop:
       self.compile_time = time.perf_counter() - t0
     check_guard(stacked, self.config, _iteration_of(state), self.seeds, self.checkpointer,
                 self.run_path)
-    self._count(stacked)
-    return state
-
-  def _count(self, stacked: dict[str, np.ndarray]) -> None:
-    """Add one call's iterations to the host counters and the rows of the next evaluation."""
-    # Vmapped seeds run their rollout loops in step: each simulates the longest one.
-    executed = stacked["train/physics_steps"]
-    if self.config.num_seeds > 1:
-      executed = np.broadcast_to(self.config.num_envs * stacked["train/loop_steps"].max(axis=0),
-                                 executed.shape)
-    counters = self.counters
+    self.counters.update(counters_lib.to_meta(state.counters))
     for s in range(self.config.num_seeds):
       for i in range(self.config.iterations_per_call):
-        row = {k: v[s, i] for k, v in stacked.items()}
-        counters["env_steps"][s] += int(row["train/env_steps"])
-        counters["physics_steps"][s] += int(executed[s, i])
-        counters["total_queries"][s] += int(row["train/num_queries"])
-        counters["total_feedback"][s] += int(row["train/num_labels"])
-        self.windows[s].append(_to_python(row))
+        self.windows[s].append(_to_python({k: v[s, i] for k, v in stacked.items()}))
+    return state
 
   def finished(self, state: TrainState) -> bool:
     it = _iteration_of(state)
@@ -316,7 +326,8 @@ class HostLoop:
       with failed_write("checkpoint", self.checkpointer.directory / str(it), self.checkpointer,
                          self.run_path):
         self.checkpointer.save(it, state, {"config": self.config.to_dict(),
-                                           "counters": dict(self.counters),
+                                           # the device counters join it in save()
+                                           "counters": {"wall_time": self.counters["wall_time"]},
                                            "files": self.file_digests})
 
   def finish(self, state: TrainState) -> None:

@@ -21,6 +21,7 @@ import jax
 import jax.numpy as jnp
 from brax.envs.base import Env
 
+from spo_jax import counters as counters_lib
 from spo_jax import networks as nets
 from spo_jax import policy_average as averaging
 from spo_jax import ppo
@@ -45,14 +46,18 @@ class TrainState(NamedTuple):
   # One-step games with discrete actions (policy_average.py): [K] float32, the uniform mean
   # of the action probabilities of the policies after iterations 1..iteration; () otherwise.
   policy_average: Any
+  # Running totals (env steps, physics steps, queries, labels), counted here on the device:
+  # counters.py. A checkpoint keeps them in its meta JSON, not in its state (stored_form).
+  counters: counters_lib.Counters
   # A sweep run's traced hyperparameters other than the learning rate, which lives in
   # `opt_state` (optax.inject_hyperparams): {field: [] float32}; () for a plain run.
   hyperparams: Any = ()
 
 
 class _PlainState(NamedTuple):
-  """A `TrainState` without `hyperparams`: how checkpoints store a plain run's state, the
-  layout they had before sweeps existed (so those checkpoints still restore)."""
+  """How checkpoints store a plain run's state: a `TrainState` without `counters` (kept in
+  the checkpoint's meta) and without `hyperparams`, the layout checkpoints had before sweeps
+  existed and before the device counted (so those checkpoints still restore)."""
 
   params: nets.Params
   opt_state: Any
@@ -63,17 +68,38 @@ class _PlainState(NamedTuple):
   policy_average: Any
 
 
+class _SweepState(NamedTuple):
+  """How checkpoints store a sweep run's state: `_PlainState` and the traced `hyperparams`."""
+
+  params: nets.Params
+  opt_state: Any
+  normalizer: nets.Normalizer
+  reward_state: Any
+  key: jax.Array
+  iteration: jax.Array
+  policy_average: Any
+  hyperparams: Any
+
+
 def stored_form(state: Any) -> Any:
-  """What a checkpoint holds for `state` (concrete or abstract): a `TrainState` with no sweep
-  hyperparameters without that field; anything else as is."""
-  if isinstance(state, TrainState) and state.hyperparams == ():
-    return _PlainState(*state[:len(_PlainState._fields)])
-  return state
+  """What a checkpoint holds for `state` (concrete or abstract): a `TrainState` without its
+  counters (the checkpoint's meta holds them: `counters.to_meta`), and without `hyperparams`
+  when it has none; anything else as is."""
+  if not isinstance(state, TrainState):
+    return state
+  kept = state[:len(_PlainState._fields)]
+  return _PlainState(*kept) if state.hyperparams == () else _SweepState(*kept, state.hyperparams)
 
 
-def from_stored(stored: Any) -> Any:
-  """The inverse of `stored_form`."""
-  return TrainState(*stored) if isinstance(stored, _PlainState) else stored
+def from_stored(stored: Any, meta_counters: dict[str, Any] | None = None) -> Any:
+  """The inverse of `stored_form`: the counters from the meta's `meta_counters` (one total
+  per seed, or one for all; missing ones count from 0)."""
+  if not isinstance(stored, (_PlainState, _SweepState)):
+    return stored
+  counters = counters_lib.from_meta(meta_counters, tuple(stored.iteration.shape))
+  hyperparams = stored.hyperparams if isinstance(stored, _SweepState) else ()
+  return TrainState(*stored[:len(_PlainState._fields)], counters=counters,
+                    hyperparams=hyperparams)
 
 
 # Config fields a sweep may vary inside one compiled program (spo_jax/sweep/): each is a number
@@ -111,6 +137,36 @@ def ppo_hyperparams(config: Config) -> ppo.PPOHyperparams:
       num_microbatches=config.num_microbatches)
 
 
+def _check_traced(config: Config, traced: tuple[str, ...]) -> None:
+  unknown = sorted(set(traced) - set(traced_fields(config)))
+  if unknown:
+    raise ValueError(f"fields {unknown} cannot be traced in this run; traced fields: "
+                     f"{traced_fields(config)}")
+
+
+def _iteration_metrics(config: Config, result: Any, rewards: jax.Array,
+                       reward_metrics: dict[str, jax.Array], ppo_metrics: dict[str, jax.Array],
+                       params: nets.Params) -> dict[str, jax.Array]:
+  """One iteration's metrics (each []): the rollout's (`result`, a `RolloutResult` with
+  trajectory leaves [H, N, ...]), the reward source's under `train/`, PPO's under `ppo/`, and
+  the numerical guard's flags when it is on. `rewards`: [H, N], before `reward_scale`."""
+  traj = result.trajectory
+  lengths = jnp.sum(traj.mask, axis=0)  # [N]
+  metrics = {
+      "train/episode_reward": jnp.mean(jnp.sum(traj.reward, axis=0)),
+      "train/episode_length": jnp.mean(lengths),
+      "train/env_steps": jnp.sum(lengths).astype(jnp.int32),
+      "train/physics_steps": result.physics_steps,
+      "train/loop_steps": result.loop_steps,
+      "train/reward_mean": jnp.sum(rewards) / config.num_envs,
+  }
+  metrics.update({f"train/{k}": v for k, v in reward_metrics.items()})
+  metrics.update({f"ppo/{k}": v for k, v in ppo_metrics.items()})
+  if config.numerical_guard:
+    metrics.update(guard_flags(reward_metrics, rewards, ppo_metrics, params))
+  return metrics
+
+
 def make_functions(config: Config, env: Env, teacher: TeacherProtocol,
                    networks: nets.Networks, spec: teachers_lib.EnvSpec,
                    game: averaging.OneStepGame | None = None, chunk: int | None = None,
@@ -124,10 +180,7 @@ def make_functions(config: Config, env: Env, teacher: TeacherProtocol,
   frozen opponent no config field can describe). `traced` (names from `TRACED_FIELDS`): fields
   read from the state instead of the config, so that runs vmapped together can differ in
   them; `init` starts them at the config's values and `with_hyperparams` sets them per run."""
-  unknown = sorted(set(traced) - set(traced_fields(config)))
-  if unknown:
-    raise ValueError(f"fields {unknown} cannot be traced in this run; traced fields: "
-                     f"{traced_fields(config)}")
+  _check_traced(config, traced)
   if source is None:
     source = sources.make_reward_source(config, teacher, spec)
   else:
@@ -149,6 +202,7 @@ def make_functions(config: Config, env: Env, teacher: TeacherProtocol,
                       reward_state=source.init(k_reward, summary_template), key=k_state,
                       iteration=jnp.zeros((), jnp.int32),
                       policy_average=() if game is None else jnp.zeros((game.num_actions,)),
+                      counters=counters_lib.zeros(),
                       hyperparams={name: jnp.asarray(getattr(config, name), jnp.float32)
                                    for name in state_fields} if state_fields else ())
 
@@ -171,27 +225,19 @@ def make_functions(config: Config, env: Env, teacher: TeacherProtocol,
     normalizer = state.normalizer
     if config.normalize_observations:
       normalizer = nets.normalizer_update(normalizer, traj.obs, traj.mask)
-    lengths = jnp.sum(traj.mask, axis=0)
-    metrics = {
-        "train/episode_reward": jnp.mean(jnp.sum(traj.reward, axis=0)),
-        "train/episode_length": jnp.mean(lengths),
-        "train/env_steps": jnp.sum(lengths).astype(jnp.int32),
-        "train/physics_steps": result.physics_steps,
-        "train/loop_steps": result.loop_steps,
-        "train/reward_mean": jnp.sum(rewards) / num_envs,
-    }
-    metrics.update({f"train/{k}": v for k, v in reward_metrics.items()})
-    metrics.update({f"ppo/{k}": v for k, v in ppo_metrics.items()})
-    if config.numerical_guard:
-      metrics.update(guard_flags(reward_metrics, rewards, ppo_metrics, params))
+    metrics = _iteration_metrics(config, result, rewards, reward_metrics, ppo_metrics, params)
     policy_average = state.policy_average
     if game is not None:
       probs = averaging.policy_probs(networks, params.policy, normalizer, game,
                                      config.normalize_observations)
       policy_average = averaging.running_average(policy_average, probs, state.iteration + 1)
+    counters = counters_lib.advance(
+        state.counters, metrics["train/env_steps"], result.physics_steps,
+        reward_metrics["num_queries"], reward_metrics["num_labels"])
     new_state = state._replace(params=params, opt_state=opt_state, normalizer=normalizer,
                                reward_state=reward_state, key=key,
-                               iteration=state.iteration + 1, policy_average=policy_average)
+                               iteration=state.iteration + 1, policy_average=policy_average,
+                               counters=counters)
     return new_state, metrics
 
   def iteration(state: TrainState) -> tuple[TrainState, dict[str, jax.Array]]:

@@ -6,8 +6,9 @@ loop's steps: build (spo_jax/setup.py) → restore or init → iterate, each jit
 (spo_jax/iteration.py) followed by the numerical guard (spo_jax/guard.py), evaluation and
 logging when due, a checkpoint when due → a last evaluation and checkpoint. `HostLoop`
 (spo_jax/host_loop.py) holds what the steps share: the compiled functions, the run
-directory's checkpointer and logger, and the host counters (env steps, physics steps,
-queries, labels, wall time) that the checkpoint's meta carries. SIGINT/SIGTERM stop between
+directory's checkpointer and logger, and the host's copy of the counters (env steps, physics
+steps, queries and labels, counted on the device in the `TrainState`: spo_jax/counters.py; wall
+time) that the checkpoint's meta carries. SIGINT/SIGTERM stop between
 calls (spo_jax/signals.py).
 
 The names that used to live here (`build`, `make_train`, `TrainState`, `Setup`,

@@ -3,6 +3,7 @@
 import json
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -26,12 +27,16 @@ def _read_metrics(run_dir):
 
 def test_train_state_round_trip(tmp_path):
   fns = spo_jax.make_train(TINY)
-  state = jax.jit(fns.iteration)(jax.jit(fns.init)(jax.random.PRNGKey(0)))[0]
+  state, first_metrics = jax.jit(fns.iteration)(jax.jit(fns.init)(jax.random.PRNGKey(0)))
   checkpointer = Checkpointer(tmp_path / "ckpt")
-  checkpointer.save(1, state, {"config": TINY.to_dict(), "counters": {"env_steps": 5}})
+  # The meta's counters come from the state's device counters, whatever the caller passed
+  # (a stale 5 here): one iteration of N = 4 episodes of point_reach, all of them valid steps.
+  checkpointer.save(1, state, {"config": TINY.to_dict(), "counters": {"env_steps": 5,
+                                                                      "wall_time": 1.5}})
   restored, meta = checkpointer.restore(1, jax.eval_shape(fns.init, jax.random.PRNGKey(0)))
   checkpointer.close()
-  assert meta["counters"]["env_steps"] == 5
+  assert meta["counters"]["env_steps"] == [int(jnp.sum(first_metrics["train/env_steps"]))]
+  assert meta["counters"]["wall_time"] == 1.5
   assert jax.tree.structure(restored) == jax.tree.structure(state)
   for x, y in zip(jax.tree.leaves(state), jax.tree.leaves(restored), strict=True):
     np.testing.assert_array_equal(x, y)

@@ -329,6 +329,9 @@ def test_a_plain_runs_checkpoint_keeps_the_layout_from_before_sweeps(tmp_path):
   assert isinstance(old, OldTrainState)
   new, _ = checkpointer.restore(1, jax.eval_shape(lambda: state))
   assert isinstance(new, spo_jax.TrainState) and new.hyperparams == ()
-  for x, y in zip(jax.tree.leaves(state), jax.tree.leaves(old), strict=True):
+  for x, y in zip(jax.tree.leaves(state[:7]), jax.tree.leaves(old), strict=True):
+    np.testing.assert_array_equal(x, y)
+  # The counters (counters.py) travel in the meta, and come back into the new state.
+  for x, y in zip(jax.tree.leaves(state), jax.tree.leaves(new), strict=True):
     np.testing.assert_array_equal(x, y)
   checkpointer.close()
