@@ -174,6 +174,11 @@ class Config:
   over its steps, as preference-RL benchmarks compare clips (B-Pref: 50 steps). The teacher
   judges each segment as a trajectory of its own. Not with queue_size > 0; the reward-model
   baseline labels whole episodes whatever this says."""
+  episode_weight: float = 0.0
+  """SPO with segments: c > 0 also compares whole episodes and adds c times each
+  trajectory's whole-episode win rate (placed as without segments) to its segments' rewards,
+  so outliving the others pays while segments credit progress where it happened (hopper:
+  docs/design.md, "Segments"). 0: segments alone. Needs segment_length > 0."""
 
   # --- networks ------------------------------------------------------------------
   policy_hidden_sizes: tuple[int, ...] = (64, 64)

@@ -98,6 +98,7 @@ def check_preference_rewards(cfg: Any) -> None:
   if cfg.segment_length and cfg.episode_length % cfg.segment_length:
     fail("segment_length", cfg.segment_length,
          f"must divide episode_length = {cfg.episode_length} (or be 0 for whole episodes)")
+  check_float(cfg, "episode_weight", 0.0, 1e6)
 
 
 def check_networks(cfg: Any) -> None:

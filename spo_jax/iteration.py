@@ -213,7 +213,7 @@ def make_functions(config: Config, env: Env, teacher: TeacherProtocol,
                                deterministic=False)
     result = rollout(env, policy_fn, k_rollout, num_envs, horizon, rollout_teacher,
                      shard_envs, chunk=chunk, segment_length=source.segment_length,
-                     batch_sizes=batch_sizes)
+                     batch_sizes=batch_sizes, episode_summary=sources.episode_summary(source))
     traj = result.trajectory
     rewards, reward_state, reward_metrics = source.rewards(state.reward_state, result, k_reward)
     swept = dict(state.hyperparams) if state_fields else {}

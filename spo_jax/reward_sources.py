@@ -6,6 +6,7 @@ A reward source turns a rollout into per-step rewards [H, N]:
   rewards(state, rollout, key) -> (rewards, state, metrics)
   uses_teacher: bool                                   # whether the rollout folds summaries
   segment_length: int                                  # L > 0: fold segments of L steps
+  episode_summary: bool (optional, False)              # with segments, fold episodes too
 
 `metrics` holds at least `num_queries` and `num_labels` (preference queries put to the
 teacher and answered in this iteration; 0 for sources that ask none) and, for sources that
@@ -56,6 +57,8 @@ class RewardSource(Protocol):
     is built, fit and contract-checked for a run).
   segment_length: L > 0 folds the teacher over blocks of L steps (summaries [N, H/L, ...]);
     0 folds whole episodes.
+  episode_summary (optional member, False when absent): with segments, fold whole episodes as
+    well; the rollout's summaries are then the pair (segments [N, H/L, ...], episodes [N, ...]).
   init(key, summary_template) -> state: its device state, kept in `TrainState.reward_state`
     (and so checkpointed); `summary_template` is one teacher summary, or None.
   rewards(state, rollout, key) -> (rewards [H, N], state, metrics): metrics hold at least
@@ -89,6 +92,14 @@ def check_reward_source(source: Any) -> None:
       or segment_length < 0):
     raise ProtocolError(f"reward source {name}: 'segment_length' must be an int >= 0, got "
                         f"{segment_length!r}")
+  if not isinstance(episode_summary(source), bool):
+    raise ProtocolError(f"reward source {name}: 'episode_summary' must be a bool, got "
+                        f"{episode_summary(source)!r}")
+
+
+def episode_summary(source: Any) -> Any:
+  """The optional `episode_summary` member of a reward source (False when it has none)."""
+  return getattr(source, "episode_summary", False)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -116,7 +127,12 @@ class SelfPlayPreference:
   With `segment_length` L > 0, each segment of L steps is a trajectory of its own: segment k
   of trajectory i is compared with segment k of the others (`winrate.segment_winrates`) and
   its win rate is spread over its own steps, so an action's reward comes from the L steps
-  around it instead of the whole episode (no queue: refused by `config.validate`).
+  around it instead of the whole episode (no queue: refused by `config.validate`). With
+  `episode_weight` c > 0 as well, whole episodes are compared too and each step's reward adds
+  c times the whole-episode reward: the discounted return at t = 0 is then
+  sum_k gamma^(kL) w_k + c w_episode ('discounted' placement, centred win rates), so lasting
+  longer than the others pays through the episode's comparison while the segments give
+  progress within the episode credit where it happened.
   """
 
   teacher: TeacherProtocol
@@ -128,7 +144,12 @@ class SelfPlayPreference:
   center: bool = True
   segment_length: int = 0
   discount: float = 1.0
+  episode_weight: float = 0.0
   uses_teacher = True
+
+  @property
+  def episode_summary(self) -> bool:
+    return bool(self.segment_length and self.episode_weight > 0)
 
   def init(self, key: jax.Array, summary_template: Any) -> Any:
     del key
@@ -138,8 +159,13 @@ class SelfPlayPreference:
 
   def rewards(self, state: Any, result: RolloutResult, key: jax.Array):
     mask = result.trajectory.mask
+    summaries, episode_rewards, episode_counts = result.summaries, 0.0, (0, 0, 0)
+    if self.episode_summary:
+      summaries, episodes = result.summaries
+      key, k_episodes = jax.random.split(key)
+      episode_rewards, episode_counts = self._episode_rewards(episodes, mask, k_episodes)
     if self.segment_length:
-      rates = segment_winrates(self.teacher, result.summaries, mask, key,
+      rates = segment_winrates(self.teacher, summaries, mask, key,
                                num_opponents=self.num_opponents,
                                self_comparison=self.self_comparison, labels=self.labels)
       # Statistics over the segments that were compared (begun before their episode ended).
@@ -155,12 +181,14 @@ class SelfPlayPreference:
       if self.queue_size:
         state = queue_push(state, result.summaries)
     value = rates.winrate - 0.5 if self.center else rates.winrate
-    rewards = place(value, mask, self.placement, self.discount)
+    rewards = place(value, mask, self.placement, self.discount) + episode_rewards
     w = rates.winrate
     count = jnp.maximum(jnp.sum(counted), 1)
     mean = jnp.sum(jnp.where(counted, w, 0.0)) / count
-    metrics = {"num_queries": rates.num_queries, "num_labels": rates.num_labels,
-               "teacher_invalid": rates.num_invalid,
+    queries, labels, invalid = episode_counts
+    metrics = {"num_queries": rates.num_queries + queries,
+               "num_labels": rates.num_labels + labels,
+               "teacher_invalid": rates.num_invalid + invalid,
                "winrate_std": jnp.sqrt(jnp.sum(jnp.where(counted, (w - mean) ** 2, 0.0)) / count),
                "winrate_min": jnp.min(jnp.where(counted, w, jnp.inf)),
                "winrate_max": jnp.max(jnp.where(counted, w, -jnp.inf)), "winrate_mean": mean}
@@ -169,6 +197,17 @@ class SelfPlayPreference:
       # the ordinary maximiser (winrate.majority_cycles).
       metrics["cyclic_triples"] = rates.num_cyclic / jnp.maximum(rates.num_triples, 1.0)
     return rewards, state, metrics
+
+  def _episode_rewards(self, episodes: Any, mask: jax.Array, key: jax.Array
+                       ) -> tuple[jax.Array, tuple[jax.Array, jax.Array, jax.Array]]:
+    """`episode_weight` times the whole episodes' placed win rates ([H, N]), and the
+    comparison's (queries, labels, invalid answers)."""
+    rates = compute_winrates(self.teacher, episodes, None, key, num_opponents=self.num_opponents,
+                             self_comparison=self.self_comparison, labels=self.labels)
+    value = rates.winrate - 0.5 if self.center else rates.winrate
+    placed = place_rewards(value, mask, self.placement, self.discount)
+    return (self.episode_weight * placed,
+            (rates.num_queries, rates.num_labels, rates.num_invalid))
 
 
 def _no_config_check(cfg: Any) -> None:
@@ -179,6 +218,10 @@ def _check_spo(cfg: Any) -> None:
   if cfg.segment_length and cfg.queue_size:
     fail("segment_length", cfg.segment_length,
          "cannot be combined with queue_size > 0 (past segments are not queued); set one to 0")
+  if cfg.episode_weight and not cfg.segment_length:
+    fail("episode_weight", cfg.episode_weight,
+         "adds whole-episode win rates to segments' and needs segment_length > 0 (without "
+         "segments whole episodes are compared already); set segment_length or episode_weight 0")
 
 
 class RewardSourceEntry(NamedTuple):
@@ -206,7 +249,8 @@ def _build_spo(config, teacher: TeacherProtocol, spec: EnvSpec) -> SelfPlayPrefe
   del spec
   return SelfPlayPreference(teacher, config.num_opponents, config.queue_size,
                             config.self_comparison, config.labels, config.reward_placement,
-                            config.center_rewards, config.segment_length, config.discount)
+                            config.center_rewards, config.segment_length, config.discount,
+                            config.episode_weight)
 
 
 REWARD_SOURCES.register("spo", RewardSourceEntry(

@@ -93,7 +93,8 @@ def rollout(env: Env, policy_fn: PolicyFn, key: jax.Array, num_envs: int, horizo
             teacher: Any | None = None,
             shard_envs: Callable[[Any], Any] | None = None,
             chunk: int | None = None, segment_length: int = 0,
-            batch_sizes: tuple[int, ...] | None = None) -> RolloutResult:
+            batch_sizes: tuple[int, ...] | None = None,
+            episode_summary: bool = False) -> RolloutResult:
   """Run `num_envs` episodes of at most `horizon` steps from reset.
 
   `chunk`: steps per trip of the time loop (None: the module's `DEFAULT_CHUNK`, read at
@@ -117,7 +118,9 @@ def rollout(env: Env, policy_fn: PolicyFn, key: jax.Array, num_envs: int, horizo
   `segment_length` L > 0 (a divisor of `horizon`): the teacher folds each segment of L steps
   separately, from a fresh `teacher.init()` and with the segment's own step index t - kL, into
   summaries with leaves [N, H / L, ...] (segment k of trajectory i at [i, k]); 0 folds whole
-  episodes into leaves [N, ...].
+  episodes into leaves [N, ...]. `episode_summary` (with segments): fold the whole episode as
+  well, with the global step index t; summaries are then the pair (segments [N, H / L, ...],
+  episodes [N, ...]).
   """
   sizes = _batch_sizes(num_envs, batch_sizes, shard_envs)
   k_reset, k_steps = jax.random.split(key)
@@ -127,11 +130,14 @@ def rollout(env: Env, policy_fn: PolicyFn, key: jax.Array, num_envs: int, horizo
   num_segments = horizon // segment_length if segment_length else 0
   if segment_length and horizon % segment_length:
     raise ValueError(f"segment_length {segment_length} must divide the horizon {horizon}")
+  episode_summary = bool(episode_summary and num_segments)
   summaries = _init_summaries(teacher, num_envs, num_segments)
+  if episode_summary and teacher is not None:
+    summaries = (summaries, _init_summaries(teacher, num_envs, 0))
   chunk = max(1, min(DEFAULT_CHUNK if chunk is None else chunk, horizon))
   loop = _Loop(env, policy_fn, teacher, action_distribution(env).to_env_action, num_envs,
                horizon, chunk, -(-horizon // chunk), segment_length, num_segments,
-               jax.random.split(k_steps, horizon))  # key of step t, whatever the chunking
+               episode_summary, jax.random.split(k_steps, horizon))  # key of step t, whatever the chunking
   buffers = _empty_buffers(loop, state, summaries)
   alive = jnp.ones((num_envs,), jnp.float32)
   carry = (state, summaries, alive, jnp.zeros((), jnp.int32),
@@ -165,6 +171,7 @@ class _Loop(NamedTuple):
   num_chunks: int  # ceil(H / chunk)
   segment_length: int  # L, 0 for whole episodes
   num_segments: int  # H / L, 0 for whole episodes
+  episode_summary: bool  # with segments, summaries = (segments, whole episodes)
   keys: jax.Array  # [H] keys, that of step t at t
 
 
@@ -206,7 +213,14 @@ def _slot_rows(loop: _Loop, size: int, x: jax.Array, env_index: jax.Array) -> ja
 def _fold_teacher(loop: _Loop, size: int, summaries: Any, step: TeacherStep, t: jax.Array,
                   valid: jax.Array) -> Any:
   """`teacher.update` of the batch's summaries with step t where `valid`; with segments, only
-  the summary of t's segment k = t // L, shown its step index t - kL."""
+  the summary of t's segment k = t // L, shown its step index t - kL (and, with
+  `episode_summary`, the whole episode's summary, shown t)."""
+  if loop.episode_summary:
+    segments, episodes = summaries
+    whole_step = step._replace(t=jnp.full((size,), t, jnp.int32))
+    whole = _masked_select(valid, jax.vmap(loop.teacher.update)(episodes, whole_step), episodes)
+    return _fold_teacher(loop._replace(episode_summary=False), size, segments, step, t,
+                         valid), whole
   k = t // loop.segment_length if loop.num_segments else 0
   step = step._replace(t=jnp.full((size,), t - k * loop.segment_length, jnp.int32))
   current = (jax.tree.map(lambda x: x[:, k], summaries) if loop.num_segments else summaries)

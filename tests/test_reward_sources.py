@@ -81,6 +81,14 @@ def test_spo_entry_refuses_segments_with_a_queue():
   spo_jax.validate(TINY.replace(segment_length=4, queue_size=8, reward_source="ground_truth"))
 
 
+def test_spo_entry_refuses_an_episode_weight_without_segments():
+  with pytest.raises(ConfigError, match="episode_weight.*needs segment_length > 0"):
+    spo_jax.validate(TINY.replace(episode_weight=1.0))
+  with pytest.raises(ConfigError, match="episode_weight"):
+    spo_jax.validate(TINY.replace(segment_length=4, episode_weight=-1.0))
+  spo_jax.validate(TINY.replace(segment_length=4, episode_weight=1.0))
+
+
 def test_a_registered_source_trains_and_needs_no_teacher(registered):
   built = []
 

@@ -189,6 +189,24 @@ def test_segments_fold_each_block_of_steps_separately():
   np.testing.assert_array_equal(cut.summaries["last_t"], steps - 1)
 
 
+def test_segments_with_episode_summaries_fold_both():
+  """`episode_summary` with segments: the summaries are the pair (segments, whole episodes),
+  each exactly what a rollout of that kind alone folds (same key, same trajectory)."""
+  num_envs, horizon = 8, 20
+  go = lambda **kw: jax.tree.map(np.asarray, jax.jit(
+      lambda key: rollout(PointReach(), push_up_right, key, num_envs, horizon, Recorder(),
+                          **kw))(jax.random.PRNGKey(3)))
+  whole, cut, both = go(), go(segment_length=5), go(segment_length=5, episode_summary=True)
+  segments, episodes = both.summaries
+  for x, y in zip(jax.tree.leaves((cut.summaries, whole.summaries)),
+                  jax.tree.leaves((segments, episodes)), strict=True):
+    np.testing.assert_array_equal(x, y)
+  np.testing.assert_array_equal(both.trajectory.reward, whole.trajectory.reward)
+  # Without segments the flag changes nothing: whole episodes are folded already.
+  np.testing.assert_array_equal(go(episode_summary=True).summaries["return"],
+                                whole.summaries["return"])
+
+
 def compacted_physics_reference(lengths, sizes, horizon):
   """NumPy reference for a compacting rollout's physics (chunk 1): each loop step costs the
   current batch size; after step t the batch shrinks to the next size once at most that many

@@ -498,6 +498,28 @@ def test_segment_rewards_hand_example():
   np.testing.assert_allclose(jnp.sum(rewards, axis=0), [0.5, 0.5, -0.5])
 
 
+def test_segments_with_an_episode_term_hand_example():
+  """`episode_weight` c = 2 adds the whole episodes' centred win rates, placed over each
+  episode's valid steps (gamma = 1), to the segment rewards of the example above:
+    whole-episode returns 1 + 5 = 6, 2 + 3 = 5, 0 -> w = [1, 1/2, 0], centred [0.5, 0, -0.5]
+    traj 0: 2 x 0.5 / 4 steps = 0.25 per step, added to [0, 0, 0.25, 0.25]
+    traj 1: 0
+    traj 2: 2 x -0.5 / 2 steps = -0.5 per step, added to [-0.25, -0.25] (then nothing)
+  Lasting longer now pays twice: trajectory 2's return is -0.5 - 1 = -1.5."""
+  source = SelfPlayPreference(Oracle(), center=True, segment_length=2, episode_weight=2.0)
+  assert source.episode_summary
+  episodes = {"return": jnp.array([6.0, 5.0, 0.0])}
+  result = _fake_rollout((_SEG_SUMMARIES, episodes), _SEG_MASK)
+  rewards, _, metrics = jax.jit(source.rewards)((), result, KEY)
+  np.testing.assert_allclose(rewards, [[0.25, 0.25, -0.75], [0.25, 0.25, -0.75],
+                                       [0.5, 0.0, 0.0], [0.5, 0.0, 0.0]])
+  np.testing.assert_allclose(jnp.sum(rewards, axis=0), [1.5, 0.5, -1.5])
+  # 4 segment queries and the 3 pairs of whole episodes.
+  assert int(metrics["num_queries"]) == 7 and int(metrics["num_labels"]) == 7
+  # Without the weight the source asks for no episode summaries: segments alone, as before.
+  assert not SelfPlayPreference(Oracle(), segment_length=2).episode_summary
+
+
 @pytest.mark.parametrize("placement, discount", [("spread", 1.0), ("terminal", 1.0),
                                                 ("discounted", 0.9)])
 def test_place_segment_rewards_equals_place_rewards_per_segment(placement, discount):
