@@ -1,6 +1,7 @@
 """The run's external metric sinks: TensorBoard event files and Weights & Biases runs, one
-per seed. `loggers.MetricsLogger` drives them beside metrics.jsonl and metrics.csv; the
-resume rule (rows after the resumed iteration are dropped) is described there.
+per seed (per (point, seed) in a sweep group: `RunKeys`). `loggers.MetricsLogger` drives
+them beside metrics.jsonl and metrics.csv; the resume rule (rows after the resumed iteration
+are dropped) is described there.
 
 A sink has `write(rows)`, `close()`, and `what`/`path` naming its file for the one-line
 error a full disk gives (`write_errors.FailedWrite`).
@@ -20,6 +21,44 @@ if TYPE_CHECKING:
 Row = dict[str, Any]
 
 _NOT_SCALARS = frozenset({"step", "seed"})
+
+RunKey = int | tuple[int, int]
+
+
+class RunKeys:
+  """Which run of a run directory a row belongs to, and that run's name, for every sink
+  that keeps the runs apart (TensorBoard directories, W&B runs).
+
+  A plain run's runs are its seeds: key s, label `seed_<s>`. A sweep group's runs
+  (`run_tags`: one per run, its `point`, the point's values and `seed`; spo_jax/sweep/) are
+  keyed by (point, seed), label `point_<p>/seed_<s>`: the points of a group share seeds.
+  """
+
+  def __init__(self, run_tags: list[Row] | None = None):
+    self.tags: dict[RunKey, Row] | None = (
+        {(int(t["point"]), int(t["seed"])): t for t in run_tags} if run_tags else None)
+    # `point` and the fields its points set (a [[points]] list may set different ones):
+    # which run a row is, not a metric.
+    self.point_fields = tuple(dict.fromkeys(k for t in run_tags or () for k in t if k != "seed"))
+
+  def of(self, row: Row) -> RunKey:
+    seed = int(row.get("seed", 0))
+    return seed if self.tags is None else (int(row["point"]), seed)
+
+  def label(self, key: RunKey) -> str:
+    """`seed_<s>`, or `point_<p>/seed_<s>`: a TensorBoard directory, a W&B name's tail."""
+    return f"seed_{key}" if self.tags is None else f"point_{key[0]}/seed_{key[1]}"
+
+  def id_suffix(self, key: RunKey) -> str:
+    """`seed<s>`, or `p<p>-seed<s>`: the tail of a stable W&B run id."""
+    return f"seed{key}" if self.tags is None else f"p{key[0]}-seed{key[1]}"
+
+  def seed(self, key: RunKey) -> int:
+    return key if self.tags is None else key[1]
+
+  def point_values(self, key: RunKey) -> Row:
+    """The point's `point` and values ({} in a plain run)."""
+    return {} if self.tags is None else {k: v for k, v in self.tags[key].items() if k != "seed"}
 
 
 class _EventFile:
@@ -55,56 +94,68 @@ class _EventFile:
 
 
 class TensorBoardSink:
-  """One event file per seed under RUN_DIR/tensorboard/seed_<seed>/, global step = the
-  row's env steps, so curves of runs with different N or H line up."""
+  """One TensorBoard run (directory of event files) per run of the directory, under
+  RUN_DIR/tensorboard/: `seed_<s>/` per seed, or `point_<p>/seed_<s>/` per (point, seed) of a
+  sweep group (`RunKeys`). Global step = the row's env steps, so curves of runs with
+  different N or H line up.
+
+  A sweep run's point values are hyperparameters, not curves: each of its event files starts
+  with the HParams plugin's session start info (`point`, the point's values; session group
+  `point_<p>`, so the dashboard can average a point's seeds), and its scalars leave them out.
+  """
 
   what = "TensorBoard events"
 
-  def __init__(self, directory: Path, rows: list[Row]):
+  def __init__(self, directory: Path, rows: list[Row], keys: RunKeys | None = None):
     self.directory = directory
     self.path = directory
-    self._writers: dict[int, Any] = {}
-    self._purge: dict[int, int] = {}
-    self._backfill: dict[int, list[Row]] = {}
+    self.keys = RunKeys() if keys is None else keys
+    self._not_scalars = _NOT_SCALARS | set(self.keys.point_fields)
+    self._writers: dict[RunKey, Any] = {}
+    self._purge: dict[RunKey, int] = {}
+    self._backfill: dict[RunKey, list[Row]] = {}
     for row in rows:
-      seed = int(row.get("seed", 0))
-      self._purge[seed] = max(self._purge.get(seed, -1), int(row["step"]) + 1)
-      self._backfill.setdefault(seed, []).append(row)
+      key = self.keys.of(row)
+      self._purge[key] = max(self._purge.get(key, -1), int(row["step"]) + 1)
+      self._backfill.setdefault(key, []).append(row)
 
-  def _writer(self, seed: int):
-    if seed not in self._writers:
+  def _writer(self, key: RunKey):
+    if key not in self._writers:
       from tensorboardX.proto.event_pb2 import Event, SessionLog
 
-      logdir = self.directory / f"seed_{seed}"
+      logdir = self.directory / self.keys.label(key)
       had_events = logdir.is_dir() and any(logdir.glob("events.out.tfevents.*"))
       # Event file names carry whole seconds: a resume within the same second would
       # overwrite the first file without a suffix of its own.
       writer = _EventFile(logdir, filename_suffix=f".{time.time_ns()}")
       if had_events:
         # What SummaryWriter(purge_step=...) writes: TensorBoard hides the events of earlier
-        # files at steps >= purge (all of them when no row of this seed was kept).
-        purge = self._purge.get(seed, 0)
+        # files at steps >= purge (all of them when no row of this run was kept).
+        purge = self._purge.get(key, 0)
         writer.add_event(Event(step=purge, file_version="brain.Event:2"))
         writer.add_event(Event(step=purge, session_log=SessionLog(status=SessionLog.START)))
-      else:  # enabled on resume (or events lost): write the kept history first
-        for row in self._backfill.get(seed, []):
+      if self.keys.tags is not None:
+        # In every file, after the purge marker: a purge from step 0 hides the old file's.
+        writer.add_summary(_session_start(self.keys.point_values(key)), global_step=0)
+      if not had_events:  # enabled on resume (or events lost): write the kept history first
+        for row in self._backfill.get(key, []):
           self._add(writer, row)
-      self._writers[seed] = writer
-    return self._writers[seed]
+      self._writers[key] = writer
+    return self._writers[key]
 
-  @staticmethod
-  def _add(writer, row: Row) -> None:
+  def _add(self, writer, row: Row) -> None:
     """All scalars of a row as one event at global step = env steps."""
     from tensorboardX.proto.summary_pb2 import Summary
 
     values = [Summary.Value(tag=k, simple_value=float(v)) for k, v in row.items()
-              if k not in _NOT_SCALARS and not isinstance(v, bool) and isinstance(v, int | float)]
+              if k not in self._not_scalars and not isinstance(v, bool)
+              and isinstance(v, int | float)]
     writer.add_summary(Summary(value=values), global_step=int(row["step"]))
 
   def write(self, rows: list[Row]) -> None:
     writers = set()
     for row in rows:
-      writer = self._writer(int(row.get("seed", 0)))
+      writer = self._writer(self.keys.of(row))
       self._add(writer, row)
       writers.add(writer)
     for writer in writers:
@@ -112,22 +163,50 @@ class TensorBoardSink:
       writer.flush()
 
   def open_all(self) -> None:
-    """Open the writer of every seed on file now (kept rows or event files), so a resumed
-    run's purge marker is written even before its first new evaluation."""
-    seeds = set(self._purge)
-    for path in self.directory.glob("seed_*"):
-      try:
-        seeds.add(int(path.name.removeprefix("seed_")))
-      except ValueError:
-        continue
-    for seed in sorted(seeds):
-      self._writer(seed)
+    """Open the writer of every run now (a sweep group's: all of them; a plain run's: every
+    seed with kept rows or event files), so a resumed run's purge marker is written even
+    before its first new evaluation."""
+    keys = set(self._purge)
+    if self.keys.tags is not None:
+      keys |= set(self.keys.tags)
+    else:
+      for path in self.directory.glob("seed_*"):
+        try:
+          keys.add(int(path.name.removeprefix("seed_")))
+        except ValueError:
+          continue
+    for key in sorted(keys):
+      self._writer(key)
 
   def close(self) -> None:
     writers, self._writers = list(self._writers.values()), {}
     for writer in writers:
       self.path = writer.path
       writer.close()
+
+
+def _session_start(values: Row):
+  """The HParams plugin's session start info for a sweep run: its point's values as
+  hyperparameters (lists, e.g. hidden sizes, as JSON text), session group `point_<p>`. What
+  tensorboardX's `hparams()` writes, less the experiment summary: without one, TensorBoard
+  infers the hyperparameters' domains and the metrics from all runs under its logdir."""
+  import json
+
+  from tensorboardX.proto.plugin_hparams_pb2 import HParamsPluginData, SessionStartInfo
+  from tensorboardX.proto.summary_pb2 import Summary, SummaryMetadata
+
+  info = SessionStartInfo(group_name=f"point_{values['point']}")
+  for name, value in values.items():
+    if isinstance(value, bool):
+      info.hparams[name].bool_value = value
+    elif isinstance(value, int | float):
+      info.hparams[name].number_value = float(value)
+    else:
+      info.hparams[name].string_value = value if isinstance(value, str) else json.dumps(value)
+  content = HParamsPluginData(session_start_info=info, version=0).SerializeToString()
+  metadata = SummaryMetadata(plugin_data=SummaryMetadata.PluginData(plugin_name="hparams",
+                                                                    content=content))
+  return Summary(value=[Summary.Value(tag="_hparams_/session_start_info", metadata=metadata)])
 
 
 class WandbSink:
@@ -143,8 +222,8 @@ class WandbSink:
   ignored by it (they are identical anyway: resume is exact). `--wandb` first given on a
   resume logs the rows kept in metrics.jsonl first, as TensorBoard does.
 
-  A sweep group (`run_tags`, spo_jax/sweep/) has one W&B run per (point, seed), id
-  `<id>-p<point>-seed<s>`, named `<name>/point_<p>/seed_<s>`, its point's values in its
+  A sweep group (`run_tags`, spo_jax/sweep/) has one W&B run per (point, seed) (`RunKeys`),
+  id `<id>-p<point>-seed<s>`, named `<name>/point_<p>/seed_<s>`, its point's values in its
   config."""
 
   what = "W&B run"
@@ -163,13 +242,11 @@ class WandbSink:
     # Our own random id: `wandb.util.generate_id` is gone from wandb 0.2x.
     self._base_id = secrets.token_hex(4) if new else id_file.read_text().strip()
     id_file.write_text(self._base_id + "\n")
-    self._runs: dict[Any, Any] = {}
-    # A sweep group's runs (`run_tags`: one per run, with its `point` and `seed`) are keyed
-    # by (point, seed): the points of a group share seeds.
-    self._tags = {(t["point"], t["seed"]): t for t in run_tags} if run_tags else None
+    self._runs: dict[RunKey, Any] = {}
+    self._keys = RunKeys(run_tags)
     try:
-      if self._tags is not None:
-        for key in self._tags:
+      if self._keys.tags is not None:
+        for key in self._keys.tags:
           self._run(key)
       else:
         # The seeds train.py gives its rows (config.seed + i); opened now, so a W&B failure
@@ -184,22 +261,18 @@ class WandbSink:
         self.close()  # the seeds' runs opened before the failure
       raise
 
-  def _run(self, key: Any):
+  def _run(self, key: RunKey):
     if key not in self._runs:
-      options, name = self._options, self._options.wandb_name or self._run_dir.name
-      if self._tags is None:
-        seed, label, run_id, extra = key, f"seed_{key}", f"{self._base_id}-seed{key}", {}
-      else:
-        point, seed = key
-        label, run_id = f"point_{point}/seed_{seed}", f"{self._base_id}-p{point}-seed{seed}"
-        extra = {k: v for k, v in self._tags[key].items() if k != "seed"}
+      options, keys = self._options, self._keys
+      name = options.wandb_name or self._run_dir.name
       # reinit="create_new": the runs of all seeds are open at once (the default,
       # "return_previous", would hand every seed the first seed's run).
       run = self._wandb.init(
           project=options.wandb_project, entity=options.wandb_entity,
-          name=f"{name}/{label}", group=options.wandb_group or self._run_dir.name,
+          name=f"{name}/{keys.label(key)}", group=options.wandb_group or self._run_dir.name,
           mode=options.wandb_mode, dir=str(self._run_dir),
-          config={**self._config, **extra, "run_seed": seed}, id=run_id,
+          config={**self._config, **keys.point_values(key), "run_seed": keys.seed(key)},
+          id=f"{self._base_id}-{keys.id_suffix(key)}",
           resume="allow", reinit="create_new")
       run.define_metric("step")
       run.define_metric("*", step_metric="step")
@@ -211,9 +284,7 @@ class WandbSink:
       data: Row = {k: v for k, v in row.items() if k not in _NOT_SCALARS and k != "iteration"
                    and not isinstance(v, bool) and isinstance(v, int | float)}
       data["step"] = int(row["step"])
-      seed = int(row.get("seed", 0))
-      key = seed if self._tags is None else (row["point"], seed)
-      self._run(key).log(data, step=int(row["iteration"]))
+      self._run(self._keys.of(row)).log(data, step=int(row["iteration"]))
 
   def close(self) -> None:
     """Finish every seed's run; the first failure is raised after all are finished."""

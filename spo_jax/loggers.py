@@ -8,6 +8,15 @@ The host loop calls `MetricsLogger.log(rows)` after each evaluation. Files in RU
   tensorboard/seed_<seed>/   TensorBoard event files, one run per seed, x = env steps
   wandb/, wandb_id.txt       with --wandb: W&B's local files, one W&B run per seed
 
+A sweep group's run directory (spo_jax/sweep/) holds one run per (point, seed), its rows
+tagged with `point` and the point's values (`log_sinks.RunKeys`):
+
+  metrics.jsonl, metrics.csv           the CSV's first columns: step, iteration, point, the
+                                       point's fields, seed
+  tensorboard/point_<p>/seed_<seed>/   one TensorBoard run per (point, seed), x = env steps,
+                                       the point's values as HParams (not as curves)
+  wandb/, wandb_id.txt                 with --wandb: one W&B run per (point, seed)
+
 Resume: a run continued from the checkpoint of iteration k recomputes (bit for bit) every
 iteration after k, so the rows logged after k by the interrupted process are dropped before
 anything is appended: JSONL and CSV are rewritten with the rows of iteration <= k, and each
@@ -32,7 +41,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from spo_jax.config import ConfigError
-from spo_jax.log_sinks import TensorBoardSink, WandbSink
+from spo_jax.log_sinks import RunKeys, TensorBoardSink, WandbSink
 from spo_jax.run_dir import write_text_atomic
 from spo_jax.write_errors import FailedWrite, write_failure
 
@@ -46,7 +55,8 @@ class LogOptions:
   csv: bool = True
   """Write metrics.csv (the rows of metrics.jsonl as a table)."""
   tensorboard: bool = True
-  """Write TensorBoard events to RUN_DIR/tensorboard/seed_<seed>/ (x = env steps)."""
+  """Write TensorBoard events to RUN_DIR/tensorboard/seed_<seed>/ (a sweep group's to
+  point_<p>/seed_<seed>/; x = env steps)."""
   wandb: bool = False
   """Log to Weights & Biases (needs `pip install wandb`)."""
   wandb_project: str = "spo_jax"
@@ -120,23 +130,32 @@ def _jsonl_text(rows: list[Row]) -> str:
   return "".join(json.dumps(row) + "\n" for row in rows)
 
 
+def _cell(value: Any) -> Any:
+  # A sweep point's list values (hidden sizes) as JSON, as in the sweep's results.csv.
+  return json.dumps(value) if isinstance(value, list | tuple) else value
+
+
 def _csv_text(header: list[str], rows: list[Row], write_header: bool = True) -> str:
   out = io.StringIO()
   writer = csv.DictWriter(out, fieldnames=header, restval="", extrasaction="ignore",
                           lineterminator="\n")
   if write_header:
     writer.writeheader()
-  writer.writerows(rows)
+  writer.writerows({k: _cell(v) for k, v in row.items()} for row in rows)
   return out.getvalue()
 
 
-_FIRST_COLUMNS = ("step", "iteration", "seed")
+def _first_columns(point_fields: tuple[str, ...] = ()) -> tuple[str, ...]:
+  """The columns one reads first: when, then which run (a sweep group's point and its
+  fields, then the seed)."""
+  return ("step", "iteration", *point_fields, "seed")
 
 
-def _union_keys(rows: list[Row], start: list[str] | None = None) -> list[str]:
+def _union_keys(rows: list[Row], start: list[str] | None = None,
+                first: tuple[str, ...] = _first_columns()) -> list[str]:
   """The keys of `start` then each new key in order of appearance; a new table starts with
-  step, iteration, seed (the columns one reads first)."""
-  keys = list(start or [k for k in _FIRST_COLUMNS if rows and k in rows[0]])
+  `first` (those the rows have)."""
+  keys = list(start or [k for k in first if any(k in row for row in rows)])
   seen = set(keys)
   for row in rows:
     for k in row:
@@ -177,15 +196,16 @@ class _CsvSink:
 
   what = "CSV row"
 
-  def __init__(self, path: Path, rows: list[Row]):
+  def __init__(self, path: Path, rows: list[Row], first: tuple[str, ...] = _first_columns()):
     self.path = path
     self.rows = list(rows)
-    self.header = _union_keys(rows)
+    self.first = first
+    self.header = _union_keys(rows, first=first)
     _atomic_write(path, _csv_text(self.header, rows) if rows else "")
 
   def write(self, rows: list[Row]) -> None:
     self.rows.extend(rows)
-    header = _union_keys(rows, self.header)
+    header = _union_keys(rows, self.header, self.first)
     if header != self.header or len(self.rows) == len(rows):
       self.header = header
       _atomic_write(self.path, _csv_text(header, self.rows))
@@ -209,7 +229,8 @@ class MetricsLogger:
 
   `resume_iteration` = k (the iteration of the checkpoint being resumed) keeps the rows of
   iterations <= k and drops the rest, in every file; None starts empty files. `run_tags`: a
-  sweep group's runs (each with its `point` and `seed`), one W&B run each.
+  sweep group's runs (each with its `point`, the point's values and `seed`), one TensorBoard
+  and one W&B run each (`log_sinks.RunKeys`).
   """
 
   def __init__(self, run_dir: str | Path, options: LogOptions | None = None,
@@ -219,6 +240,7 @@ class MetricsLogger:
     check_options(options)
     self.run_dir = Path(run_dir)
     self._sinks: list[Any] = []
+    keys = RunKeys(run_tags)
     jsonl = self.run_dir / "metrics.jsonl"
     # The file being written, for the FailedWrite a full disk raises here.
     what, path = "metrics", jsonl
@@ -233,9 +255,9 @@ class MetricsLogger:
       self._sinks.append(_JsonlSink(jsonl))
       if options.csv:
         what, path = "CSV metrics", self.run_dir / "metrics.csv"
-        self._sinks.append(_CsvSink(path, kept))
+        self._sinks.append(_CsvSink(path, kept, _first_columns(keys.point_fields)))
       if options.tensorboard:
-        tb = TensorBoardSink(self.run_dir / "tensorboard", kept)
+        tb = TensorBoardSink(self.run_dir / "tensorboard", kept, keys)
         what, path = "TensorBoard events", tb.directory
         if resume_iteration is None and tb.directory.exists():
           import shutil

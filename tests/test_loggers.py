@@ -26,24 +26,62 @@ def read_csv(path):
     return list(csv.DictReader(f))
 
 
-def tb_scalars(directory):
-  """(step, tag, value) of every scalar and the steps of session-START events, read straight
-  from the TFRecord files (length u64, crc u32, payload, crc u32) with tensorboardX's protos."""
+def tb_files(directory):
+  """The events of each event file in `directory`, in the order TensorBoard reads the files
+  (by name), read straight from the TFRecord files (length u64, crc u32, payload, crc u32)
+  with tensorboardX's protos."""
   from tensorboardX.proto.event_pb2 import Event
 
-  scalars, starts = [], []
+  files = []
   for path in sorted(directory.glob("events.out.tfevents.*")):
-    data = path.read_bytes()
-    offset = 0
+    data, offset, events = path.read_bytes(), 0, []
     while offset < len(data):
       (length,) = struct.unpack("<Q", data[offset:offset + 8])
-      event = Event.FromString(data[offset + 12:offset + 12 + length])
+      events.append(Event.FromString(data[offset + 12:offset + 12 + length]))
       offset += 12 + length + 4
-      if event.HasField("session_log") and event.session_log.status == 1:  # START
+    files.append(events)
+  return files
+
+
+def _is_start(event):
+  return event.HasField("session_log") and event.session_log.status == 1  # START
+
+
+def tb_scalars(directory):
+  """(step, tag, value) of every scalar and the steps of session-START events."""
+  scalars, starts = [], []
+  for events in tb_files(directory):
+    for event in events:
+      if _is_start(event):
         starts.append(event.step)
       for value in event.summary.value:
-        scalars.append((event.step, value.tag, value.simple_value))
+        if not value.metadata.plugin_data.plugin_name:  # a scalar, not plugin data (HParams)
+          scalars.append((event.step, value.tag, value.simple_value))
   return scalars, starts
+
+
+def tb_visible(directory):
+  """{step: {tag: value}}: the scalars TensorBoard shows, i.e. with each session START at step
+  s hiding the earlier events at steps >= s (what `purge_step` asks for)."""
+  visible = {}
+  for events in tb_files(directory):
+    for event in events:
+      if _is_start(event):
+        visible = {step: v for step, v in visible.items() if step < event.step}
+      for value in event.summary.value:
+        if not value.metadata.plugin_data.plugin_name:
+          assert value.tag not in visible.get(event.step, {}), "a scalar logged twice"
+          visible.setdefault(event.step, {})[value.tag] = value.simple_value
+  return visible
+
+
+def tb_hparams(directory):
+  """The HParams session start info of each event file in `directory`."""
+  from tensorboardX.proto.plugin_hparams_pb2 import HParamsPluginData
+
+  return [HParamsPluginData.FromString(value.metadata.plugin_data.content).session_start_info
+          for events in tb_files(directory) for event in events for value in event.summary.value
+          if value.tag == "_hparams_/session_start_info"]
 
 
 def test_writes_jsonl_csv_and_one_tensorboard_run_per_seed(tmp_path):
@@ -255,3 +293,62 @@ def test_only_jsonl_when_csv_and_tensorboard_are_off(tmp_path):
   logger.close()
   assert sorted(p.name for p in tmp_path.iterdir()) == ["metrics.jsonl"]
   assert json.loads((tmp_path / "metrics.jsonl").read_text())["iteration"] == 1
+
+
+def test_a_sweep_groups_runs_are_point_and_seed_everywhere_and_resume_drops_rows(tmp_path):
+  """A sweep group of 2 points x 2 seeds (the points share the seeds): one TensorBoard run per
+  (point, seed) whose visible scalars are its rows (without the point's values, which are
+  HParams instead), metrics.csv with the point's columns after step and iteration. Rows of
+  iterations 1..3 logged, then a resume from the checkpoint of iteration 1: every file holds
+  each (iteration, point, seed) once, the recomputed rows the new values."""
+  tags = [{"point": p, "learning_rate": lr, "policy_hidden_sizes": [8], "seed": s}
+          for p, lr in ((0, 1e-3), (1, 3e-2)) for s in (3, 4)]
+
+  def group_rows(iteration, extra=None):
+    # reward = iteration + seed + 10 * point: every (point, seed) its own curve
+    return [{"eval/episode_reward": float(iteration + t["seed"] + 10 * t["point"]),
+             **{k: v for k, v in t.items() if k != "seed"}, "step": 100 * iteration,
+             "iteration": iteration, "seed": t["seed"], **(extra or {})} for t in tags]
+
+  logger = MetricsLogger(tmp_path, LogOptions(), run_tags=tags)
+  for it in (1, 2, 3):
+    logger.log(group_rows(it))
+  logger.close()
+  logger = MetricsLogger(tmp_path, LogOptions(), resume_iteration=1, run_tags=tags)
+  for it in (2, 3):
+    logger.log(group_rows(it, extra={"resumed": 1}))
+  logger.close()
+
+  rows = read_jsonl(tmp_path / "metrics.jsonl")
+  assert [(r["iteration"], r["point"], r["seed"]) for r in rows] == [
+      (i, p, s) for i in (1, 2, 3) for p in (0, 1) for s in (3, 4)]
+  assert [r.get("resumed", 0) for r in rows] == [0] * 4 + [1] * 8
+  table = read_csv(tmp_path / "metrics.csv")
+  assert list(table[0])[:6] == ["step", "iteration", "point", "learning_rate",
+                                "policy_hidden_sizes", "seed"]
+  assert [(int(r["iteration"]), int(r["point"]), int(r["seed"])) for r in table] == [
+      (r["iteration"], r["point"], r["seed"]) for r in rows]
+  assert {r["policy_hidden_sizes"] for r in table} == {"[8]"}  # JSON, as in results.csv
+  assert [float(r["eval/episode_reward"]) for r in table] == [
+      r["eval/episode_reward"] for r in rows]
+
+  board = tmp_path / "tensorboard"
+  assert sorted(str(p.relative_to(board)) for p in board.glob("*/*")) == [
+      f"point_{p}/seed_{s}" for p in (0, 1) for s in (3, 4)]
+  for tag in tags:
+    run = board / f"point_{tag['point']}" / f"seed_{tag['seed']}"
+    _, starts = tb_scalars(run)
+    assert starts == [101]  # the last kept step (100) + 1: iterations 2 and 3 hidden
+    mine = [r for r in rows if (r["point"], r["seed"]) == (tag["point"], tag["seed"])]
+    # reward, iteration and `resumed`: step and seed are axes, the point's values HParams
+    assert tb_visible(run) == {r["step"]: {k: v for k, v in r.items() if k in (
+        "eval/episode_reward", "iteration", "resumed")} for r in mine}
+    infos = tb_hparams(run)
+    assert len(infos) == 2  # in each event file: a purge from step 0 would hide the first
+    for info in infos:
+      assert info.group_name == f"point_{tag['point']}"  # the dashboard averages its seeds
+      assert {k: v.WhichOneof("kind") for k, v in info.hparams.items()} == {
+          "point": "number_value", "learning_rate": "number_value",
+          "policy_hidden_sizes": "string_value"}
+      assert info.hparams["learning_rate"].number_value == tag["learning_rate"]
+      assert info.hparams["policy_hidden_sizes"].string_value == "[8]"
