@@ -50,6 +50,54 @@ def read_csv(path):
     return list(csv.DictReader(f))
 
 
+def check_group_logs(plan, group, resumed_from=None):
+  """metrics.csv and TensorBoard hold what the group's metrics.jsonl holds: one CSV row per
+  (point, seed, evaluation), the point's columns after step and iteration; one TensorBoard
+  run per (point, seed) whose visible scalars are that run's rows at the same env steps. With
+  `resumed_from` = k, each run's second event file purges from the step of its row of
+  iteration k, + 1."""
+  from test_loggers import tb_hparams, tb_scalars, tb_visible
+
+  directory = run_lib.group_dir(plan, group)
+  rows = [json.loads(line) for line in (directory / "metrics.jsonl").read_text().splitlines()]
+  runs = [(p, s) for p in group.points for s in plan.seeds]
+  iterations = sorted({r["iteration"] for r in rows})
+  assert sorted((r["point"], r["seed"], r["iteration"]) for r in rows) == [
+      (p, s, i) for p, s in runs for i in iterations]
+  fields = list(plan.points[group.points[0]])
+  table = read_csv(directory / "metrics.csv")
+  assert list(table[0])[:len(fields) + 4] == ["step", "iteration", "point", *fields, "seed"]
+  assert len(table) == len(rows)
+  for row, line in zip(rows, table, strict=True):
+    for k, v in row.items():
+      assert (json.loads(line[k]) if isinstance(v, list) else type(v)(line[k])) == v, k
+  board = directory / "tensorboard"
+  assert sorted(p.relative_to(board).parts for p in board.glob("*/*")) == sorted(
+      (f"point_{p}", f"seed_{s}") for p, s in runs)
+  for p, s in runs:
+    run = board / f"point_{p}" / f"seed_{s}"
+    mine = [r for r in rows if (r["point"], r["seed"]) == (p, s)]
+    # Scalars are float32; step and seed are the axes, the point's values its HParams.
+    assert tb_visible(run) == {r["step"]: {
+        k: float(np.float32(v)) for k, v in r.items() if k not in ("step", "seed", *fields)
+        and k != "point" and isinstance(v, int | float)} for r in mine}
+    _, starts = tb_scalars(run)
+    assert starts == ([] if resumed_from is None else
+                      [next(r["step"] for r in mine if r["iteration"] == resumed_from) + 1])
+    infos = tb_hparams(run)
+    assert len(infos) == (1 if resumed_from is None else 2)  # one in each event file
+    for info in infos:
+      assert info.group_name == f"point_{p}"  # TensorBoard can average the point's seeds
+      assert {k: v.WhichOneof("kind") for k, v in info.hparams.items()} == {
+          "point": "number_value", "policy_hidden_sizes": "string_value",
+          **{k: "number_value" for k in fields if k != "policy_hidden_sizes"}}
+      assert info.hparams["point"].number_value == p
+      for k, v in plan.points[p].items():
+        held = info.hparams[k]
+        assert (json.loads(held.string_value) == list(v) if isinstance(v, tuple)
+                else held.number_value == v), k
+
+
 def test_vmapped_points_equal_single_runs(tmp_path, monkeypatch):
   """Two traced fields (learning rate in the optimizer's state, entropy coefficient in the
   TrainState) x two seeds: one group, one compile; run (point p, seed s) equals the plain
@@ -142,8 +190,10 @@ def test_shards_collect_and_resume_after_a_crash(tmp_path, monkeypatch, capsys):
   """Two groups (hidden sizes 8 and 4) x traced learning rate x reward scale x two seeds.
   Reference: the sweep run as two shards, then --collect (from the directory's plan.json
   alone). Then the same sweep, its first group finished, crashes in the second group right
-  after its checkpoint of iteration 2; the rerun skips the finished group, resumes the other
-  from that checkpoint, and every evaluation equals the reference's."""
+  after its checkpoint of iteration 2, which is then lost; the rerun skips the finished
+  group, resumes the other from its checkpoint of iteration 1, and every evaluation equals
+  the reference's. Every group's metrics.csv and TensorBoard runs (one per (point, seed))
+  hold its metrics.jsonl rows once, the resumed group's too."""
   base = {**BASE, "max_iterations": 3, "checkpoint_every": 1}
   # Both kinds of traced field: the learning rate (optimizer state), the reward scale
   # (TrainState.hyperparams); both must come back from the checkpoint.
@@ -165,6 +215,9 @@ def test_shards_collect_and_resume_after_a_crash(tmp_path, monkeypatch, capsys):
   assert "g000 provenance: spo_jax" in table and "g001 provenance: spo_jax" in table
   reference = read_csv(tmp_path / "ref" / "results.csv")
   assert len(reference) == 8 * 2 * 3  # points x seeds x evaluations
+  ref_groups = plan_lib.make_groups(load(ref))
+  for group in ref_groups:
+    check_group_logs(load(ref), group)
   assert list(reference[0])[:7] == ["group", "point", "policy_hidden_sizes", "learning_rate",
                                     "reward_scale", "seed", "step"]
   summary = read_csv(tmp_path / "ref" / "summary.csv")
@@ -197,6 +250,9 @@ def test_shards_collect_and_resume_after_a_crash(tmp_path, monkeypatch, capsys):
   with pytest.raises(RuntimeError, match="simulated crash"):
     cli.main([str(crashed), "--quiet"])
   monkeypatch.setattr(HostLoop, "save", original_save)
+  # Lost (a kill while it was written, say): the resume recomputes iteration 2, whose rows
+  # are already on file, and must not log them twice.
+  shutil.rmtree(tmp_path / "crash" / "groups" / "g001" / "checkpoints" / "2")
   calls = []
   real_train = run_lib.train
 
@@ -207,6 +263,8 @@ def test_shards_collect_and_resume_after_a_crash(tmp_path, monkeypatch, capsys):
   monkeypatch.setattr(run_lib, "train", recording_train)
   cli.main([str(crashed), "--quiet"])
   assert calls == [("g001", True)]
+  check_group_logs(load(crashed), ref_groups[0])
+  check_group_logs(load(crashed), ref_groups[1], resumed_from=1)
   resumed = read_csv(tmp_path / "crash" / "results.csv")
   assert len(resumed) == len(reference)
   for a, b in zip(reference, resumed, strict=True):

@@ -2,6 +2,8 @@
 
   SWEEP/plan.json            the plan (a rerun with a different plan is refused)
   SWEEP/groups/g000/         a run directory (spo_jax/train.py) holding all its points x seeds
+                             (metrics.jsonl, metrics.csv, tensorboard/point_<p>/seed_<s>/:
+                             spo_jax/loggers.py)
   SWEEP/groups/g000/done.json  written once the group finished: a rerun skips it
   SWEEP/results.csv, summary.csv   written by the run of a whole sweep, or by --collect
 
@@ -63,14 +65,15 @@ def write_plan(plan: Plan) -> None:
 
 
 def log_options(plan: Plan, wandb: LogOptions | None = None) -> LogOptions:
-  """metrics.jsonl only (TensorBoard's and the CSV's per-seed layout would mix the points of a
-  group), plus W&B when `wandb` asks: one W&B run per (point, seed), named after the sweep
-  directory and grouped by it unless `wandb` names them."""
-  if wandb is None or not wandb.wandb:
-    return LogOptions(csv=False, tensorboard=False)
+  """`wandb` (default `LogOptions()`: metrics.jsonl, metrics.csv and TensorBoard, each run a
+  (point, seed) as spo_jax/loggers.py lays out), with W&B's runs, when asked, named after the
+  sweep directory and grouped by it unless `wandb` names them."""
+  if wandb is None:
+    return LogOptions()
+  if not wandb.wandb:
+    return wandb
   name = plan.out.resolve().name
-  return dataclasses.replace(wandb, csv=False, tensorboard=False,
-                             wandb_name=wandb.wandb_name or name,
+  return dataclasses.replace(wandb, wandb_name=wandb.wandb_name or name,
                              wandb_group=wandb.wandb_group or name)
 
 
@@ -78,8 +81,8 @@ def run_group(plan: Plan, group: Group, verbose: bool = False,
               progress_fn: Callable[[int, dict[str, Any]], None] | None = None,
               wandb: LogOptions | None = None) -> TrainResult:
   """Train one group in its run directory: new, resumed from its checkpoint, or started again
-  when it stopped before its first one; then mark it done. `wandb`: W&B options
-  (`log_options`)."""
+  when it stopped before its first one; then mark it done. `wandb`: the logging options, W&B's
+  among them (`log_options`)."""
   path = group_dir(plan, group)
   held = run_dir_lib.holds_run(path)
   has_checkpoint = held and bool(complete_steps(path / run_dir_lib.CHECKPOINTS))
