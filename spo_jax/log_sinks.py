@@ -101,7 +101,7 @@ class TensorBoardSink:
 
   A sweep run's point values are hyperparameters, not curves: each of its event files starts
   with the HParams plugin's session start info (`point`, the point's values; session group
-  `point_<p>`, so the dashboard can average a point's seeds), and its scalars leave them out.
+  `point_<p>`: a point's seeds form one group), and its scalars leave them out.
   """
 
   what = "TensorBoard events"

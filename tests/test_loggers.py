@@ -346,7 +346,7 @@ def test_a_sweep_groups_runs_are_point_and_seed_everywhere_and_resume_drops_rows
     infos = tb_hparams(run)
     assert len(infos) == 2  # in each event file: a purge from step 0 would hide the first
     for info in infos:
-      assert info.group_name == f"point_{tag['point']}"  # the dashboard averages its seeds
+      assert info.group_name == f"point_{tag['point']}"  # its seeds: one session group
       assert {k: v.WhichOneof("kind") for k, v in info.hparams.items()} == {
           "point": "number_value", "learning_rate": "number_value",
           "policy_hidden_sizes": "string_value"}

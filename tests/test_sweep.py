@@ -87,7 +87,7 @@ def check_group_logs(plan, group, resumed_from=None):
     infos = tb_hparams(run)
     assert len(infos) == (1 if resumed_from is None else 2)  # one in each event file
     for info in infos:
-      assert info.group_name == f"point_{p}"  # TensorBoard can average the point's seeds
+      assert info.group_name == f"point_{p}"  # a point's seeds: one HParams session group
       assert {k: v.WhichOneof("kind") for k, v in info.hparams.items()} == {
           "point": "number_value", "policy_hidden_sizes": "string_value",
           **{k: "number_value" for k in fields if k != "policy_hidden_sizes"}}
