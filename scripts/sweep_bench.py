@@ -68,8 +68,8 @@ def main(argv: list[str] | None = None) -> None:
       sequential_s += _run(
           ["-m", "spo_jax.cli", "--env", args.env, "--learning-rate", str(rate),
            "--seed", str(seed), "--max-iterations", str(args.iterations),
+           # Default logs (jsonl, CSV, TensorBoard) as the sweep's groups write: like for like.
            "--num-timesteps", str(10**9), "--checkpoint-every", "0", "--quiet",
-           "--no-csv", "--no-tensorboard",  # the sweep writes metrics.jsonl only, too
            "--run-dir", str(work / "sequential" / f"lr{rate}-seed{seed}")])
   result = {"env": args.env, "points": args.points, "seeds": args.seeds,
             "iterations": args.iterations, "runs": args.points * args.seeds,
