@@ -50,6 +50,7 @@ from spo_jax import counters as counters_lib
 from spo_jax import digests
 from spo_jax import run_dir as run_dir_lib
 from spo_jax.config import Config, ConfigError
+from spo_jax.iteration import TrainState, from_stored, stored_form
 from spo_jax.run_dir import write_text_atomic  # noqa: F401 (re-exported: its older home)
 
 # Fields that may differ between a checkpoint and the run resuming it: they change how long
@@ -181,7 +182,6 @@ class Checkpointer:
       shutil.rmtree(step_dir)
       self._manager.reload()
     args = self._ocp.args
-    from spo_jax.iteration import TrainState, stored_form
 
     if isinstance(state, TrainState):
       # The state's device counters go to meta (its JSON keeps them exact and readable), so the
@@ -216,7 +216,6 @@ class Checkpointer:
     TrainState's NamedTuples are stored as dicts of their fields); only those are read
     (`saved_policy` reads the policy's weights and the normalizer this way)."""
     args = self._ocp.args
-    from spo_jax.iteration import from_stored, stored_form
 
     abstract = jax.tree.map(
         lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype) if hasattr(x, "shape") else x,

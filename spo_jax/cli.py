@@ -24,9 +24,11 @@ from pathlib import Path
 from typing import Literal
 
 from spo_jax import envs, reward_sources, teachers
-from spo_jax.config import Config, ConfigError
-from spo_jax.loggers import LogOptions
+from spo_jax.config import Config, ConfigError, validate
+from spo_jax.loggers import LogOptions, check_options
 from spo_jax.presets import default_config, preset
+from spo_jax.train import NumericalError, TrainingInterrupted, train
+from spo_jax.write_errors import RunWriteError
 
 
 @dataclasses.dataclass(frozen=True)
@@ -185,10 +187,6 @@ def train_main(argv: list[str] | None = None) -> None:
   os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
   command = parse_train_args(argv)
   config, run = command.config, command.run
-  from spo_jax.config import validate
-  from spo_jax.loggers import check_options
-  from spo_jax.train import NumericalError, TrainingInterrupted, train
-  from spo_jax.write_errors import RunWriteError
 
   run_dir = None
   try:

@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import os
 
+import jax
+
 from spo_jax.config import Config, ConfigError
 
 # `--xla_gpu_deterministic_ops` ("Guarantees run-to-run determinism on GPU", jaxlib 0.10.2's
@@ -60,7 +62,6 @@ def enable(config: Config) -> None:
     flags = os.environ.get("XLA_FLAGS", "")
     os.environ["XLA_FLAGS"] = f"{flags} {DETERMINISTIC_FLAG}=true".strip()
     return
-  import jax
 
   platforms = sorted({device.platform for device in jax.devices()})
   if platforms == ["cpu"]:

@@ -28,6 +28,7 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import mujoco
 import numpy as np
 from brax.envs.base import PipelineEnv, Wrapper
 
@@ -123,8 +124,6 @@ def _physics_env(env) -> PipelineEnv | None:
 def mujoco_frames(env: PipelineEnv, episode: Episode) -> list[np.ndarray]:
   """[HEIGHT, WIDTH, 3] uint8 frames of a Brax env's episode, by MuJoCo's renderer on each
   pipeline state's joint positions and velocities (`q`, `qd`)."""
-  import mujoco
-
   model = env.sys.mj_model
   data = mujoco.MjData(model)
   if model.ncam > 0:
