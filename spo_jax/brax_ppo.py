@@ -87,7 +87,9 @@ def train(env_name: str, num_envs: int, num_timesteps: int, *, episode_length: i
   """
   install_shim()
 
-  with quiet_imports():  # the same notices spo_jax hides for its own envs (_quiet.py)
+  # Imported here, after the shim and only when Brax PPO runs (~0.65 s), quietly: the same
+  # notices spo_jax hides for its own envs (_quiet.py).
+  with quiet_imports():
     from brax.training.agents.ppo import networks as ppo_networks
     from brax.training.agents.ppo import train as ppo
   reason = unsupported_reason(env_name)

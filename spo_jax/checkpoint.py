@@ -111,7 +111,7 @@ class CheckpointError(ConfigError):
 
 def _ocp():
   logging.getLogger("absl").setLevel(logging.ERROR)
-  import orbax.checkpoint as ocp
+  import orbax.checkpoint as ocp  # lazy: ~0.6 s, only when a checkpoint is read or written
 
   return ocp
 
@@ -368,7 +368,7 @@ def load_policy(path: str | Path, deterministic: bool = True, step: int | None =
   runs are loaded by building the saved config's setup, as before.
   Takes no lock: a run may still be writing the directory.
   """
-  from spo_jax import saved_policy
+  from spo_jax import saved_policy  # local: saved_policy imports checkpoint (a circle)
 
   ckpt_dir = find_checkpoint_dir(path)
   run_dir = ckpt_dir.parent

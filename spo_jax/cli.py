@@ -123,7 +123,7 @@ def _unrecognized_hint(tokens: str) -> str:
 def parse_train_args(argv: list[str]) -> TrainCommand:
   """Parse `spo-train` flags into (Config, RunOptions); a parse error prints one line on
   stderr and exits with code 2 (tyro's multi-line box is re-flowed by `one_line_parse_error`)."""
-  import tyro
+  import tyro  # lazy: ~0.15 s, needed only to parse; spo-reproduce imports this module too
 
   pre = argparse.ArgumentParser(add_help=False, exit_on_error=False)
   pre.add_argument("--env", default=None)

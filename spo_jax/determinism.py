@@ -46,7 +46,7 @@ def backend_started() -> bool:
   public question for this; if its private one moves, answer False: the flag is then set
   anyway, which costs nothing when it is too late and is right when it is not."""
   try:
-    from jax._src import xla_bridge
+    from jax._src import xla_bridge  # here, inside the try: a private module may move
 
     return bool(xla_bridge.backends_are_initialized())
   except (ImportError, AttributeError):

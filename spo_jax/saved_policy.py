@@ -211,7 +211,7 @@ def load(run_path: Path, config: Config, step: int | None = None, seed_index: in
 
 def _load_by_building(run_path: Path, config: Config, step: int | None,
                       seed_index: int, env: Env | None = None) -> LoadedPolicy:
-  from spo_jax.setup import build, over_seeds, seed_keys
+  from spo_jax.setup import build, over_seeds, seed_keys  # local: setup imports this module
 
   setup = build(config, env)
   init = over_seeds(setup.fns.init, config.num_seeds)

@@ -15,7 +15,9 @@ An episode is played by one jitted `lax.scan` (`play_episode`), then drawn frame
 
 Files are written by imageio (GIF through Pillow, MP4 through the ffmpeg binary that
 imageio-ffmpeg bundles: no system package), to a temporary file beside the target, then
-renamed, so a failed write leaves nothing behind. imageio is the optional extra `video`.
+renamed, so a failed write leaves nothing behind. imageio is the optional extra `video`;
+it and matplotlib (~0.4 s) are imported inside the functions that use them, so spo-eval
+without --video loads neither.
 """
 
 from __future__ import annotations

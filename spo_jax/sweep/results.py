@@ -73,7 +73,7 @@ def iqm_interval(scores: np.ndarray) -> tuple[float, float, float, str]:
       point, lower, upper = analysis.iqm_with_ci(scores)
     return point, lower, upper, analysis.ci_method()
   except ImportError:  # rliable not installed: the same estimator in NumPy and SciPy
-    from scipy import stats
+    from scipy import stats  # lazy: ~0.8 s, only on this fallback
 
     values = np.asarray(scores, np.float64)[:, None]
     point = float(stats.trim_mean(values[:, 0], 0.25))
