@@ -24,7 +24,7 @@ def quiet_imports():
   logging.disable(logging.WARNING)
   mujoco, previous_hook = None, None
   try:
-    import mujoco
+    import mujoco  # here, under logging.disable; an absent or older MuJoCo is skipped
 
     previous_hook = mujoco.get_mju_user_warning()
     mujoco.set_mju_user_warning(lambda message: _log.debug("mujoco: %s", message))

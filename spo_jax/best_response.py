@@ -36,11 +36,14 @@ from brax.envs.base import Env
 
 from spo_jax import envs as envs_lib
 from spo_jax import networks as nets
+from spo_jax import saved_policy
 from spo_jax import teachers as teachers_lib
+from spo_jax.checkpoint import complete_steps, find_checkpoint_dir, read_run_config
 from spo_jax.config import Config, ConfigError
 from spo_jax.evaluate import PolicyParams, acting_policy, rollout_policy
 from spo_jax.iteration import TrainState, make_functions, policy_params
 from spo_jax.rollout import PolicyFn, RolloutResult, rollout
+from spo_jax.setup import build, over_seeds
 from spo_jax.teachers import TeacherProtocol, ask
 from spo_jax.winrate import place_rewards
 
@@ -209,8 +212,6 @@ def exploitability_over_seeds(frozen: FrozenPolicy, env: Env, teacher: TeacherPr
   """`exploitability` of S frozen policies at once: `frozen.params` leaves [S, M, ...] (seed
   s's mixture of M iterates), `keys` [S]; one responder per seed, all vmapped in one
   compiled iteration (as `train` vmaps seeds). Returns one result per seed."""
-  from spo_jax.setup import over_seeds
-
   if iterations < 0 or eval_episodes < 2:
     raise ConfigError(f"best response: iterations = {iterations} must be >= 0 and "
                       f"eval_episodes = {eval_episodes} >= 2")
@@ -269,9 +270,6 @@ def load_frozen(run_dir: str | Path, target: str = "last", seed_index: int = 0,
   checkpoint) or 'mixture' (the uniform mixture of every checkpoint it kept, one drawn per
   episode: the time-averaged policy; how many depends on `keep_checkpoints` and
   `checkpoint_every`, see `steps`)."""
-  from spo_jax import saved_policy
-  from spo_jax.checkpoint import complete_steps, find_checkpoint_dir, read_run_config
-
   if target not in TARGETS:
     raise ConfigError(f"exploitability target '{target}' is unknown; use one of {TARGETS}")
   ckpt_dir = find_checkpoint_dir(run_dir)
@@ -295,8 +293,6 @@ def load_frozen_seeds(run_dir: str | Path, target: str = "last", env: Env | None
                       deterministic: bool = True) -> FrozenPolicy:
   """Every seed of a run as frozen policies, params leaves [S, M, ...] (`load_frozen` per
   seed, stacked), for `exploitability_over_seeds`."""
-  from spo_jax.checkpoint import find_checkpoint_dir, read_run_config
-
   config = read_run_config(find_checkpoint_dir(run_dir).parent)
   seeds = [load_frozen(run_dir, target, s, env, deterministic) for s in range(config.num_seeds)]
   stacked = jax.tree.map(lambda *xs: jnp.stack(xs), *[f.params for f in seeds])
@@ -310,9 +306,6 @@ def run_exploitability(run_dir: str | Path, target: str = "last", *, iterations:
   """`exploitability` of a run's last iterate or mixture (`load_frozen`), judged by the run's
   own teacher (or `teacher`), the responder trained with the run's config (or `config`: e.g.
   a smaller N); `seed` keys the responder."""
-  from spo_jax.checkpoint import read_run_config
-  from spo_jax.setup import build
-
   frozen = load_frozen(run_dir, target, seed_index, env)
   run_config = read_run_config(Path(run_dir))
   config = config or run_config

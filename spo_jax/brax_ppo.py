@@ -21,7 +21,10 @@ import jax.numpy as jnp
 import numpy as np
 from brax.envs.base import State, Wrapper
 
+from spo_jax import envs as envs_lib
 from spo_jax._quiet import quiet_imports
+from spo_jax.config import ConfigError
+from spo_jax.envs import PACKAGE_ENVS, make_env
 
 
 def _device_put_replicated(value: Any, devices: list) -> Any:
@@ -53,8 +56,6 @@ class _KeepMetricKeys(Wrapper):
 def unsupported_reason(env_name: str) -> str | None:
   """Why Brax's PPO cannot train `env_name`, or None if it can: it trains Brax registry envs
   and the package's envs with continuous actions (its policy is a tanh-Gaussian)."""
-  from spo_jax import envs as envs_lib
-
   if env_name in envs_lib.BRAX_ENV_NAMES:
     return None
   env_class = envs_lib.PACKAGE_ENVS.get(env_name)
@@ -85,10 +86,10 @@ def train(env_name: str, num_envs: int, num_timesteps: int, *, episode_length: i
   Brax counts `num_timesteps` env steps of its auto-reset rollouts; every one is useful.
   """
   install_shim()
-  from spo_jax.config import ConfigError
-  from spo_jax.envs import PACKAGE_ENVS, make_env
 
-  with quiet_imports():  # the same notices spo_jax hides for its own envs (_quiet.py)
+  # Imported here, after the shim and only when Brax PPO runs (~0.65 s), quietly: the same
+  # notices spo_jax hides for its own envs (_quiet.py).
+  with quiet_imports():
     from brax.training.agents.ppo import networks as ppo_networks
     from brax.training.agents.ppo import train as ppo
   reason = unsupported_reason(env_name)

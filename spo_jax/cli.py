@@ -24,9 +24,11 @@ from pathlib import Path
 from typing import Literal
 
 from spo_jax import envs, reward_sources, teachers
-from spo_jax.config import Config, ConfigError
-from spo_jax.loggers import LogOptions
+from spo_jax.config import Config, ConfigError, validate
+from spo_jax.loggers import LogOptions, check_options
 from spo_jax.presets import default_config, preset
+from spo_jax.train import NumericalError, TrainingInterrupted, train
+from spo_jax.write_errors import RunWriteError
 
 
 @dataclasses.dataclass(frozen=True)
@@ -121,7 +123,7 @@ def _unrecognized_hint(tokens: str) -> str:
 def parse_train_args(argv: list[str]) -> TrainCommand:
   """Parse `spo-train` flags into (Config, RunOptions); a parse error prints one line on
   stderr and exits with code 2 (tyro's multi-line box is re-flowed by `one_line_parse_error`)."""
-  import tyro
+  import tyro  # lazy: ~0.15 s, needed only to parse; spo-reproduce imports this module too
 
   pre = argparse.ArgumentParser(add_help=False, exit_on_error=False)
   pre.add_argument("--env", default=None)
@@ -185,10 +187,6 @@ def train_main(argv: list[str] | None = None) -> None:
   os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
   command = parse_train_args(argv)
   config, run = command.config, command.run
-  from spo_jax.config import validate
-  from spo_jax.loggers import check_options
-  from spo_jax.train import NumericalError, TrainingInterrupted, train
-  from spo_jax.write_errors import RunWriteError
 
   run_dir = None
   try:

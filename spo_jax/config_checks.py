@@ -3,14 +3,13 @@
 Each raises one `ConfigError` naming the field, its value and what is allowed (errors.py).
 They live apart from `Config` so that the dataclass reads as its fields; `validate` (config.py)
 is the one entry point and calls them in order, so the first problem found stays the same.
-Nothing here imports JAX at import time: envs, teachers and reward sources are imported inside
-the checks that read their registries.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from spo_jax import envs, reward_sources, teachers
 from spo_jax.errors import check_choice, check_float, check_int, fail
 
 LABEL_MODES = ("soft", "sampled")
@@ -28,8 +27,6 @@ def _sizes_ok(sizes: Any) -> bool:
 def check_env_and_budget(cfg: Any, env: Any) -> None:
   """The environment (a registry name, or the label of the user's own `env`), its backend and
   horizons, the number of envs, the budget and the seeds."""
-  from spo_jax import envs
-
   if not isinstance(cfg.env, str) or not cfg.env:
     fail("env", cfg.env, "must be an environment name, or with your own Env instance "
          "(train(config, env=...)) any non-empty name for the run")
@@ -60,8 +57,6 @@ def check_env_and_budget(cfg: Any, env: Any) -> None:
 
 def check_registered_names(cfg: Any) -> None:
   """The reward source and the teacher (expression) are known to their registries."""
-  from spo_jax import reward_sources, teachers
-
   reward_sources.REWARD_SOURCES.check(cfg.reward_source)
   teachers.check_teacher_config(cfg)
 
@@ -156,8 +151,6 @@ def check_running(cfg: Any) -> None:
 def check_plugin_configs(cfg: Any, env: Any) -> None:
   """Checks of the chosen plug-ins' own fields and combinations (e.g. SPO refuses segments
   with a queue), declared by their registry entries."""
-  from spo_jax import envs, reward_sources
-
   if env is None:  # a user's env object is not the registry entry its label may name
     envs.env_entry(cfg.env).check_config(cfg)
   reward_sources.REWARD_SOURCES.get(cfg.reward_source).check_config(cfg)

@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import os
 
+import jax
+
 from spo_jax.config import Config, ConfigError
 
 # `--xla_gpu_deterministic_ops` ("Guarantees run-to-run determinism on GPU", jaxlib 0.10.2's
@@ -44,7 +46,7 @@ def backend_started() -> bool:
   public question for this; if its private one moves, answer False: the flag is then set
   anyway, which costs nothing when it is too late and is right when it is not."""
   try:
-    from jax._src import xla_bridge
+    from jax._src import xla_bridge  # here, inside the try: a private module may move
 
     return bool(xla_bridge.backends_are_initialized())
   except (ImportError, AttributeError):
@@ -60,7 +62,6 @@ def enable(config: Config) -> None:
     flags = os.environ.get("XLA_FLAGS", "")
     os.environ["XLA_FLAGS"] = f"{flags} {DETERMINISTIC_FLAG}=true".strip()
     return
-  import jax
 
   platforms = sorted({device.platform for device in jax.devices()})
   if platforms == ["cpu"]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
@@ -51,8 +52,6 @@ def check_same_files(saved: dict[str, str], current: dict[str, str], run_dir: Pa
 
 def package_version() -> str:
   try:
-    from importlib.metadata import version
-
     return version("spo_jax")
   except Exception:  # noqa: BLE001 (a source checkout that was never installed)
     return "unknown"

@@ -26,11 +26,14 @@ describes the families and what a new one must supply.
 from __future__ import annotations
 
 import functools
+import importlib
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
+from brax import envs as brax_envs
 from brax.envs.base import Env
 
+from spo_jax import gymnax_env
 from spo_jax._quiet import quiet_imports
 
 # The env contract and what is read of an env live in env_adapter.py; re-exported here, where
@@ -125,8 +128,6 @@ ENV_FAMILIES.register("brax", EnvFamily(
 
 
 def _gymnax_entry(name: str) -> EnvEntry:
-  from spo_jax import gymnax_env  # gymnax itself is imported only when an env is named
-
   gymnax_env.check_gymnax_name(name)
   return EnvEntry(functools.partial(gymnax_env.make_gymnax_env, name), f"gymnax's '{name}'",
                   gymnax_env.gymnax_episode_limit(name), "gymnax")
@@ -191,10 +192,7 @@ def _package_env(cls: type[Env], backend: str | None = None, **kwargs) -> Env:
 
 def _brax_env(name: str, backend: str | None = None, **kwargs) -> Env:
   del kwargs
-  with quiet_imports():
-    # Imported on first use: Brax's env registry imports every env module (seconds).
-    from brax import envs as brax_envs
-
+  with quiet_imports():  # building a MuJoCo model warns (e.g. Brax's 'settotalmass')
     return brax_envs.get_environment(name, **({} if backend is None else {"backend": backend}))
 
 
@@ -248,8 +246,6 @@ def from_class_path(path: str, flag: str = "--env-class") -> Env:
   """The env `MODULE:QUALNAME()` (built with no arguments): how a command line gets back a
   user's own env that `class_path` recorded. Raises `ConfigError` (one line, naming `flag`)
   when the module does not import, the class is missing or building it fails."""
-  import importlib
-
   module_name, _, qualname = path.partition(":")
   if not module_name or not qualname:
     raise ConfigError(f"{flag} {path!r} must read MODULE:CLASS, e.g. my_envs:MyEnv")

@@ -49,7 +49,18 @@ import sys
 from pathlib import Path
 from typing import Any, NamedTuple
 
+import jax
+
+from spo_jax import provenance, saved_policy
+from spo_jax import teachers as teachers_lib
+from spo_jax.checkpoint import (
+    complete_steps,
+    find_checkpoint_dir,
+    read_run_config,
+    refuse_damaged_step,
+)
 from spo_jax.config import Config, ConfigError
+from spo_jax.envs import canonical_env_name, from_class_path
 
 # The measurements live in eval_measures.py; `evaluate_returns` and `save_rollout` are
 # re-exported here, where they used to live.
@@ -59,6 +70,7 @@ from spo_jax.eval_measures import (  # noqa: F401  (re-exported)
     exploitability_fields,
     save_rollout,
 )
+from spo_jax.video import check_video_path, save_video
 
 
 class SavedRun(NamedTuple):
@@ -77,13 +89,6 @@ def locate(path: str | Path, step: int | None, seed_index: int) -> SavedRun:
   match its manifest; each newer damaged one is named on stderr in one line. An explicit
   `--step` that is damaged is refused.
   """
-  from spo_jax.checkpoint import (
-    complete_steps,
-    find_checkpoint_dir,
-    read_run_config,
-    refuse_damaged_step,
-  )
-
   checkpoint_dir = find_checkpoint_dir(path)
   run_dir = checkpoint_dir.parent
   config = read_run_config(run_dir)
@@ -125,8 +130,6 @@ def _env_fix(user_env_class: str | None) -> str:
 def check_env(saved: SavedRun, env) -> None:
   """Before anything is read from the checkpoint: a run on a user's own env needs
   `--env-class`, and a given env must fit the policy (`saved_policy.check_env_fits`)."""
-  from spo_jax import saved_policy
-
   spec = saved_policy.read_spec(saved.run_dir)
   if spec is not None:
     saved_policy.check_env_fits(spec, env, saved.run_dir, _env_fix(spec.user_env_class))
@@ -138,8 +141,6 @@ def restore(saved: SavedRun, env=None):
   run from before policy.json, by building the saved config; a checkpoint Orbax cannot read
   raises `CheckpointError` (one line). `env`: the env to act in (`--env-class`) instead of
   the one the config names."""
-  from spo_jax import saved_policy
-
   return saved_policy.load(saved.run_dir, saved.config, saved.step, saved.seed_index, env=env,
                            fix=_env_fix(None))
 
@@ -147,8 +148,6 @@ def restore(saved: SavedRun, env=None):
 def run_eval(args: argparse.Namespace) -> dict[str, Any]:
   """Every check first (paths, steps, seed indices, env compatibility, teacher name), then
   build, restore and evaluate."""
-  import jax
-
   saved, other, env = _check_request(args)
   setup = restore(saved, env)
   k_eval, k_duel, k_show = jax.random.split(jax.random.PRNGKey(args.seed), 3)
@@ -174,8 +173,6 @@ def _check_request(args: argparse.Namespace) -> tuple[SavedRun, SavedRun | None,
   """Every check of the command line that needs no compiling, in the order bad input is
   reported: counts, the run (and --against's, of the same env), --teacher, the output paths,
   --env-class and its fit to both runs. Returns (run, other run or None, env or None)."""
-  from spo_jax import teachers as teachers_lib
-
   if args.episodes < 1:
     raise ConfigError(f"--episodes {args.episodes} must be at least 1")
   if args.exploitability is not None and (args.br_iterations < 1 or args.episodes < 2):
@@ -185,7 +182,6 @@ def _check_request(args: argparse.Namespace) -> tuple[SavedRun, SavedRun | None,
   other = None
   if args.against is not None:
     other = locate(args.against, args.against_step, args.against_seed_index)
-    from spo_jax.envs import canonical_env_name
 
     if canonical_env_name(other.config.env) != canonical_env_name(saved.config.env):
       raise ConfigError(f"cannot compare: '{saved.run_dir}' trained on {saved.config.env} and "
@@ -196,15 +192,11 @@ def _check_request(args: argparse.Namespace) -> tuple[SavedRun, SavedRun | None,
   if args.save_rollout is not None and Path(args.save_rollout).is_dir():
     raise ConfigError(f"--save-rollout '{args.save_rollout}' is a directory; give a file path")
   if args.video is not None:
-    from spo_jax.video import check_video_path
-
     check_video_path(args.video)
   if args.video_steps is not None and args.video_steps < 1:
     raise ConfigError(f"--video-steps {args.video_steps} must be at least 1")
   env = None
   if args.env_class is not None:
-    from spo_jax.envs import from_class_path
-
     env = from_class_path(args.env_class)
   for run in (saved, other):
     if run is not None:
@@ -220,8 +212,6 @@ def _save_episode(args: argparse.Namespace, setup, key, deterministic: bool
     notes["rollout_note"] = save_rollout(setup, setup.params, Path(args.save_rollout), key,
                                          deterministic)
   if args.video is not None:
-    from spo_jax.video import save_video
-
     notes["video_note"] = save_video(setup, setup.params, Path(args.video), key, deterministic,
                                      args.video_steps)
   return notes
@@ -230,8 +220,6 @@ def _save_episode(args: argparse.Namespace, setup, key, deterministic: bool
 def _provenance(run_dir: Path) -> dict[str, Any]:
   """{"provenance": the run's record (None: none recorded)}, or {"provenance_error": why}:
   a damaged provenance.json is reported, never a reason not to evaluate."""
-  from spo_jax import provenance
-
   try:
     return {"provenance": provenance.read(run_dir)}
   except (OSError, ValueError) as error:
@@ -239,8 +227,6 @@ def _provenance(run_dir: Path) -> dict[str, Any]:
 
 
 def _report(r: dict[str, Any]) -> str:
-  from spo_jax import provenance
-
   lines = [f"{r['run']} (iteration {r['step']}, seed index {r['seed_index']}, "
            f"{'deterministic' if r['deterministic'] else 'stochastic'} policy, {r['env']}):",
            f"  return {r['return_mean']:.2f} ± {r['return_std']:.2f} (min {r['return_min']:.2f}, "

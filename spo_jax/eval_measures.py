@@ -3,9 +3,7 @@ the ground-truth return and episode length, the teacher's win rate against anoth
 the exploitability by a trained best response, and one episode written to a file.
 
 `setup` below is a `saved_policy.LoadedPolicy` (or a `setup.Setup`): the run's `config`,
-`env`, `networks`, `user_env` and `teacher` (None when loaded from policy.json). JAX and the
-package's training modules are imported inside the functions, so that `spo-eval --help` and
-bad input need neither.
+`env`, `networks`, `user_env` and `teacher` (None when loaded from policy.json).
 """
 
 from __future__ import annotations
@@ -14,21 +12,22 @@ import json
 from pathlib import Path
 from typing import Any
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 
+from spo_jax import best_response as br
+from spo_jax import teachers as teachers_lib
 from spo_jax.errors import ConfigError
+from spo_jax.evaluate import head_to_head, rollout_policy
+from spo_jax.reward_sources import REWARD_SOURCES
+from spo_jax.rollout import rollout
 
 
 def evaluate_returns(setup, params, episodes: int, key, deterministic: bool = True
                      ) -> dict[str, float]:
   """Ground-truth return and length over `episodes` episodes from reset (jitted rollout);
   `setup` has the run's `config`, `env` and `networks` (a `LoadedPolicy` or a `Setup`)."""
-  import jax
-  import jax.numpy as jnp
-
-  from spo_jax.evaluate import rollout_policy
-  from spo_jax.rollout import rollout
-
   config = setup.config
 
   @jax.jit
@@ -47,9 +46,6 @@ def evaluate_returns(setup, params, episodes: int, key, deterministic: bool = Tr
 def run_teacher(setup, expression: str | None):
   """The run's teacher, or `expression` with the run's teacher parameters; returns
   (teacher, its name)."""
-  from spo_jax import teachers as teachers_lib
-  from spo_jax.reward_sources import REWARD_SOURCES
-
   config = setup.config
   spec = teachers_lib.env_spec(setup.env, config.episode_length, registry_name(setup))
   # A run whose reward source asked no teacher has none of its own: build the configured one.
@@ -75,11 +71,6 @@ def duel_fields(saved, setup, other, other_setup, expression: str | None, episod
   `saved`, `other`: the two located runs (eval_cli.SavedRun); `expression`: --teacher, or
   None for the run's own. Raises `ConfigError` when the two policies' sizes differ.
   """
-  import jax
-
-  from spo_jax import teachers as teachers_lib
-  from spo_jax.evaluate import head_to_head, rollout_policy
-
   sizes = (setup.networks.observation_size, setup.env.action_size)
   other_sizes = (other_setup.networks.observation_size, other_setup.env.action_size)
   if sizes != other_sizes:
@@ -116,10 +107,6 @@ def exploitability_fields(saved, setup, env, *, target: str, expression: str | N
   """`best_response.exploitability` of the run's last iterate or mixture (`target`), as
   spo-eval's result fields. `saved`: the located run (eval_cli.SavedRun); `env`: the
   --env-class env or None; `expression`: --teacher or None."""
-  import jax
-
-  from spo_jax import best_response as br
-
   # The frozen iterates act as the evaluation does: their mode, or samples with --stochastic.
   frozen = br.load_frozen(saved.run_dir, target, saved.seed_index, env,
                           deterministic=not stochastic)
@@ -133,8 +120,6 @@ def exploitability_fields(saved, setup, env, *, target: str, expression: str | N
 
 def save_rollout(setup, params, path: Path, key, deterministic: bool = True) -> str:
   """One episode of the policy to `path`; returns a sentence saying what was written."""
-  import jax
-
   config, env = setup.config, setup.env
   policy = setup.make_policy(params, deterministic=deterministic)
   reset, step, act = jax.jit(env.reset), jax.jit(env.step), jax.jit(policy)
@@ -153,7 +138,7 @@ def save_rollout(setup, params, path: Path, key, deterministic: bool = True) -> 
   path.parent.mkdir(parents=True, exist_ok=True)
   system = getattr(env, "sys", None)
   if system is not None:
-    from brax.io import html
+    from brax.io import html  # lazy: it imports jinja2 (~0.2 s), for this HTML only
 
     if hasattr(env, "dt"):  # one viewer frame per env step, not per physics substep
       system = system.tree_replace({"opt.timestep": env.dt})

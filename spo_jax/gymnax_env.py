@@ -40,7 +40,7 @@ INSTALL_HINT = "pip install 'spo_jax[gymnax]' (or pip install gymnax)"
 
 def _import_gymnax() -> Any:
   try:
-    import gymnax
+    import gymnax  # the optional extra `gymnax`, imported on first use
   except ImportError as error:
     raise ConfigError(f"gymnax environments need the gymnax package, which is not installed: "
                       f"{INSTALL_HINT}") from error

@@ -37,6 +37,7 @@ import importlib.util
 import io
 import json
 import os
+import shutil
 from pathlib import Path
 from typing import Any, Literal
 
@@ -260,8 +261,6 @@ class MetricsLogger:
         tb = TensorBoardSink(self.run_dir / "tensorboard", kept, keys)
         what, path = "TensorBoard events", tb.directory
         if resume_iteration is None and tb.directory.exists():
-          import shutil
-
           shutil.rmtree(tb.directory)  # a new run in this directory: no stale curves
         tb.open_all()
         self._sinks.append(tb)

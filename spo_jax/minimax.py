@@ -15,6 +15,7 @@ which is 0 exactly at a Minimax Winner and at most 1/2.
 from __future__ import annotations
 
 import numpy as np
+from scipy.optimize import linprog
 
 from spo_jax.errors import ConfigError
 
@@ -54,8 +55,6 @@ def minimax_winner(pref) -> np.ndarray:
   Variables x = (pi_1..pi_K, v); minimize -v subject to v - sum_i pi_i A[i, j] <= 0 for all j,
   sum_i pi_i = 1, pi >= 0. When the MW is not unique, one of them is returned.
   """
-  from scipy.optimize import linprog
-
   pref = check_preference_matrix(pref)
   size = pref.shape[0]
   payoff = pref - 0.5

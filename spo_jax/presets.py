@@ -12,6 +12,7 @@ tuned. Apart from config.py, which holds the fields and their validation.
 
 from __future__ import annotations
 
+from spo_jax import envs
 from spo_jax.config import Config
 
 PRESETS: dict[str, Config] = {
@@ -96,8 +97,6 @@ def preset(env: str) -> Config:
   name of a registered env is read as that env: `preset('brax:hopper')` is `preset('hopper')`
   (`envs.canonical_env_name`)."""
   if isinstance(env, str) and ":" in env:
-    from spo_jax import envs  # only for family names: `import spo_jax.config` stays light
-
     env = envs.canonical_env_name(env)
   if env in PRESETS:
     return PRESETS[env]

@@ -16,6 +16,10 @@ from __future__ import annotations
 import sys
 from typing import Any, TextIO
 
+import rich.progress as rp
+from rich.console import Console, Group
+from rich.text import Text
+
 from spo_jax.config import Config
 
 STYLES = ("auto", "bar", "lines", "none")
@@ -78,18 +82,12 @@ class BarProgress(_Silent):
   """A rich progress bar over env steps with the latest evaluation beneath it."""
 
   def __init__(self, config: Config, file: TextIO | None = None):
-    from rich.console import Console
-
     self.config = config
     self.console = Console(file=file) if file is not None else Console()
     self._progress = None
     self._task = None
 
   def start(self, steps: int) -> None:
-    import rich.progress as rp
-    from rich.console import Group
-    from rich.text import Text
-
     class _Speed(rp.ProgressColumn):
       def render(self, task) -> Text:
         speed = task.finished_speed or task.speed
@@ -117,7 +115,6 @@ class BarProgress(_Silent):
   def evaluation(self, metrics: dict[str, Any]) -> None:
     if self._progress is None:
       return
-    from rich.text import Text
 
     self._progress.info = Text(f"iter {metrics['iteration']} | " +
                                " | ".join(p.strip() for p in summary_parts(metrics)))

@@ -45,8 +45,11 @@ import socket
 import subprocess
 import sys
 from collections.abc import Callable
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
+
+import jax
 
 from spo_jax import run_dir as run_dir_lib
 from spo_jax.digests import package_version
@@ -121,8 +124,6 @@ def git_info(directory: str | Path) -> dict[str, Any]:
 def library_versions() -> dict[str, str | None]:
   """Python's version and each library's installed version (None: a listed library that is
   not installed; optional ones are left out then)."""
-  from importlib.metadata import PackageNotFoundError, version
-
   versions: dict[str, str | None] = {"python": platform.python_version()}
   for name in LIBRARIES + OPTIONAL_LIBRARIES:
     try:
@@ -135,8 +136,6 @@ def library_versions() -> dict[str, str | None]:
 
 def device_info() -> dict[str, Any]:
   """The devices JAX trains on (starts JAX's backend if it has not started)."""
-  import jax
-
   devices = jax.devices()
   return {"platform": devices[0].platform, "kind": devices[0].device_kind,
           "count": len(devices), "local_count": jax.local_device_count(),

@@ -285,6 +285,7 @@ def check_contents(run_dir: Path, config: Config, resume: bool, overwrite: bool)
   """What the directory holds decides, under the lock (no other writer can change it now):
   a run to resume (its config must match), an occupied directory, a run with no checkpoint.
   Returns True when there is a checkpoint to resume from."""
+  # Local: checkpoint imports run_dir (a circle).
   from spo_jax.checkpoint import complete_steps, config_differences, read_run_config
 
   if resume:

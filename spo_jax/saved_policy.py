@@ -30,10 +30,13 @@ from typing import Any, NamedTuple
 import jax
 from brax.envs.base import Env
 
+from spo_jax import envs as envs_lib
 from spo_jax import networks as nets
 from spo_jax import run_dir as run_dir_lib
+from spo_jax.checkpoint import Checkpointer, restore_usable
 from spo_jax.config import Config, ConfigError
 from spo_jax.evaluate import PolicyParams, make_policy_factory, seed_slice
+from spo_jax.iteration import policy_params
 
 FORMAT = 1  # policy.json's layout version; a newer one is refused in one line
 
@@ -107,8 +110,6 @@ def check_env_fits(spec: PolicySpec, env: Env | None, run_path: Path, fix: str) 
   """Before the checkpoint is opened: a run trained on a user's own env needs it back, and a
   given env must have the sizes the policy was built for. Raises `ConfigError` in one line;
   `fix` says how the caller passes an env (an argument, a flag)."""
-  from spo_jax import envs as envs_lib
-
   if env is None:
     if spec.user_env_class is not None:
       raise ConfigError(f"'{run_path}' was trained on your own environment "
@@ -157,8 +158,6 @@ def restore_policy_params(checkpoint_dir: Path, networks: nets.Networks, num_see
                           step: int | None = None) -> tuple[int, PolicyParams]:
   """(step, PolicyParams [S, ...]) read from the newest usable checkpoint (or `step`):
   only the policy's weights and the normalizer, the rest of the TrainState is not read."""
-  from spo_jax.checkpoint import Checkpointer, restore_usable
-
   abstract = abstract_policy_params(networks, num_seeds)
   # The checkpoint stores the TrainState's NamedTuples as dicts of their fields.
   wanted = {"params": {"policy": abstract.policy}, "normalizer": abstract.normalizer._asdict()}
@@ -194,8 +193,6 @@ def load(run_path: Path, config: Config, step: int | None = None, seed_index: in
   `env`: the environment to act in instead of the one `config.env` names (required for a run
   trained on a user's own env; `check_env`, whose message ends with `fix`). `with_env` False
   (and no `env`): the result's env is None (`load_policy` needs only the networks)."""
-  from spo_jax import envs as envs_lib
-
   run_path = Path(run_path)
   checkpoint_dir = run_path / run_dir_lib.CHECKPOINTS
   spec = read_spec(run_path)
@@ -214,9 +211,7 @@ def load(run_path: Path, config: Config, step: int | None = None, seed_index: in
 
 def _load_by_building(run_path: Path, config: Config, step: int | None,
                       seed_index: int, env: Env | None = None) -> LoadedPolicy:
-  from spo_jax.checkpoint import Checkpointer, restore_usable
-  from spo_jax.iteration import policy_params
-  from spo_jax.setup import build, over_seeds, seed_keys
+  from spo_jax.setup import build, over_seeds, seed_keys  # local: setup imports this module
 
   setup = build(config, env)
   init = over_seeds(setup.fns.init, config.num_seeds)

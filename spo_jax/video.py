@@ -15,7 +15,9 @@ An episode is played by one jitted `lax.scan` (`play_episode`), then drawn frame
 
 Files are written by imageio (GIF through Pillow, MP4 through the ffmpeg binary that
 imageio-ffmpeg bundles: no system package), to a temporary file beside the target, then
-renamed, so a failed write leaves nothing behind. imageio is the optional extra `video`.
+renamed, so a failed write leaves nothing behind. imageio is the optional extra `video`;
+it and matplotlib (~0.4 s) are imported inside the functions that use them, so spo-eval
+without --video loads neither.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import mujoco
 import numpy as np
 from brax.envs.base import PipelineEnv, Wrapper
 
@@ -123,8 +126,6 @@ def _physics_env(env) -> PipelineEnv | None:
 def mujoco_frames(env: PipelineEnv, episode: Episode) -> list[np.ndarray]:
   """[HEIGHT, WIDTH, 3] uint8 frames of a Brax env's episode, by MuJoCo's renderer on each
   pipeline state's joint positions and velocities (`q`, `qd`)."""
-  import mujoco
-
   model = env.sys.mj_model
   data = mujoco.MjData(model)
   if model.ncam > 0:

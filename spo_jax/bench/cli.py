@@ -61,6 +61,9 @@ from spo_jax.bench.measures import (
   time_to_target,
   winrate_share,
 )
+from spo_jax.config import ConfigError, validate
+from spo_jax.envs import require_family
+from spo_jax.presets import preset
 
 # -------------------------------------------------------------------------------------
 # Report
@@ -172,9 +175,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-  from spo_jax.config import ConfigError, validate
-  from spo_jax.presets import preset
-
   args = build_parser().parse_args(argv)
   if args.full:
     for k, v in FULL.items():
@@ -187,7 +187,6 @@ def main(argv: list[str] | None = None) -> int:
       seeds = [1, *seeds]  # sequential runs are extrapolated from S = 1
     if args.repeats < 1:
       raise BenchError(f"--repeats {args.repeats} must be >= 1")
-    from spo_jax.envs import require_family
 
     # brax:hopper is hopper; gymnax's envs and other families are not benchmarked here (the
     # raw-physics and Brax PPO contenders are written for Brax's and the package's envs)

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import os
 import platform
 import statistics
 import subprocess
 import time
 from collections.abc import Callable
 from typing import Any
+
+import jax
+import jax.numpy as jnp
 
 # `spo_full_update`: SPO with num_microbatches = 1, every PPO minibatch over all its slots
 # (masked ones included), to show in one process what following the valid steps saves.
@@ -51,17 +55,11 @@ def cpu_model() -> str:
 
 
 def machine() -> dict[str, Any]:
-  import os
-
-  import jax
-
   return {"cpu": cpu_model(), "cores": os.cpu_count(), "device": str(jax.devices()[0]),
           "jax": jax.__version__, "python": platform.python_version()}
 
 
 def timed(fn: Callable, *args) -> tuple[float, Any]:
-  import jax
-
   start = time.perf_counter()
   out = jax.block_until_ready(fn(*args))
   return time.perf_counter() - start, out
@@ -70,9 +68,6 @@ def timed(fn: Callable, *args) -> tuple[float, Any]:
 def raw_rollout_fn(env, num_envs: int, horizon: int):
   """A jitted scan of `env.step` with uniform random actions in [-1, 1]; returns a checksum
   of the observations (a constant reward would let XLA drop the physics as dead code)."""
-  import jax
-  import jax.numpy as jnp
-
   @jax.jit
   def run(key):
     state = jax.vmap(env.reset)(jax.random.split(key, num_envs))

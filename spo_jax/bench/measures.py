@@ -7,17 +7,26 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+import spo_jax
+from spo_jax import brax_ppo, ppo
+from spo_jax import envs as envs_lib
+from spo_jax import reward_sources as sources
+from spo_jax import teachers as teachers_lib
 from spo_jax.bench.common import median, raw_rollout_fn, timed
+from spo_jax.evaluate import rollout_policy
+from spo_jax.rollout import DEFAULT_CHUNK, RolloutResult, Trajectory, compaction_sizes, rollout
+from spo_jax.teachers import TeacherStep
+from spo_jax.train import build, over_seeds, policy_params, ppo_hyperparams
 
 # -------------------------------------------------------------------------------------
 # 1-2. Throughput and breakdown
 # -------------------------------------------------------------------------------------
 
 def throughput(config, contenders, repeats: int, warmup: int, breakdown: bool) -> dict:
-  import jax
-
-  from spo_jax.train import build
-
   results: dict[str, Any] = {}
   spo_setup = build(config.replace(reward_source="spo"))
   state = jax.jit(spo_setup.fns.init)(jax.random.PRNGKey(config.seed))
@@ -83,15 +92,6 @@ def throughput(config, contenders, repeats: int, warmup: int, breakdown: bool) -
 def spo_breakdown(setup, state, repeats: int) -> tuple[dict[str, float], dict[str, int]]:
   """Median seconds of each stage of the SPO iteration, each jitted alone on the same data,
   and the valid and physics steps of the rollout they were timed on."""
-  import jax
-
-  from spo_jax import ppo
-  from spo_jax import reward_sources as sources
-  from spo_jax import teachers as teachers_lib
-  from spo_jax.evaluate import rollout_policy
-  from spo_jax.rollout import compaction_sizes, rollout
-  from spo_jax.train import policy_params, ppo_hyperparams
-
   config, env, networks = setup.config, setup.env, setup.networks
   spec = teachers_lib.env_spec(env, config.episode_length, config.env)
   source = sources.make_reward_source(config, setup.teacher, spec)
@@ -135,9 +135,6 @@ def spo_breakdown(setup, state, repeats: int) -> tuple[dict[str, float], dict[st
 # -------------------------------------------------------------------------------------
 
 def time_to_target(config, contenders, target: float, repeats: int, brax_steps: int) -> dict:
-  import spo_jax
-  from spo_jax import brax_ppo
-
   runs: dict[str, list[dict]] = {name: [] for name in ("spo", "brax_ppo") if name in contenders}
   for _ in range(repeats):
     if "spo" in runs:
@@ -176,15 +173,6 @@ def time_to_target(config, contenders, target: float, repeats: int, brax_steps: 
 def winrate_share(config, sizes: list[int], horizon: int, opponents: int, repeats: int,
                   seconds_per_slot: float) -> list[dict]:
   """Seconds of the teacher fold + preference matrix + placement at each N, alone."""
-  import jax
-  import jax.numpy as jnp
-
-  from spo_jax import envs as envs_lib
-  from spo_jax import reward_sources as sources
-  from spo_jax import teachers as teachers_lib
-  from spo_jax.rollout import RolloutResult, Trajectory
-  from spo_jax.teachers import TeacherStep
-
   env = envs_lib.make_env(config.env, config.backend)
   spec = teachers_lib.env_spec(env, horizon, config.env)
   teacher = teachers_lib.make_teacher(config, spec)
@@ -239,13 +227,6 @@ def winrate_share(config, sizes: list[int], horizon: int, opponents: int, repeat
 # -------------------------------------------------------------------------------------
 
 def seeds_section(config, seeds: list[int], chunks: list[str], repeats: int) -> list[dict]:
-  import jax
-  import jax.numpy as jnp
-  import numpy as np
-
-  from spo_jax.rollout import DEFAULT_CHUNK
-  from spo_jax.train import build, over_seeds
-
   calls = {}
   for chunk_name in chunks:
     chunk = config.episode_length if chunk_name == "horizon" else (

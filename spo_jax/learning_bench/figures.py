@@ -19,7 +19,7 @@ PLOT_POINTS = 101
 def plot(path: Path, plan: dict[str, Any], runs: dict[tuple[str, int], dict[str, Any]]) -> None:
   """Return vs env steps and vs wall time: thin lines per seed, a thick line for the mean over
   seeds on a common grid, drawn only where every seed's curve reaches."""
-  import matplotlib
+  import matplotlib  # lazy: ~1 s with pyplot, only when the figure is drawn
 
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt

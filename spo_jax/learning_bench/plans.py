@@ -4,6 +4,7 @@ beside it (`describe_machine`, `versions`)."""
 
 from __future__ import annotations
 
+import inspect
 import json
 import os
 import platform
@@ -12,6 +13,13 @@ import sys
 from importlib import metadata
 from typing import Any
 
+from brax import envs as brax_envs
+
+from spo_jax import brax_ppo
+from spo_jax import envs as envs_lib
+from spo_jax.bench.common import cpu_model
+from spo_jax.config import ConfigError, validate
+from spo_jax.envs import known_env_names, require_family
 from spo_jax.learning_bench.settings import (
     SETTINGS,
     BraxPPOSettings,
@@ -20,6 +28,7 @@ from spo_jax.learning_bench.settings import (
     brax_steps_per_training_step,
     brax_total_steps,
 )
+from spo_jax.presets import preset
 
 CONTENDERS = ("brax_ppo", "ground_truth", "spo")
 OURS = ("ground_truth", "spo")
@@ -70,20 +79,10 @@ def _default_backend(env: str) -> str | None:
   """The backend every contender runs on when none is given: the preset's (the one its
   settings were tuned on), else the one `brax.envs.get_environment(env)` uses (read from the
   env class's signature; nothing is built). None for the package's own envs."""
-  from spo_jax import envs as envs_lib
-
   if env in envs_lib.PACKAGE_ENVS:
     return None
-  from spo_jax.presets import preset
-
   if preset(env).backend is not None:  # the backend the preset was tuned on
     return preset(env).backend
-  import inspect
-
-  from spo_jax._quiet import quiet_imports
-
-  with quiet_imports():
-    from brax import envs as brax_envs
   env_class = getattr(brax_envs, "_envs", {}).get(env)
   parameter = (inspect.signature(env_class.__init__).parameters.get("backend")
                if env_class is not None else None)
@@ -92,8 +91,6 @@ def _default_backend(env: str) -> str | None:
 
 def resolve_backend(env: str, contenders: list[tuple[str, str | None]]) -> str | None:
   """The one backend every contender runs on (None for the package's envs)."""
-  from spo_jax import envs as envs_lib
-
   for name, backend in contenders:
     if backend is not None and backend not in envs_lib.BRAX_BACKENDS:
       raise BenchError(f"backend '{backend}' of contender {name} is not a Brax backend; use one "
@@ -121,8 +118,6 @@ def our_config(env: str, reward_source: str, backend: str | None, budget: int,
   Brax does: each time the env steps pass a multiple of budget / num_evals (so early
   terminations, which make iterations short, do not multiply the evaluations), and at the end.
   """
-  from spo_jax.presets import preset
-
   config = preset(env)
   return config.replace(reward_source=reward_source, backend=backend, num_timesteps=budget,
                         eval_every_steps=max(1, budget // num_evals), target_return=None,
@@ -136,8 +131,6 @@ def make_plan(env: str, backend_flag: str | None, budget: int, seeds_text: str,
   Raises `BenchError` (one line: the problem and the fix). The plan holds no machine or
   versions yet (`describe_machine`), so that it can be checked without starting JAX.
   """
-  from spo_jax.presets import preset
-
   env = _bench_env_name(env)
   seeds = parse_seeds(seeds_text)
   contenders = parse_contenders(contenders_text, backend_flag)
@@ -176,9 +169,6 @@ def make_plan(env: str, backend_flag: str | None, budget: int, seeds_text: str,
 def _bench_env_name(env: str) -> str:
   """`env` as the settings know it (brax:hopper is hopper); `BenchError` for gymnax and the
   other families, which have no learning-bench settings."""
-  from spo_jax.config import ConfigError
-  from spo_jax.envs import require_family
-
   try:
     return require_family(env, ("package", "brax"), "spo-learning-bench")
   except ConfigError as error:
@@ -187,9 +177,6 @@ def _bench_env_name(env: str) -> str:
 
 def _check_env(env: str, names: list[str]) -> None:
   """`env` is known, Brax PPO (if a contender) can train it, and it has settings."""
-  from spo_jax import brax_ppo
-  from spo_jax.envs import known_env_names
-
   if env not in known_env_names():
     raise BenchError(f"unknown env '{env}'; envs with learning-bench settings: "
                      f"{', '.join(SETTINGS)}")
@@ -229,8 +216,6 @@ def _our_settings(env: str, name: str, backend: str | None, budget: int, num_eva
                   n: int, h: int) -> dict[str, Any]:
   """The plan entry of our contender `name` (a reward source): its validated config, seed
   left out (set per run)."""
-  from spo_jax.config import ConfigError, validate
-
   config = our_config(env, name, backend, budget, num_evals)
   try:
     validate(config)
@@ -249,8 +234,6 @@ def describe_machine() -> dict[str, Any]:
   """CPU model, cores and the accelerator JAX sees. The accelerator is asked in a short
   subprocess: initialising JAX here would take (on a GPU, most of) the device's memory away
   from the runs."""
-  from spo_jax.bench.common import cpu_model
-
   cpu = cpu_model()
   probe = ("import json, jax; d = jax.devices(); "
            "print(json.dumps([d[0].platform, d[0].device_kind, len(d)]))")

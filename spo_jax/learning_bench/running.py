@@ -17,6 +17,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import jax
+
+import spo_jax
+import spo_jax.checkpoint
+from spo_jax import brax_ppo
 from spo_jax.checkpoint import write_text_atomic
 from spo_jax.learning_bench.plans import BenchError
 from spo_jax.learning_bench.report import write_outputs
@@ -56,16 +61,12 @@ def run_one(out: Path, contender: str, seed: int) -> dict[str, Any]:
   The clock starts just before the trainer is called, imports done: it counts env
   construction, compilation, training and evaluations.
   """
-  import jax
-
   # Every run compiles from scratch: a persistent cache (JAX_COMPILATION_CACHE_DIR) filled by
   # an earlier run would hand the later ones their compilation for free.
   jax.config.update("jax_enable_compilation_cache", False)
   plan = json.loads((out / "plan.json").read_text())
   settings = plan["settings"][contender]
   if contender == "brax_ppo":
-    from spo_jax import brax_ppo
-
     kwargs = dict(settings["ppo_train_kwargs"])
     hidden = settings["hidden_sizes"]
     start = time.perf_counter()
@@ -76,9 +77,6 @@ def run_one(out: Path, contender: str, seed: int) -> dict[str, Any]:
     curve, wall, env_steps = result["curve"], result["wall_s"], result["env_steps"]
     physics_steps = env_steps  # auto-reset rollouts: every executed step is a training step
   else:
-    import spo_jax
-    import spo_jax.checkpoint  # noqa: F401  (imported by train; not on the clock)
-
     config = spo_jax.Config.from_dict({**settings["config"], "seed": seed})
     curve = []
     start = time.perf_counter()

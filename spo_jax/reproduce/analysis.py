@@ -3,7 +3,8 @@
 Edge of the Statistical Precipice").
 
 pandas and rliable come from the `reproduce` extra and are imported inside the functions
-that use them (`extras.require`), so importing this module needs neither.
+that use them (`extras.require`), so importing this module needs neither; scipy.stats
+(~0.8 s) is imported inside the IQM functions for the same reason.
 """
 
 from __future__ import annotations
@@ -17,9 +18,12 @@ from typing import Any
 
 import numpy as np
 
+from spo_jax.config import ConfigError
+from spo_jax.minimax import minimax_winner
 from spo_jax.reproduce.extras import require
 from spo_jax.reproduce.plans import Run
 from spo_jax.reproduce.running import HEAD_TO_HEAD_FILE, read_metrics
+from spo_jax.teachers.matrix_game import load_table
 
 
 def collect(runs: list[Run], out: Path):
@@ -190,10 +194,6 @@ def _isnan(value) -> bool:
 def exact_minimax_winner(table: str) -> np.ndarray | None:
   """The exact Minimax Winner [K] of payoff `table` (a preset name or a file, as
   `--table` takes it; `spo_jax.minimax`'s linear program), or None if it cannot be read."""
-  from spo_jax.config import ConfigError
-  from spo_jax.minimax import minimax_winner
-  from spo_jax.teachers.matrix_game import load_table
-
   try:
     return minimax_winner(load_table(table))
   except (ConfigError, OSError, ValueError):

@@ -42,7 +42,11 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from spo_jax.reproduce import extras
+from spo_jax import teachers as teachers_lib
+from spo_jax.cli import silence_stderr
+from spo_jax.config import ConfigError, validate
+from spo_jax.envs import make_env, require_family
+from spo_jax.reproduce import analysis, extras, report, running
 from spo_jax.reproduce.plans import (
     DEFAULT_TABLE,
     METHODS,
@@ -55,6 +59,9 @@ from spo_jax.reproduce.plans import (
     plan_runs,
     scale_plan,
 )
+from spo_jax.run_dir import RunDirBusy
+from spo_jax.teachers.raters import PRESETS as RATER_PRESETS
+from spo_jax.write_errors import RunWriteError
 
 PROG = "spo-reproduce"
 
@@ -133,9 +140,6 @@ def check_arguments(args: argparse.Namespace) -> list[Run]:
     raise UsageError(f"unknown scale {args.scale!r}; valid: {', '.join(SCALES)}")
   plan = scale_plan(args.scale, args.tiny)
   if args.env is not None and ":" in args.env:
-    from spo_jax.config import ConfigError
-    from spo_jax.envs import require_family
-
     try:  # brax:hopper is hopper; the plans name no env of another family
       args.env = require_family(args.env, ("package", "brax"), "spo-reproduce")
     except ConfigError as error:
@@ -157,8 +161,6 @@ def check_arguments(args: argparse.Namespace) -> list[Run]:
     if problem is not None:
       raise UsageError(problem)
   # Only now the package's configs and teachers (and so jax) are needed.
-  from spo_jax.config import ConfigError
-  from spo_jax.teachers.raters import PRESETS as RATER_PRESETS
 
   if args.env is not None and "q1" in questions and args.env not in RATER_PRESETS:
     raise UsageError(f"env {args.env!r} has no intransitive rater preset for Q1; valid: "
@@ -185,10 +187,6 @@ def check_arguments(args: argparse.Namespace) -> list[Run]:
 def validate_runs(runs: list[Run]) -> None:
   """`validate` every config and build every teacher against its env (no compilation);
   raises `spo_jax.ConfigError` on the first problem."""
-  from spo_jax import teachers as teachers_lib
-  from spo_jax.config import validate
-  from spo_jax.envs import make_env
-
   envs: dict[str, Any] = {}
   for run in runs:
     config = validate(run.config)
@@ -219,16 +217,12 @@ def main(argv: list[str] | None = None, *, prog: str = PROG, command: str = PROG
   if args.dry_run:
     dry_run(runs)
     return 0
-  from spo_jax.reproduce import analysis, report, running
 
   out: Path = args.out
   out.mkdir(parents=True, exist_ok=True)
   episodes = scale_plan(args.scale, args.tiny).final_episodes
   seconds: dict[str, float] = {}
   if not args.analyze_only:
-    from spo_jax.run_dir import RunDirBusy
-    from spo_jax.write_errors import RunWriteError
-
     try:
       seconds = running.execute(runs, out, args.force, episodes)
     except RunDirBusy as error:  # another reproduction (or spo-train) holds a point's run
@@ -236,7 +230,6 @@ def main(argv: list[str] | None = None, *, prog: str = PROG, command: str = PROG
       return 2
     except RunWriteError as error:  # disk full: finished points are kept, rerun to go on
       print(f"{prog}: error: {error}", file=sys.stderr, flush=True)
-      from spo_jax.cli import silence_stderr
 
       silence_stderr()  # Orbax's abandoned writes may still complain until exit
       return 4

@@ -2,8 +2,7 @@
 
 A plan is data: `PLANS[scale]` names the environment of each question, the noise grids and
 the sizes; `plan_runs` turns it into `Run`s, one compiled training run each (all seeds
-vmapped). Nothing here compiles or trains; JAX and the package's config are imported only
-when a config is built, so `spo-reproduce --help` and the name checks stay fast.
+vmapped). Nothing here compiles or trains.
 
 Equal labels (Q2, Q3). A rater answers a query with one label, so SPO and the reward model
 are compared at equal numbers of LABELS (`equal_label_configs`): with k labels per
@@ -20,6 +19,8 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable
 from typing import Any, NamedTuple
+
+from spo_jax.presets import preset
 
 QUESTIONS = ("q1", "q2", "q3", "q4")
 SCALES = ("cpu", "gpu")
@@ -201,8 +202,6 @@ def base_config(env: str, settings: EnvSettings, seeds: int, tiny: bool):
 
   Returns a `spo_jax.Config` (not validated: `cli.validate_runs` does that for all runs).
   """
-  from spo_jax.presets import preset
-
   # The questions are about whole-episode preferences (non-Markovian teachers judge whole
   # episodes): the locomotion presets' segments, uncentred rewards and CPU backend are not
   # taken over; a plan's overrides may still set them.
@@ -218,8 +217,6 @@ def base_config(env: str, settings: EnvSettings, seeds: int, tiny: bool):
 
 def matrix_config(plan: ScalePlan, seeds: int, table: str, tiny: bool):
   """Q1's matrix game: `plan.matrix_iterations` iterations on payoff `table`, S = `seeds`."""
-  from spo_jax.presets import preset
-
   config = preset("matrix_game").replace(
       teacher="matrix_game", teacher_table=table, num_seeds=seeds, seed=0,
       num_timesteps=10**12, max_iterations=plan.matrix_iterations,

@@ -10,6 +10,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import jax
+
 from spo_jax.reproduce.analysis import ci_method, exact_minimax_winner, summarize
 from spo_jax.reproduce.figures import figures
 from spo_jax.reproduce.plans import METHOD_LABELS, TITLES, Run
@@ -35,8 +37,6 @@ MEASURE_LABELS = {
 
 def machine() -> str:
   """One line naming the CPU, its cores, the JAX version, backend and devices."""
-  import jax
-
   cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
   devices = ", ".join(sorted({d.device_kind for d in jax.devices()}))
   return (f"{platform.machine()} {platform.processor() or ''} {cores} cores, "

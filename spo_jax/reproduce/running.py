@@ -3,8 +3,7 @@
 Each run lives in OUT/<question>/<run.name>/: `spo_jax.train`'s files (config.json,
 metrics.jsonl, checkpoints/) and `final.json`, written last, with the run's config and what
 was measured after training. A run whose final.json holds its config is finished; one with
-a checkpoint but no final.json was interrupted and is resumed. JAX and the package are
-imported inside the functions, so planning and `--help` do not pay for them.
+a checkpoint but no final.json was interrupted and is resumed.
 """
 
 from __future__ import annotations
@@ -16,9 +15,21 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 
+import spo_jax
+from spo_jax import best_response as br
+from spo_jax.checkpoint import Checkpointer, read_run_config
+from spo_jax.config import ConfigError
+from spo_jax.evaluate import head_to_head, rollout_policy
 from spo_jax.reproduce.plans import Run
+from spo_jax.rollout import rollout
+from spo_jax.run_dir import RunDirBusy
+from spo_jax.teachers import nonmarkov
+from spo_jax.teachers.raters import MajorityOfRaters
+from spo_jax.train import build, over_seeds, policy_params, seed_keys
 
 FINAL_FILE = "final.json"
 HEAD_TO_HEAD_FILE = "head_to_head.json"  # under OUT/q1/
@@ -53,10 +64,6 @@ def find_twin(out: Path, run_dir: Path, config) -> Path | None:
 def train_run(run: Run, run_dir: Path, force: bool, log: Callable[[str], None]) -> float:
   """Train `run` in `run_dir` (resuming an interrupted run unless `force`); returns the wall
   time of this call in seconds."""
-  import spo_jax
-  from spo_jax.config import ConfigError
-  from spo_jax.run_dir import RunDirBusy
-
   start = time.perf_counter()
   resume = (not force and (run_dir / "config.json").exists()
             and (run_dir / "checkpoints").is_dir())
@@ -75,11 +82,6 @@ def train_run(run: Run, run_dir: Path, force: bool, log: Callable[[str], None]) 
 def restore_params(run_dir: Path):
   """(setup, PolicyParams with a leading seed axis [S, ...]) of a run's last checkpoint;
   `setup` is `spo_jax.train.build` of the run's saved config."""
-  import jax
-
-  from spo_jax.checkpoint import Checkpointer, read_run_config
-  from spo_jax.train import build, over_seeds, policy_params, seed_keys
-
   config = read_run_config(run_dir)
   setup = build(config)
   checkpointer = Checkpointer(run_dir / "checkpoints")
@@ -101,12 +103,6 @@ def teacher_properties(teacher: Any, summaries: Any, returns: Any) -> dict[str, 
   (the deadline + 1 where it was not); peak: `peak` = max_t q_t; steady: `variance`.
   Always `return`, the env's return `returns` [E].
   """
-  import jax
-  import jax.numpy as jnp
-
-  from spo_jax.teachers import nonmarkov
-  from spo_jax.teachers.raters import MajorityOfRaters
-
   out = {"return": returns}
   if isinstance(teacher, MajorityOfRaters):
     utilities = jax.vmap(teacher.utilities)(summaries)  # [E, K]
@@ -130,12 +126,6 @@ def make_measure(setup, episodes: int) -> Callable:
   """jit(vmap over seeds) of: roll out the deterministic policy `episodes` times with the
   configured teacher folded in; (params [S, ...], keys [S]) -> the per-seed means [S] of
   `teacher_properties`."""
-  import jax
-  import jax.numpy as jnp
-
-  from spo_jax.evaluate import rollout_policy
-  from spo_jax.rollout import rollout
-
   config = setup.config
   teacher = setup.teacher  # the configured teacher (`build` makes it for spo and rm runs)
 
@@ -151,8 +141,6 @@ def make_measure(setup, episodes: int) -> Callable:
 
 def measure(run: Run, run_dir: Path, episodes: int) -> dict[str, list[float]]:
   """The final policies' `teacher_properties`, one mean per seed, from the last checkpoint."""
-  import jax
-
   setup, params = restore_params(run_dir)
   keys = jax.random.split(jax.random.PRNGKey(MEASURE_KEY), run.config.num_seeds)
   values = jax.device_get(make_measure(setup, episodes)(params, keys))
@@ -166,11 +154,6 @@ def measure_exploitability(run: Run, run_dir: Path, episodes: int) -> dict[str, 
   `run.exploit_iterations` PPO iterations of the responder, configured as the run),
   `br_exploitability_<target>_start` (the untrained responder: the measure's starting
   value), and `mixture_iterates` (how many iterates the mixture holds)."""
-  import jax
-
-  from spo_jax import best_response as br
-  from spo_jax.train import build
-
   config = run.config
   setup = build(config.replace(num_seeds=1))  # the run's env and teacher
   keys = jax.random.split(jax.random.PRNGKey(EXPLOIT_KEY), config.num_seeds)
@@ -268,10 +251,6 @@ def head_to_head_q1(runs: list[Run], out: Path, force: bool, episodes: int,
   judged by the intransitive teacher (`spo_jax.evaluate.head_to_head`). Cached in
   OUT/q1/head_to_head.json, recomputed when either run is newer. None when `runs` lacks
   either control run."""
-  import jax
-
-  from spo_jax.evaluate import head_to_head, rollout_policy
-
   by_method = {r.method: r for r in runs if r.question == "q1" and r.setting == "control"}
   if set(by_method) != {"spo", "rm"}:
     return None

@@ -19,7 +19,15 @@ import os
 import sys
 import time
 
+from spo_jax import determinism
 from spo_jax.config import ConfigError
+from spo_jax.loggers import LogOptions
+from spo_jax.loggers import check_options as check_log_options
+from spo_jax.sweep import plan as plan_lib
+from spo_jax.sweep import results as results_lib
+from spo_jax.sweep import run as run_lib
+from spo_jax.train import NumericalError, TrainingInterrupted
+from spo_jax.write_errors import RunWriteError
 
 SUMMARY_FIELDS = ("point", "seeds", "final_return_mean", "final_return_iqm",
                   "final_return_iqm_low", "final_return_iqm_high", "best_return_mean",
@@ -69,9 +77,6 @@ def main(argv: list[str] | None = None) -> None:
   parser = _parser()
   parser.error = lambda message: _fail(message)  # one line, exit code 2
   args = parser.parse_args(argv)
-  # Imported after parsing: --help and bad flags need no JAX.
-  from spo_jax.sweep import plan as plan_lib
-
   try:
     plan, groups, shard, target, wandb = _checked_request(args)
   except ConfigError as error:
@@ -90,11 +95,6 @@ def _checked_request(args: argparse.Namespace) -> tuple:
   """The plan (from the sweep file and flags, or the one --out was started with), its groups,
   the shard (i, n), the target return and the W&B options, every flag checked; raises
   `ConfigError` (one line) before anything is written."""
-  from spo_jax.loggers import LogOptions
-  from spo_jax.loggers import check_options as check_log_options
-  from spo_jax.sweep import plan as plan_lib
-  from spo_jax.sweep import run as run_lib
-
   if args.collect and args.plan is None and not args.grid and args.out is not None:
     plan = plan_lib.saved_plan(args.out)  # spo-sweep --out DIR --collect
   else:
@@ -121,9 +121,6 @@ def _checked_request(args: argparse.Namespace) -> tuple:
 
 def _run_shard(args: argparse.Namespace, plan, groups: list, mine: list, wandb) -> None:
   """Run this process's groups `mine` in turn, skipping finished ones (a rerun resumes)."""
-  from spo_jax import determinism
-  from spo_jax.sweep import run as run_lib
-
   determinism.enable(groups[0].config)  # before JAX starts its backend
   run_lib.write_plan(plan)
   total_runs = sum(len(g.runs.seeds) for g in mine)
@@ -150,10 +147,6 @@ def _run_shard(args: argparse.Namespace, plan, groups: list, mine: list, wandb) 
 def _run_group(plan, group, wandb) -> None:
   """One group; its failures exit as `spo-train` would (2 bad config, 3 numerical, 4 write,
   130/143 stopped by a signal)."""
-  from spo_jax.sweep import run as run_lib
-  from spo_jax.train import NumericalError, TrainingInterrupted
-  from spo_jax.write_errors import RunWriteError
-
   try:
     run_lib.run_group(plan, group, wandb=wandb)
   except ConfigError as error:
@@ -172,9 +165,6 @@ def _run_group(plan, group, wandb) -> None:
 def _collect(args: argparse.Namespace, plan, groups: list, target: float | None) -> None:
   """Merge the finished groups into results.csv and summary.csv and print the summary; exit
   with code 1 while some group is unfinished."""
-  from spo_jax.sweep import results as results_lib
-  from spo_jax.sweep import run as run_lib
-
   unfinished = [g.name for g in groups if not run_lib.is_done(plan, g)]
   rows = results_lib.read_rows(plan, groups)
   summary = results_lib.summarize(plan, rows, target)
