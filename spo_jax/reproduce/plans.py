@@ -203,9 +203,9 @@ def base_config(env: str, settings: EnvSettings, seeds: int, tiny: bool):
   Returns a `spo_jax.Config` (not validated: `cli.validate_runs` does that for all runs).
   """
   # The questions are about whole-episode preferences (non-Markovian teachers judge whole
-  # episodes): the locomotion presets' segments, uncentred rewards and CPU backend are not
-  # taken over; a plan's overrides may still set them.
-  whole_episodes = dict(segment_length=0, center_rewards=True, backend=None)
+  # episodes): the locomotion presets' segments (and hopper's episode term on top of them),
+  # uncentred rewards and CPU backend are not taken over; a plan's overrides may still set them.
+  whole_episodes = dict(segment_length=0, episode_weight=0.0, center_rewards=True, backend=None)
   config = preset(env).replace(
       num_envs=settings.num_envs, episode_length=settings.episode_length,
       num_timesteps=settings.num_timesteps, max_iterations=settings.max_iterations,
