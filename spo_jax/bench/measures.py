@@ -182,7 +182,8 @@ def winrate_share(config, sizes: list[int], horizon: int, opponents: int, repeat
       # Whole-episode comparisons (the fold below folds whole episodes); segments of L steps
       # ask H / L times as many queries, of the same kind.
       source = sources.make_reward_source(
-          config.replace(num_envs=n, episode_length=horizon, num_opponents=k, segment_length=0),
+          config.replace(num_envs=n, episode_length=horizon, num_opponents=k, segment_length=0,
+                         episode_weight=0.0),
           teacher, spec)
 
       @jax.jit
