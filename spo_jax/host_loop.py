@@ -1,9 +1,9 @@
 """What the training loop's steps share (`HostLoop`): the jitted functions over seeds, the run
 directory's checkpointer and logger, the host's copy of the state's device counters (env
 steps, physics steps, queries, labels: counters.py) and the wall time, which the checkpoint's
-meta carries, and the rows awaiting the next evaluation. `train.py` calls its steps in order: restore or init → iterate (each jitted call
-followed by the numerical guard, evaluation and logging when due, a checkpoint when due) →
-finish → close.
+meta carries, and the rows awaiting the next evaluation. `train.py` calls its steps in
+order: restore or init → iterate (each jitted call followed by the numerical guard,
+evaluation and logging when due, a checkpoint when due) → finish → close.
 """
 
 from __future__ import annotations

@@ -137,7 +137,8 @@ def rollout(env: Env, policy_fn: PolicyFn, key: jax.Array, num_envs: int, horizo
   chunk = max(1, min(DEFAULT_CHUNK if chunk is None else chunk, horizon))
   loop = _Loop(env, policy_fn, teacher, action_distribution(env).to_env_action, num_envs,
                horizon, chunk, -(-horizon // chunk), segment_length, num_segments,
-               episode_summary, jax.random.split(k_steps, horizon))  # key of step t, whatever the chunking
+               episode_summary,
+               jax.random.split(k_steps, horizon))  # key of step t, whatever the chunking
   buffers = _empty_buffers(loop, state, summaries)
   alive = jnp.ones((num_envs,), jnp.float32)
   carry = (state, summaries, alive, jnp.zeros((), jnp.int32),
