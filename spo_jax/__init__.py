@@ -18,7 +18,6 @@ from spo_jax.best_response import (
     load_frozen,
     run_exploitability,
 )
-from spo_jax.checkpoint import load_policy
 from spo_jax.config import Config, ConfigError, validate
 from spo_jax.envs import make_env
 from spo_jax.evaluate import PolicyParams
@@ -26,6 +25,7 @@ from spo_jax.loggers import LogOptions
 from spo_jax.presets import PRESETS, default_config, preset
 from spo_jax.rollout import Trajectory, rollout
 from spo_jax.run_dir import RunDirBusy
+from spo_jax.saved_policy import load_policy
 from spo_jax.teachers import (
     BradleyTerry,
     Oracle,

@@ -349,34 +349,32 @@ def read_run_config(run_dir: str | Path) -> Config:
   return Config.from_dict(data)
 
 
-def load_policy(path: str | Path, deterministic: bool = True, step: int | None = None,
-                seed_index: int = 0, env=None):
-  """Load a trained policy from a run directory: `policy(obs, key=None) -> action`.
-
-  `env`: required for a run trained on your own env object (`train(config, env=MyEnv())`;
-  its policy.json names the class): pass an instance, whose observation and action sizes
-  must be the policy's. Without it such a run is refused in one line naming the class,
-  before the checkpoint is opened; with a registry env's run it is optional and only checked.
-
-  Needs no code: the config saved beside the weights rebuilds the networks. A run of several
-  seeds (`num_seeds`) holds one policy per seed; `seed_index` picks one. Without `step`, the
-  newest checkpoint that matches its manifest and reads (`restore_usable`: a damaged newer one
-  is skipped with a line on stderr); with `step`, exactly that one or a `CheckpointError`.
-  A run with `policy.json` (spo_jax/saved_policy.py) is loaded without building training:
-  the networks come from that description and only the policy's weights and the normalizer
-  are read, so a `learned` teacher is not refitted and its labels file may be gone. Older
-  runs are loaded by building the saved config's setup, as before.
-  Takes no lock: a run may still be writing the directory.
-  """
-  from spo_jax import saved_policy  # local: saved_policy imports checkpoint (a circle)
-
-  ckpt_dir = find_checkpoint_dir(path)
-  run_dir = ckpt_dir.parent
-  config = read_run_config(run_dir)
-  if not complete_steps(ckpt_dir):
-    raise ConfigError(f"'{ckpt_dir}' holds no complete checkpoint")
-  if not 0 <= seed_index < config.num_seeds:
-    raise ConfigError(f"seed_index = {seed_index} is out of range: the run trained "
-                      f"{config.num_seeds} seed(s), use 0..{config.num_seeds - 1}")
-  loaded = saved_policy.load(run_dir, config, step, seed_index, with_env=False, env=env)
-  return loaded.make_policy(loaded.params, deterministic=deterministic)
+def check_contents(run_dir: Path, config: Config, resume: bool, overwrite: bool) -> bool:
+  """Before a run starts in its locked directory (spo_jax/run_dir.py): what the directory
+  holds decides, under the lock (no other writer can change it now):
+  a run to resume (its config must match), an occupied directory, a run with no checkpoint.
+  Returns True when there is a checkpoint to resume from."""
+  if resume:
+    if not run_dir_lib.holds_run(run_dir):
+      raise ConfigError(f"nothing to resume: '{run_dir}' holds no run (no config.json); "
+                        "drop --resume to start a new run there")
+    saved = read_run_config(run_dir)
+    diffs = config_differences(saved, config)
+    if diffs:
+      details = ", ".join(f"{k}: saved {getattr(saved, k)!r}, now {getattr(config, k)!r}"
+                          for k in diffs)
+      raise ConfigError(f"cannot resume '{run_dir}': its checkpoint was made with a different "
+                        f"config ({details}); use the saved values or a new --run-dir")
+    if not complete_steps(run_dir / run_dir_lib.CHECKPOINTS):
+      raise ConfigError(f"nothing to resume: the run in '{run_dir}' stopped before its first "
+                        "checkpoint was complete; start it again with --overwrite instead of "
+                        "--resume")
+    return True
+  if run_dir_lib.holds_run(run_dir) and not overwrite:
+    if not complete_steps(run_dir / run_dir_lib.CHECKPOINTS):
+      raise ConfigError(f"run directory '{run_dir}' holds a run that stopped before its first "
+                        "checkpoint; pass --overwrite to start it again, or choose another "
+                        "--run-dir")
+    raise ConfigError(f"run directory '{run_dir}' already holds a run; pass --resume to "
+                      "continue it, --overwrite to replace it, or choose another --run-dir")
+  return False

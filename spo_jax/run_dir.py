@@ -49,7 +49,7 @@ import sys
 import time
 from pathlib import Path
 
-from spo_jax.config import Config, ConfigError
+from spo_jax.config import ConfigError
 
 LOCK = "run.lock"
 CONFIG = "config.json"
@@ -279,39 +279,6 @@ def check_arguments(run_dir: Path, resume: bool, overwrite: bool) -> None:
     probe.unlink()
   except OSError as error:
     raise _unwritable(parent, error) from error
-
-
-def check_contents(run_dir: Path, config: Config, resume: bool, overwrite: bool) -> bool:
-  """What the directory holds decides, under the lock (no other writer can change it now):
-  a run to resume (its config must match), an occupied directory, a run with no checkpoint.
-  Returns True when there is a checkpoint to resume from."""
-  # Local: checkpoint imports run_dir (a circle).
-  from spo_jax.checkpoint import complete_steps, config_differences, read_run_config
-
-  if resume:
-    if not holds_run(run_dir):
-      raise ConfigError(f"nothing to resume: '{run_dir}' holds no run (no config.json); "
-                        "drop --resume to start a new run there")
-    saved = read_run_config(run_dir)
-    diffs = config_differences(saved, config)
-    if diffs:
-      details = ", ".join(f"{k}: saved {getattr(saved, k)!r}, now {getattr(config, k)!r}"
-                          for k in diffs)
-      raise ConfigError(f"cannot resume '{run_dir}': its checkpoint was made with a different "
-                        f"config ({details}); use the saved values or a new --run-dir")
-    if not complete_steps(run_dir / CHECKPOINTS):
-      raise ConfigError(f"nothing to resume: the run in '{run_dir}' stopped before its first "
-                        "checkpoint was complete; start it again with --overwrite instead of "
-                        "--resume")
-    return True
-  if holds_run(run_dir) and not overwrite:
-    if not complete_steps(run_dir / CHECKPOINTS):
-      raise ConfigError(f"run directory '{run_dir}' holds a run that stopped before its first "
-                        "checkpoint; pass --overwrite to start it again, or choose another "
-                        "--run-dir")
-    raise ConfigError(f"run directory '{run_dir}' already holds a run; pass --resume to "
-                      "continue it, --overwrite to replace it, or choose another --run-dir")
-  return False
 
 
 _ASIDE = re.compile(r"^\.deleting-\d+$")

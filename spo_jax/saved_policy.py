@@ -4,7 +4,7 @@ A run writes `RUN_DIR/policy.json` (`run_dir.POLICY`, atomically, next to config
 network factory's arguments (`networks.make_networks`), whether observations are normalized,
 and the package env's constructor arguments (matrix_game's number of outcomes). Training
 builds its networks from the same `PolicySpec` (`setup.build`), so the description cannot
-drift from the weights. Loading (`load`, `checkpoint.load_policy`, `spo-eval`) then rebuilds
+drift from the weights. Loading (`load`, `load_policy`, `spo-eval`) then rebuilds
 the networks from it and reads only the policy's weights and the observation normalizer from
 the checkpoint (an Orbax partial restore): no teacher is built, no labels file read, no
 model refitted. A run written before policy.json existed has none: `read_spec` returns None
@@ -33,7 +33,13 @@ from brax.envs.base import Env
 from spo_jax import envs as envs_lib
 from spo_jax import networks as nets
 from spo_jax import run_dir as run_dir_lib
-from spo_jax.checkpoint import Checkpointer, restore_usable
+from spo_jax.checkpoint import (
+    Checkpointer,
+    complete_steps,
+    find_checkpoint_dir,
+    read_run_config,
+    restore_usable,
+)
 from spo_jax.config import Config, ConfigError
 from spo_jax.evaluate import PolicyParams, make_policy_factory, seed_slice
 from spo_jax.iteration import policy_params
@@ -224,3 +230,33 @@ def _load_by_building(run_path: Path, config: Config, step: int | None,
                       seed_slice(policy_params(state), seed_index), step, setup.teacher,
                       user_env=env is not None)
 
+
+def load_policy(path: str | Path, deterministic: bool = True, step: int | None = None,
+                seed_index: int = 0, env=None):
+  """Load a trained policy from a run directory: `policy(obs, key=None) -> action`.
+
+  `env`: required for a run trained on your own env object (`train(config, env=MyEnv())`;
+  its policy.json names the class): pass an instance, whose observation and action sizes
+  must be the policy's. Without it such a run is refused in one line naming the class,
+  before the checkpoint is opened; with a registry env's run it is optional and only checked.
+
+  Needs no code: the config saved beside the weights rebuilds the networks. A run of several
+  seeds (`num_seeds`) holds one policy per seed; `seed_index` picks one. Without `step`, the
+  newest checkpoint that matches its manifest and reads (`restore_usable`: a damaged newer one
+  is skipped with a line on stderr); with `step`, exactly that one or a `CheckpointError`.
+  A run with `policy.json` (this module) is loaded without building training:
+  the networks come from that description and only the policy's weights and the normalizer
+  are read, so a `learned` teacher is not refitted and its labels file may be gone. Older
+  runs are loaded by building the saved config's setup, as before.
+  Takes no lock: a run may still be writing the directory.
+  """
+  ckpt_dir = find_checkpoint_dir(path)
+  run_dir = ckpt_dir.parent
+  config = read_run_config(run_dir)
+  if not complete_steps(ckpt_dir):
+    raise ConfigError(f"'{ckpt_dir}' holds no complete checkpoint")
+  if not 0 <= seed_index < config.num_seeds:
+    raise ConfigError(f"seed_index = {seed_index} is out of range: the run trained "
+                      f"{config.num_seeds} seed(s), use 0..{config.num_seeds - 1}")
+  loaded = load(run_dir, config, step, seed_index, with_env=False, env=env)
+  return loaded.make_policy(loaded.params, deterministic=deterministic)

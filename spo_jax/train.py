@@ -27,6 +27,7 @@ from brax.envs.base import Env
 from spo_jax import determinism
 from spo_jax import progress as progress_lib
 from spo_jax import run_dir as run_dir_lib
+from spo_jax.checkpoint import check_contents
 from spo_jax.config import Config, ConfigError, validate
 from spo_jax.evaluate import PolicyParams, seed_slice
 from spo_jax.guard import GUARDED, NumericalError, check_guard  # noqa: F401 (re-exported)
@@ -144,7 +145,7 @@ def _train(config: Config, env: Env | None, teacher: Any | None,
   """`train` once its arguments are checked and, with a run directory, its lock is held."""
   has_checkpoint = False
   if run_path is not None:
-    has_checkpoint = run_dir_lib.check_contents(run_path, config, resume, overwrite)
+    has_checkpoint = check_contents(run_path, config, resume, overwrite)
   setup = build(config, env, teacher, traced=tuple(runs.values) if runs else ())
   loop = HostLoop(setup, run_path, progress_fn, verbose, runs)
   stop_signal = None
