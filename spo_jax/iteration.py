@@ -68,17 +68,10 @@ class _PlainState(NamedTuple):
   policy_average: Any
 
 
-class _SweepState(NamedTuple):
-  """How checkpoints store a sweep run's state: `_PlainState` and the traced `hyperparams`."""
-
-  params: nets.Params
-  opt_state: Any
-  normalizer: nets.Normalizer
-  reward_state: Any
-  key: jax.Array
-  iteration: jax.Array
-  policy_average: Any
-  hyperparams: Any
+# How checkpoints store a sweep run's state: `_PlainState`'s fields and the traced
+# `hyperparams` (Orbax stores a NamedTuple as a dict of its fields, so only the names count).
+_SweepState = NamedTuple("_SweepState", [(name, Any) for name in _PlainState._fields]
+                         + [("hyperparams", Any)])
 
 
 def stored_form(state: Any) -> Any:
