@@ -112,9 +112,14 @@ CPU_ENVS: dict[str, EnvSettings] = {
         num_envs=32, episode_length=200, num_timesteps=60_000, max_iterations=40,
         bt_scale=20.0, q4=_PENDULUM_Q4,
         overrides={"num_minibatches": 4, "eval_every": 2, "num_eval_envs": 16}),
+    # Q2 and Q3 at `--scale cpu`: the package's cart-pole held for up to 1000 steps. At
+    # 300k env steps per seed ground-truth PPO is still climbing (10 seeds 100-109: mean
+    # evaluation return 331 at 160k, 432 at 240k, 621 at 300k; docs/results.md, "Why
+    # balance"), so no method sits at the 1000 cap in the final table, unlike
+    # inverted_pendulum at H = 200. Returns span 0..1000: Bradley-Terry divides them by 100.
     "balance": EnvSettings(
-        num_envs=32, episode_length=200, num_timesteps=100_000, max_iterations=60,
-        bt_scale=20.0, q4=_BALANCE_Q4, overrides={"num_minibatches": 4, "eval_every": 2}),
+        num_envs=32, episode_length=1000, num_timesteps=300_000, max_iterations=80,
+        bt_scale=100.0, q4=_BALANCE_Q4, overrides={"num_minibatches": 4, "eval_every": 2}),
 }
 GPU_ENVS: dict[str, EnvSettings] = {
     name: EnvSettings(num_envs=256, episode_length=1000, num_timesteps=steps,
