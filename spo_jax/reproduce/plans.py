@@ -118,7 +118,7 @@ CPU_ENVS: dict[str, EnvSettings] = {
     # balance"), so no method sits at the 1000 cap in the final table, unlike
     # inverted_pendulum at H = 200. Returns span 0..1000: Bradley-Terry divides them by 100.
     "balance": EnvSettings(
-        num_envs=32, episode_length=1000, num_timesteps=300_000, max_iterations=80,
+        num_envs=32, episode_length=1000, num_timesteps=100_000, max_iterations=80,
         bt_scale=100.0, q4=_BALANCE_Q4, overrides={"num_minibatches": 4, "eval_every": 2}),
 }
 GPU_ENVS: dict[str, EnvSettings] = {
