@@ -4,8 +4,9 @@ Both methods get the same tuning budget: four configurations each, every configu
 trained on the same three tuning seeds (100, 101, 102: never the reported seeds 0-9), at the
 plan's equal-label budget (`plans.equal_label_configs`, k labels per trajectory) and env
 steps. The score of a configuration is the area under its learning curve: the mean over its
-seeds of the mean evaluation return over the run (Q2 asks how fast a method learns, and a
-final return at the 1000 cap cannot tell two configurations apart).
+seeds of `running.curve_area`, the evaluation return averaged over the env steps of the run,
+the reproduction's `return_auc` measure (Q2 asks how fast a method learns, and a final
+return at the 1000 cap cannot tell two configurations apart).
 Ground-truth PPO (not tuned: the preset's values) runs beside them on seeds 100-109, to show
 whether the task still discriminates at the plan's budget (its curve is still rising).
 
@@ -26,7 +27,7 @@ import json
 import pathlib
 import statistics
 
-from spo_jax.reproduce import plans
+from spo_jax.reproduce import plans, running
 
 ENV = "balance"
 TUNING_SEEDS = (100, 3)  # first seed, count
@@ -88,10 +89,7 @@ def summarize(out: pathlib.Path) -> None:
     for iteration, _, seed, value in evals:
       last[seed] = (iteration, value)
     finals = [v for _, v in last.values()]
-    per_seed = {}
-    for _, _, seed, value in evals:
-      per_seed.setdefault(seed, []).append(value)
-    auc = statistics.mean(statistics.mean(v) for v in per_seed.values())
+    auc = statistics.mean(running.curve_areas(run_dir))
     summary.append({"method": method, "config": name, "seeds": len(finals), "auc": auc,
                     "final_mean": statistics.mean(finals), "final_min": min(finals),
                     "final_max": max(finals)})
@@ -123,12 +121,16 @@ def main() -> None:
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("--out", type=pathlib.Path, required=True)
   parser.add_argument("--only", choices=sorted(GRIDS), help="one method's grid")
+  parser.add_argument("--names", default="",
+                      help="comma-separated run names to train (default: all of the grid), "
+                           "so that two processes can share a grid")
   parser.add_argument("--summarize", action="store_true", help="only rebuild the tables")
   args = parser.parse_args()
   if not args.summarize:
     import spo_jax  # noqa: PLC0415  (after the argument check: importing JAX takes seconds)
     for method, name, config in configs():
-      if args.only and method != args.only:
+      if (args.only and method != args.only) or (args.names and name not in
+                                                  args.names.split(",")):
         continue
       run_dir = args.out / name
       if finished(run_dir, config):

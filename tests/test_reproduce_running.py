@@ -163,3 +163,28 @@ def test_q1_control_measures_best_response_exploitability(tmp_path):
   for name, values in out.items():
     if name != "mixture_iterates":
       assert len(values) == 2 and all(-0.5 <= v <= 0.5 for v in values), (name, values)
+
+
+def test_curve_area_is_the_trapezoid_mean_height_over_env_steps():
+  # Steps 0, 10, 30 with returns 0, 10, 10: the first segment is a ramp of area
+  # 10 * (0 + 10) / 2 = 50, the second a flat 20 * 10 = 200; over 30 steps: 250 / 30.
+  assert np.isclose(running.curve_area([0, 10, 30], [0, 10, 10]), 250 / 30)
+  # A curve at the cap from the start has the cap as its area; one that reaches it at the
+  # end of the run has less: the measure tells apart methods whose final returns are equal.
+  assert running.curve_area([0, 50, 100], [1000, 1000, 1000]) == 1000
+  assert running.curve_area([0, 50, 100], [0, 0, 1000]) == 250
+  assert running.curve_area([7], [3.5]) == 3.5  # one evaluation: its return
+
+
+def test_curve_areas_read_each_seeds_evaluations_and_let_a_resume_replace_a_row(tmp_path):
+  rows = [
+      {"iteration": 1, "step": 0, "seed": 0, "eval/episode_reward": 0.0},
+      {"iteration": 1, "step": 0, "seed": 1, "eval/episode_reward": 4.0},
+      {"iteration": 2, "step": 10, "seed": 0, "eval/episode_reward": 99.0},  # replaced below
+      {"iteration": 2, "step": 10, "seed": 1, "eval/episode_reward": 4.0},
+      {"iteration": 3, "step": 20, "seed": 0, "train/episode_reward": 5.0},  # no evaluation
+      {"iteration": 2, "step": 10, "seed": 0, "eval/episode_reward": 10.0},  # the resume's row
+  ]
+  (tmp_path / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+  # seed 0: a ramp 0 -> 10 over 10 steps, mean height 5; seed 1: flat at 4.
+  assert running.curve_areas(tmp_path) == [5.0, 4.0]

@@ -83,7 +83,7 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
                       help=f"one of {', '.join(QUESTIONS)} or all (default)")
   parser.add_argument("--scale", default="cpu", help="cpu (default; the CPU budget) or gpu")
   parser.add_argument("--seeds", type=int, default=None,
-                      help="seeds per run, vmapped in one compiled run (default: 5 cpu, "
+                      help="seeds per run, vmapped in one compiled run (default: 10 cpu, "
                            "10 gpu, 3 tiny)")
   parser.add_argument("--out", type=Path, default=Path("runs/reproduce"),
                       help="output directory (default runs/reproduce)")

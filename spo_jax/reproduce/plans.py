@@ -66,6 +66,9 @@ class EnvSettings:
   bt_scale: float  # bradley_terry: returns are divided by this (about the batch's spread)
   q4: dict[str, dict[str, Any]]  # teacher name -> its teacher_* fields
   overrides: dict[str, Any] = dataclasses.field(default_factory=dict)
+  # Method ('spo', 'rm') -> the fields tuned for it on tuning seeds (scripts/tune_reproduce.py),
+  # applied to that method's Q2/Q3 runs; the soft-label reference takes SPO's.
+  tuned: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
 
 
 # inverted_pendulum: obs = (cart position, hinge angle, cart velocity, angular velocity);
@@ -181,7 +184,7 @@ PLANS = {
                      q2_envs=("inverted_pendulum",), q3_env="inverted_pendulum",
                      q4_env="inverted_pendulum", betas=(0.3, 1.0, 3.0),
                      epsilons=(0.0, 0.1, 0.2, 0.3), q4_teachers=("constraint", "deadline"),
-                     matrix_iterations=600, final_episodes=32, default_seeds=5,
+                     matrix_iterations=600, final_episodes=32, default_seeds=10,
                      labels_per_trajectory=2, br_iterations=20, mixture_every=2),
     "gpu": ScalePlan(envs=GPU_ENVS, control_env="hopper",
                      q2_envs=("ant", "halfcheetah", "hopper", "walker2d", "humanoid"),
@@ -287,10 +290,12 @@ def check_labels_per_trajectory(plan: ScalePlan, labels_per_trajectory: int,
 
 
 def _equal_label_runs(question: str, prefix: str, setting: str, level: float | None, config,
-                      k: int, methods: tuple[str, ...]) -> list[Run]:
+                      k: int, methods: tuple[str, ...],
+                      tuned: dict[str, dict[str, Any]]) -> list[Run]:
   configs = equal_label_configs(config, k)
   return [Run(question, f"{prefix}-{method.replace('_', '-')}", method, setting, level,
-              configs[method], False) for method in methods]
+              configs[method].replace(**tuned.get(method.removesuffix("_soft"), {})), False)
+          for method in methods]
 
 
 def _q2_runs(plan: ScalePlan, base: Callable, env: str | None, k: int,
@@ -301,13 +306,14 @@ def _q2_runs(plan: ScalePlan, base: Callable, env: str | None, k: int,
     # Several envs (the gpu plan) share OUT/q2/: their run names and settings name the env.
     prefix = "" if len(plan.q2_envs) == 1 or env is not None else f"{name}-"
     setting = "oracle" if not prefix else f"oracle {name}"
+    tuned = plan.envs[name].tuned
     runs += _equal_label_runs("q2", f"{prefix}oracle", setting, None, config, k,
-                              ("spo", "rm"))
+                              ("spo", "rm"), tuned)
     runs.append(Run("q2", f"{prefix}oracle-ppo", "ppo", setting, None,
                     config.replace(reward_source=METHODS["ppo"]), False))
     if soft_reference:
       runs += _equal_label_runs("q2", f"{prefix}oracle", setting, None, config, k,
-                                ("spo_soft",))
+                                ("spo_soft",), tuned)
   return runs
 
 
@@ -315,20 +321,20 @@ def _q3_runs(plan: ScalePlan, base: Callable, env: str | None, k: int,
              soft_reference: bool) -> list[Run]:
   name = env if env is not None else plan.q3_env
   config = base(name)
-  scale_r = plan.envs[name].bt_scale
+  scale_r, tuned = plan.envs[name].bt_scale, plan.envs[name].tuned
   methods = ("spo", "rm", "spo_soft") if soft_reference else ("spo", "rm")
   runs = []
   for beta in plan.betas:
     teacher = config.replace(teacher="bradley_terry", teacher_beta=beta, teacher_scale=scale_r)
     runs += _equal_label_runs("q3", f"bradley_terry-beta{beta:g}", "bradley_terry", beta,
-                              teacher, k, methods)
+                              teacher, k, methods, tuned)
   for epsilon in plan.epsilons:
     # mistake(oracle) at epsilon = 0 is the oracle: the same config as Q2's runs, whose
     # finished results `running.execute` then copies instead of training again.
     teacher = config.replace(**({"teacher": "oracle"} if epsilon == 0 else {
         "teacher": "mistake(oracle)", "teacher_epsilon": epsilon}))
     runs += _equal_label_runs("q3", f"mistake-eps{epsilon:g}", "mistake", epsilon, teacher,
-                              k, methods)
+                              k, methods, tuned)
   return runs
 
 
