@@ -146,6 +146,10 @@ def test_tiny_run_writes_tables_figures_and_skips_when_done(tmp_path):
   assert "<!-- generated:q2 start -->" in docs and expected in docs
   assert "![q2_sample_efficiency](results/q2_sample_efficiency.png)" in docs
   assert (tmp_path / "docs" / "results" / "q2_sample_efficiency.png").exists()
+  # The data behind the page's numbers travels with it.
+  for name in ("results.csv", "finals.csv"):
+    assert ((tmp_path / "docs" / "results" / "q2" / name).read_text()
+            == (q2 / name).read_text())
 
   again = run_script(*args)
   assert again.returncode == 0, again.stderr

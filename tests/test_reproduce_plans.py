@@ -38,7 +38,25 @@ def test_q3_noiseless_point_is_exactly_q2s_oracle_config():
   assert q3["spo"] == q2["spo"] and q3["rm"] == q2["rm"] and q3["spo_soft"] == q2["spo_soft"]
   noisy = [r for r in plans.plan_runs("q3", "cpu", 5) if r.setting == "mistake" and r.level]
   assert {r.config.teacher for r in noisy} == {"mistake(oracle)"}
-  assert {r.config.teacher_epsilon for r in noisy} == {0.1, 0.2, 0.3}
+  assert {r.config.teacher_epsilon for r in noisy} == {0.2}
+
+
+def test_tuned_fields_reach_their_method_only():
+  """The cpu plan's Q2/Q3 task carries the values tuned on seeds 100-102 per method: SPO's
+  runs (and the soft-label reference, the same learner) get SPO's, RM's runs RM's, and PPO
+  keeps the preset's, on every noise level."""
+  tuned = plans.CPU_ENVS["balance"].tuned
+  assert set(tuned) == {"spo", "rm"}
+  preset = plans.base_config("balance", plans.CPU_ENVS["balance"], 2, tiny=False)
+  runs = plans.plan_runs("q2", "cpu", 2) + plans.plan_runs("q3", "cpu", 2)
+  assert {r.method for r in runs} == {"spo", "rm", "ppo", "spo_soft"}
+  for run in runs:
+    fields = tuned.get(run.method.removesuffix("_soft"), {})
+    for name in {"learning_rate", "rm_learning_rate", "rm_ensemble_size"} | set(fields):
+      expected = fields.get(name, getattr(preset, name))
+      assert getattr(run.config, name) == expected, (run.name, name)
+  # The values actually differ from the preset somewhere, or this test checks nothing.
+  assert any(getattr(preset, k) != v for f in tuned.values() for k, v in f.items())
 
 
 def test_env_and_teacher_overrides_reach_every_config():
@@ -62,13 +80,15 @@ def test_whole_episode_settings_override_the_locomotion_presets():
 
 
 def test_env_steps_per_seed_is_the_budget_or_the_iteration_cap():
-  """tiny: min(200 steps, 3 iterations x 6 envs x 12 steps = 216) = 200; cpu pendulum:
-  min(60,000, 40 x 32 x 200 = 256,000) = 60,000; matrix game (tiny): min(10^12, 6 x 8 x 1)
-  = 48; gpu (no cap): the budget."""
+  """tiny: min(200 steps, 3 iterations x 6 envs x 12 steps = 216) = 200; cpu balance:
+  min(100,000, 80 x 32 x 1000 = 2,560,000) = 100,000; cpu pendulum (q4): min(60,000,
+  40 x 32 x 200 = 256,000) = 60,000; matrix game (tiny): min(10^12, 6 x 8 x 1) = 48; gpu (no
+  cap): the budget."""
   tiny = plans.plan_runs("q1", "cpu", 1, tiny=True)
   assert plans.env_steps_per_seed(tiny[0].config) == 48
   assert plans.env_steps_per_seed(tiny[2].config) == 200
-  assert plans.env_steps_per_seed(plans.plan_runs("q2", "cpu", 1)[0].config) == 60_000
+  assert plans.env_steps_per_seed(plans.plan_runs("q2", "cpu", 1)[0].config) == 100_000
+  assert plans.env_steps_per_seed(plans.plan_runs("q4", "cpu", 1)[0].config) == 60_000
   assert plans.env_steps_per_seed(plans.plan_runs("q2", "gpu", 1, env="ant")[0].config) == (
       50_000_000)
 
@@ -113,7 +133,8 @@ def test_q2_and_q3_compare_spo_and_rm_at_equal_labels(scale):
   """SPO: sampled labels (one Bernoulli label per query), k opponents per trajectory, so N k
   labels per iteration; RM: N k labelled pairs per iteration (its buffer holds at least one
   iteration's); the soft-label all-pairs SPO is the only soft run, and it is marked as the
-  reference method. Everything else about the pair is the same config."""
+  reference method. Everything else about the pair is the same config, but for the fields
+  tuned for each method on the tuning seeds (`EnvSettings.tuned`)."""
   plan = plans.PLANS[scale]
   k = plan.labels_per_trajectory
   runs = [r for q in ("q2", "q3") for r in plans.plan_runs(q, scale, 2, tiny=scale == "tiny")]
@@ -131,11 +152,14 @@ def test_q2_and_q3_compare_spo_and_rm_at_equal_labels(scale):
   pairs = {}
   for run in runs:
     pairs.setdefault((run.question, run.setting, run.level), {})[run.method] = run.config
+  tuned_fields = {name for settings in plan.envs.values() for fields in settings.tuned.values()
+                  for name in fields}
   for configs in pairs.values():
     spo, rm = configs["spo"], configs["rm"]
     assert spo.replace(labels="soft", num_opponents=0, reward_source="reward_model",
                        rm_queries_per_iteration=rm.rm_queries_per_iteration,
-                       rm_buffer_size=rm.rm_buffer_size) == rm
+                       rm_buffer_size=rm.rm_buffer_size,
+                       **{name: getattr(rm, name) for name in tuned_fields}) == rm
 
 
 def test_labels_per_trajectory_override_and_soft_reference_switch():

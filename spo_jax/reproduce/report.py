@@ -126,7 +126,8 @@ def write_reports(runs: list[Run], out: Path, results, finals, command: str,
                   docs: Path | None = None, log: Callable[[str], None] = print) -> None:
   """Per question: OUT/<q>/results.csv and finals.csv (its rows of `analysis.collect`'s
   DataFrames), the figures and a markdown block; then OUT/summary.md and, with `docs`, the
-  figures and blocks in `docs`/ and `docs`.md. `seconds` are `running.execute`'s wall times.
+  figures and blocks in `docs`/ and `docs`.md, and each question's two CSVs in `docs`/<q>/
+  (the data every number of the page comes from). `seconds` are `running.execute`'s wall times.
   summary.md's text and the docs' paths go to `log`."""
   questions = list(dict.fromkeys(r.question for r in runs))
   blocks, all_figures = {}, []
@@ -154,4 +155,9 @@ def write_reports(runs: list[Run], out: Path, results, finals, command: str,
   log("\n".join(summary))
   if docs is not None:
     md = write_docs(docs, blocks, all_figures)
-    log(f"wrote {md} and {len(all_figures)} figure(s) under {docs}/")
+    for question in questions:
+      for name in ("results.csv", "finals.csv"):
+        if (out / question / name).exists():
+          (docs / question).mkdir(parents=True, exist_ok=True)
+          shutil.copy2(out / question / name, docs / question / name)
+    log(f"wrote {md}, {len(all_figures)} figure(s) and the CSVs under {docs}/")
