@@ -77,7 +77,7 @@ def evaluations(run_dir: pathlib.Path):
 
 def summarize(out: pathlib.Path) -> None:
   rows, summary = [], []
-  for method, name, _config in configs():
+  for method, name, config in configs():
     run_dir = out / name
     if not (run_dir / "metrics.jsonl").exists():
       continue
@@ -89,7 +89,7 @@ def summarize(out: pathlib.Path) -> None:
     for iteration, _, seed, value in evals:
       last[seed] = (iteration, value)
     finals = [v for _, v in last.values()]
-    auc = statistics.mean(running.curve_areas(run_dir))
+    auc = statistics.mean(running.curve_areas(run_dir, budget=config.num_timesteps))
     summary.append({"method": method, "config": name, "seeds": len(finals), "auc": auc,
                     "final_mean": statistics.mean(finals), "final_min": min(finals),
                     "final_max": max(finals)})

@@ -174,6 +174,12 @@ def test_curve_area_is_the_trapezoid_mean_height_over_env_steps():
   assert running.curve_area([0, 50, 100], [1000, 1000, 1000]) == 1000
   assert running.curve_area([0, 50, 100], [0, 0, 1000]) == 250
   assert running.curve_area([7], [3.5]) == 3.5  # one evaluation: its return
+  # Cut at a budget of 20 steps: the return there is interpolated (10 on the flat part), and
+  # the area covers 0..20: (50 + 10 * 10) / 20 = 7.5. A seed that ran on to 30 steps is
+  # compared over the same 20 steps as one that stopped there.
+  assert np.isclose(running.curve_area([0, 10, 30], [0, 10, 10], budget=20), 7.5)
+  assert np.isclose(running.curve_area([0, 10, 30], [0, 10, 30], budget=20), (50 + 150) / 20)
+  assert running.curve_area([0, 10], [0, 10], budget=50) == 5  # within the budget: uncut
 
 
 def test_curve_areas_read_each_seeds_evaluations_and_let_a_resume_replace_a_row(tmp_path):

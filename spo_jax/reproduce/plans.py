@@ -125,7 +125,7 @@ CPU_ENVS: dict[str, EnvSettings] = {
         bt_scale=100.0, q4=_BALANCE_Q4, overrides={"num_minibatches": 4, "eval_every": 2},
         # Tuned on seeds 100-102, four configurations each, scored by the area under the eval
         # curve (scripts/tune_reproduce.py; data in docs/results/tuning/).
-        tuned={"spo": {"learning_rate": 1e-2},
+        tuned={"spo": {"learning_rate": 3e-3},
                "rm": {"learning_rate": 1e-3, "rm_learning_rate": 3e-3, "rm_ensemble_size": 3}}),
 }
 GPU_ENVS: dict[str, EnvSettings] = {

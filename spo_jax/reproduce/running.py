@@ -192,22 +192,29 @@ def last_rows(run_dir: Path) -> list[dict[str, Any]]:
   return [last[s] for s in sorted(last)]
 
 
-def curve_area(steps: list[float], returns: list[float]) -> float:
+def curve_area(steps: list[float], returns: list[float], budget: float | None = None) -> float:
   """The area under one seed's learning curve per env step: the trapezoid integral of the
   evaluation return over env steps, divided by the steps it spans,
 
       (1 / (s_n - s_1)) * sum_i (s_i - s_{i-1}) (r_i + r_{i-1}) / 2,
 
-  i.e. the curve's mean height (the return alone when there is one evaluation). It ranks
-  methods by how fast they learn even where their final returns meet at a cap."""
-  if len(steps) == 1:
-    return float(returns[0])
+  i.e. the curve's mean height (the return alone when there is one evaluation). With
+  `budget`, the curve is cut at that many env steps (the return there interpolated
+  linearly), so that seeds and methods that ran past the budget are compared over the same
+  steps: a run stops when its slowest seed reaches the budget, and faster seeds run on. It
+  ranks methods by how fast they learn even where their final returns meet at a cap."""
   s, r = np.asarray(steps, float), np.asarray(returns, float)
+  if budget is not None and s[-1] > budget and s[0] < budget:
+    keep = s < budget
+    s = np.append(s[keep], budget)
+    r = np.append(r[keep], np.interp(budget, np.asarray(steps, float), np.asarray(returns, float)))
+  if len(s) == 1:
+    return float(r[0])
   return float(np.sum(np.diff(s) * (r[1:] + r[:-1]) / 2) / (s[-1] - s[0]))
 
 
-def curve_areas(run_dir: Path) -> list[float]:
-  """`curve_area` of each seed's evaluations (by seed, as `last_rows`)."""
+def curve_areas(run_dir: Path, budget: float | None = None) -> list[float]:
+  """`curve_area` of each seed's evaluations (by seed, as `last_rows`), cut at `budget`."""
   curves: dict[int, dict[int, tuple[float, float]]] = {}
   for row in read_metrics(run_dir):
     if "eval/episode_reward" in row:  # a resumed iteration's row replaces the earlier one
@@ -216,7 +223,7 @@ def curve_areas(run_dir: Path) -> list[float]:
   areas = []
   for seed in sorted(curves):
     points = [curves[seed][i] for i in sorted(curves[seed])]
-    areas.append(curve_area([s for s, _ in points], [r for _, r in points]))
+    areas.append(curve_area([s for s, _ in points], [r for _, r in points], budget))
   return areas
 
 
@@ -226,7 +233,7 @@ def final_measures(run: Run, run_dir: Path, episodes: int) -> dict[str, Any]:
   measures: dict[str, list[float]] = {}
   if run.config.env != "matrix_game":  # the game has no env reward: its return is always 0
     measures["final_eval_return"] = [r["eval/episode_reward"] for r in last]
-    measures["return_auc"] = curve_areas(run_dir)
+    measures["return_auc"] = curve_areas(run_dir, budget=run.config.num_timesteps)
   # Matrix game (categorical policy): exploitability and action probabilities of the last
   # iterate and of the time-averaged policy at the last evaluation.
   for name in sorted(last[0] if last else []):
