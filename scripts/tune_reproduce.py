@@ -107,7 +107,7 @@ def summarize(out: pathlib.Path) -> None:
     writer = csv.DictWriter(f, fields, restval="")
     writer.writeheader()
     writer.writerows(summary)
-  lines = ["| method | configuration | seeds | area under the curve (mean return over the run) "
+  lines = ["| method | configuration | seeds | area under the curve (mean return up to the budget) "
            "| final return, mean (min-max) | chosen |", "|---|---|---|---|---|---|"]
   lines += [f"| {s['method']} | {s['config']} | {s['seeds']} | {s['auc']:.1f} "
             f"| {s['final_mean']:.1f} "

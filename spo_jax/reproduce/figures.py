@@ -229,7 +229,8 @@ def _q3(plt, stats: list[dict[str, Any]], save: Callable) -> None:
                     label=f"{METHOD_LABELS[method]} (n={rows[0]['seeds']})")
       if setting == "bradley_terry":
         ax.set_xscale("log")
-      what = "final true return" if measure == "final_eval_return" else "mean return over training"
+      what = ("final true return" if measure == "final_eval_return"
+              else "mean return up to the budget")
       ax.set(xlabel=xlabel, ylabel=f"{what} (IQM, 95% CI)", title=f"{setting}: {what} vs noise")
       ax.legend(fontsize=8)
   save(fig, "q3_noise.png")

@@ -18,7 +18,7 @@ from spo_jax.reproduce.plans import METHOD_LABELS, TITLES, Run
 
 MEASURE_LABELS = {
     "final_eval_return": "final return (eval)", "return": "return (final rollouts)",
-    "return_auc": "mean return over training (area under the eval curve / env steps)",
+    "return_auc": "mean return up to the budget (area under the eval curve / env steps)",
     "exploitability_last": "exploitability, last iterate",
     "exploitability_average": "exploitability, averaged policy",
     "satisfied": "constraint satisfied (fraction of episodes)",
