@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import json
 import pathlib
 import statistics
 
@@ -59,20 +58,17 @@ def configs():
 
 
 def finished(run_dir: pathlib.Path, config) -> bool:
-  metrics = run_dir / "metrics.jsonl"
-  if not metrics.exists():
-    return False
-  rows = [json.loads(line) for line in metrics.read_text().splitlines() if line.strip()]
-  return any(r.get("step", 0) >= config.num_timesteps or
-             r.get("iteration", 0) >= config.max_iterations for r in rows)
+  """Whether the run stopped as training stops it: its slowest seed reached the env-step
+  budget, or the iteration cap was reached."""
+  last = running.last_rows(run_dir)
+  return bool(last) and (min(r["step"] for r in last) >= config.num_timesteps
+                         or max(r["iteration"] for r in last) >= config.max_iterations)
 
 
 def evaluations(run_dir: pathlib.Path):
   """Rows (iteration, step, seed, eval return) of a run's evaluations."""
-  for line in (run_dir / "metrics.jsonl").read_text().splitlines():
-    row = json.loads(line) if line.strip() else {}
-    if "eval/episode_reward" in row:
-      yield row["iteration"], row["step"], row["seed"], row["eval/episode_reward"]
+  return [(r["iteration"], r["step"], r["seed"], r["eval/episode_reward"])
+          for r in running.read_metrics(run_dir) if "eval/episode_reward" in r]
 
 
 def summarize(out: pathlib.Path) -> None:
@@ -81,7 +77,7 @@ def summarize(out: pathlib.Path) -> None:
     run_dir = out / name
     if not (run_dir / "metrics.jsonl").exists():
       continue
-    evals = list(evaluations(run_dir))
+    evals = evaluations(run_dir)
     if not evals:  # started, not evaluated yet
       continue
     rows += [(method, name, *e) for e in evals]

@@ -204,10 +204,9 @@ def curve_area(steps: list[float], returns: list[float], budget: float | None = 
   steps: a run stops when its slowest seed reaches the budget, and faster seeds run on. It
   ranks methods by how fast they learn even where their final returns meet at a cap."""
   s, r = np.asarray(steps, float), np.asarray(returns, float)
-  if budget is not None and s[-1] > budget and s[0] < budget:
+  if budget is not None and s[0] < budget < s[-1]:
     keep = s < budget
-    s = np.append(s[keep], budget)
-    r = np.append(r[keep], np.interp(budget, np.asarray(steps, float), np.asarray(returns, float)))
+    s, r = np.append(s[keep], budget), np.append(r[keep], np.interp(budget, s, r))
   if len(s) == 1:
     return float(r[0])
   return float(np.sum(np.diff(s) * (r[1:] + r[:-1]) / 2) / (s[-1] - s[0]))
