@@ -70,6 +70,7 @@ import optax
 from spo_jax import networks as nets
 from spo_jax.fifo import fifo_write
 from spo_jax.losses import preference_nll
+from spo_jax.packed_sums import sums_loss_and_grad
 from spo_jax.rollout import RolloutResult
 from spo_jax.teachers import EnvSpec, TeacherProtocol, ask, invalid_answer
 
@@ -322,30 +323,38 @@ class RewardModelSource:
 
     Each member draws its own minibatch of `batch_size` valid slots (with replacement); its
     loss is the mean Bradley-Terry loss plus `output_penalty` times the mean of r^2 over the
-    minibatch's valid steps. Returns the new state and the loss (penalty included) averaged
-    over steps and members.
+    minibatch's valid steps, evaluated on those steps only (`packed_sums`). Returns the new
+    state and the loss (penalty included) averaged over steps and members.
     """
     buffer, normalizer, optimizer = state.buffer, state.normalizer, self.optimizer
     has_data = jnp.any(buffer.valid)
     logits = jnp.where(buffer.valid, 0.0, -jnp.inf)
 
-    def member_loss(params, key):
+    def member_loss_and_grad(params, key):
+      # Loss and gradient over the minibatch's valid steps only (packed_sums): the cost
+      # follows the pairs' lengths, not the horizon H.
       index = jax.random.categorical(key, logits, shape=(self.batch_size,))
       weight = buffer.valid[index].astype(jnp.float32)  # [b]
-      mask = buffer.mask[index]  # [b, 2, H]
-      r = self.step_rewards(params, normalizer, buffer.inputs[index])  # [b, 2, H]
-      returns = predicted_returns(r, mask)  # [b, 2]
-      losses = bradley_terry_loss(returns[:, 0], returns[:, 1], buffer.label[index])
-      loss = jnp.sum(weight * losses) / jnp.maximum(jnp.sum(weight), 1.0)
-      step_weight = mask * weight[:, None, None]
-      mean_square = jnp.sum(jnp.where(step_weight > 0, r * r, 0.0) * step_weight) / jnp.maximum(
-          jnp.sum(step_weight), 1.0)
-      return loss + self.output_penalty * mean_square
+      mask = buffer.mask[index] * weight[:, None, None]  # [b, 2, H]: no steps of empty slots
+      label = buffer.label[index]
+      num_steps = jnp.maximum(jnp.sum(mask), 1.0)
+
+      def objective(sums, squares):  # sums, squares [2b]: R_hat and sum of r^2 per side
+        returns = sums.reshape(self.batch_size, 2)
+        losses = bradley_terry_loss(returns[:, 0], returns[:, 1], label)
+        loss = jnp.sum(weight * losses) / jnp.maximum(jnp.sum(weight), 1.0)
+        return loss + self.output_penalty * jnp.sum(squares) / num_steps
+
+      inputs = buffer.inputs[index]
+      return sums_loss_and_grad(
+          lambda p, x: self.step_rewards(p, normalizer, x), params,
+          inputs.reshape((2 * self.batch_size,) + inputs.shape[2:]),
+          mask.reshape(2 * self.batch_size, -1), objective)
 
     def step(carry, key):
       params, opt_state = carry
       keys = jax.random.split(key, self.ensemble_size)
-      loss, grads = jax.vmap(jax.value_and_grad(member_loss))(params, keys)
+      loss, grads = jax.vmap(member_loss_and_grad)(params, keys)
       updates, new_opt_state = jax.vmap(optimizer.update)(grads, opt_state, params)
       new_params = optax.apply_updates(params, updates)
       # An empty buffer (every query so far abstained) leaves the model as it is.
