@@ -12,8 +12,17 @@ reward is the teacher's preference of its trajectory over a trajectory of the FR
 sampled afresh each iteration (`BestResponseReward`: responder episode i against frozen
 episode i, P - 1/2 placed as SPO places a win rate). The estimate is the trained responder's
 mean preference over `eval_episodes` new paired episodes, minus 1/2; `start` is the same
-measurement with the untrained responder. A responder that trains badly only lowers the
+measurement with the responder before training. A responder that trains badly only lowers the
 estimate, so it is a lower bound on e(pi) (up to its sampling interval).
+
+Where the responder starts: from scratch (`warm_start=False`), or from the frozen policy's
+last iterate (`warm_start=True`: its policy network and observation normalizer; a fresh
+critic). A teacher with hard answers (P in {0, 1/2, 1}: the intransitive raters' majority,
+the non-Markovian teachers) prefers a trained policy's every episode to an untrained
+responder's, so a responder from scratch sees the reward -1/2 on every trajectory, gets no
+gradient and measures -1/2 before and after training (the reproduction's Q1 control task
+measured exactly that for all 10 seeds of both methods). A copy of the frozen policy starts
+near a tie, where the teacher's answers vary and PPO can climb towards whatever beats it.
 
 The frozen policy is a `FrozenPolicy`: a uniform mixture of M parameter sets, each episode
 acting with ONE of them drawn uniformly (`mixture_indices`); M = 1 is a single policy.
@@ -167,7 +176,7 @@ class ExploitabilityResult(NamedTuple):
 
   estimate: float  # trained responder: mean P(responder > frozen) - 1/2 over eval episodes
   interval: tuple[float, float]  # its 95% normal interval over the eval episodes
-  start: float  # the same with the untrained responder (the measure's starting value)
+  start: float  # the same with the responder before training (the starting value)
   start_interval: tuple[float, float]
   curve: np.ndarray  # [iterations] mean training preference - 1/2, per iteration
   iterations: int  # PPO iterations the responder trained
@@ -190,8 +199,8 @@ def _estimate(pref: np.ndarray) -> tuple[float, tuple[float, float]]:
 
 
 def exploitability(frozen: FrozenPolicy, env: Env, teacher: TeacherProtocol, config: Config,
-                   key: jax.Array, *, iterations: int, eval_episodes: int = 64
-                   ) -> ExploitabilityResult:
+                   key: jax.Array, *, iterations: int, eval_episodes: int = 64,
+                   warm_start: bool = False) -> ExploitabilityResult:
   """Train a best response to `frozen` for `iterations` PPO iterations and measure it.
 
   The responder is a fresh policy with `config`'s networks, N = `config.num_envs`, horizon
@@ -199,22 +208,31 @@ def exploitability(frozen: FrozenPolicy, env: Env, teacher: TeacherProtocol, con
   whatever `config.reward_source` says). Before and after training, `eval_episodes` pairs of
   episodes (responder episode i against frozen episode i, from independent reset states as
   in training; the responder samples its actions, as PPO trained it) give the mean
-  preference minus 1/2.
+  preference minus 1/2. `warm_start`: the responder starts as the frozen policy's last
+  iterate (module docstring).
   """
   seeded = frozen._replace(params=jax.tree.map(lambda x: x[None], frozen.params))
   return exploitability_over_seeds(seeded, env, teacher, config, key[None],
-                                   iterations=iterations, eval_episodes=eval_episodes)[0]
+                                   iterations=iterations, eval_episodes=eval_episodes,
+                                   warm_start=warm_start)[0]
 
 
 def exploitability_over_seeds(frozen: FrozenPolicy, env: Env, teacher: TeacherProtocol,
                               config: Config, keys: jax.Array, *, iterations: int,
-                              eval_episodes: int = 64) -> list[ExploitabilityResult]:
+                              eval_episodes: int = 64, warm_start: bool = False
+                              ) -> list[ExploitabilityResult]:
   """`exploitability` of S frozen policies at once: `frozen.params` leaves [S, M, ...] (seed
   s's mixture of M iterates), `keys` [S]; one responder per seed, all vmapped in one
   compiled iteration (as `train` vmaps seeds). Returns one result per seed."""
   if iterations < 0 or eval_episodes < 2:
     raise ConfigError(f"best response: iterations = {iterations} must be >= 0 and "
                       f"eval_episodes = {eval_episodes} >= 2")
+  if warm_start and frozen.normalize_observations != config.normalize_observations:
+    raise ConfigError(
+        f"best response: warm_start copies the frozen policy, which "
+        f"{'normalizes' if frozen.normalize_observations else 'does not normalize'} its "
+        f"observations; set normalize_observations = {frozen.normalize_observations} in the "
+        f"responder's config")
   num_seeds = int(keys.shape[0])
   obs_size = envs_lib.observation_size(env)
   networks = nets.make_networks(obs_size, env.action_size, config.policy_hidden_sizes,
@@ -229,7 +247,12 @@ def exploitability_over_seeds(frozen: FrozenPolicy, env: Env, teacher: TeacherPr
                        source=source)
 
   def init(key: jax.Array, frozen_params: PolicyParams) -> TrainState:
-    return fns.init(key)._replace(reward_state=frozen_params)
+    state = fns.init(key)._replace(reward_state=frozen_params)
+    if not warm_start:
+      return state
+    last = jax.tree.map(lambda x: x[-1], frozen_params)  # the newest iterate
+    return state._replace(params=state.params._replace(policy=last.policy),
+                          normalizer=last.normalizer)
 
   def evaluate(state: TrainState, k: jax.Array) -> jax.Array:
     k_pick, k_responder, k_frozen, k_teacher = jax.random.split(k, 4)
@@ -302,14 +325,16 @@ def load_frozen_seeds(run_dir: str | Path, target: str = "last", env: Env | None
 def run_exploitability(run_dir: str | Path, target: str = "last", *, iterations: int,
                        eval_episodes: int = 64, seed: int = 0, seed_index: int = 0,
                        config: Config | None = None, teacher: TeacherProtocol | None = None,
-                       env: Env | None = None) -> ExploitabilityResult:
+                       env: Env | None = None, warm_start: bool = False
+                       ) -> ExploitabilityResult:
   """`exploitability` of a run's last iterate or mixture (`load_frozen`), judged by the run's
   own teacher (or `teacher`), the responder trained with the run's config (or `config`: e.g.
-  a smaller N); `seed` keys the responder."""
+  a smaller N); `seed` keys the responder; `warm_start` as in `exploitability`."""
   frozen = load_frozen(run_dir, target, seed_index, env)
   run_config = read_run_config(Path(run_dir))
   config = config or run_config
   # The run's env and teacher (a reward-model or PPO run's teacher is its config's too).
   setup = build(run_config.replace(num_seeds=1), env, teacher)
   return exploitability(frozen, setup.env, setup.teacher, config, jax.random.PRNGKey(seed),
-                        iterations=iterations, eval_episodes=eval_episodes)
+                        iterations=iterations, eval_episodes=eval_episodes,
+                        warm_start=warm_start)

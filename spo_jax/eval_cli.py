@@ -4,7 +4,7 @@
            [--against OTHER_RUN [--against-step M] [--against-seed-index j]] [--teacher EXPR]
            [--save-rollout out.html] [--video out.mp4|out.gif [--video-steps N]]
            [--json out.json] [--env-class MODULE:CLASS]
-           [--exploitability {last,mixture} [--br-iterations 50]]
+           [--exploitability {last,mixture} [--br-iterations 50] [--br-warm-start]]
 
 Prints what trained the policy (provenance.json: spo_jax version and git commit, dirty flag,
 library versions, devices; spo_jax/provenance.py) and the ground-truth return (mean, std,
@@ -21,8 +21,11 @@ fresh PPO policy with the run's config, rewarded by the teacher's preference of 
 over a fresh one of the frozen policy) for `--br-iterations` iterations against the run's last
 iterate or the uniform mixture of its kept checkpoints (one drawn per episode), and reports
 the final mean preference minus 1/2 over `--episodes` pairs (at least 2) with its 95%
-interval, beside the same measure for the untrained responder (the starting value). The
-judge is the run's teacher, or `--teacher EXPR`.
+interval, beside the same measure for the responder before training (the starting value).
+With `--br-warm-start` the responder starts as a copy of the run's last iterate instead of
+from scratch: needed for teachers with hard answers (majorities, thresholds), which give a
+responder from scratch the same reward on every trajectory. The judge is the run's teacher,
+or `--teacher EXPR`.
 
 `--save-rollout PATH` writes one episode: for a Brax env, Brax's HTML viewer
 (`brax.io.html.render`), which loads three.js and the viewer from unpkg.com and
@@ -164,6 +167,7 @@ def run_eval(args: argparse.Namespace) -> dict[str, Any]:
     result.update(exploitability_fields(
         saved, setup, env, target=args.exploitability, expression=args.teacher,
         seed=args.seed, iterations=args.br_iterations, episodes=args.episodes,
+        warm_start=args.br_warm_start,
         stochastic=args.stochastic))
   result.update(_save_episode(args, setup, k_show, deterministic))
   return result
@@ -242,7 +246,8 @@ def _report(r: dict[str, Any]) -> str:
     lines.append(f"  exploitability of the {e['target']} ({e['num_iterates']} iterate(s)) by a "
                  f"best response of {e['iterations']} iterations (teacher {e['teacher']}): "
                  f"{e['estimate']:.3f} [{e['interval'][0]:.3f}, {e['interval'][1]:.3f}]; "
-                 f"untrained responder {e['start']:.3f} [{e['start_interval'][0]:.3f}, "
+                 f"{'the copy' if e.get('warm_start') else 'the untrained responder'} before "
+                 f"training {e['start']:.3f} [{e['start_interval'][0]:.3f}, "
                  f"{e['start_interval'][1]:.3f}]")
   for note in ("rollout_note", "video_note"):
     if note in r:
@@ -290,6 +295,9 @@ def main(argv: list[str] | None = None) -> None:
                       "mixture of the kept checkpoints; report its preference minus 1/2")
   parser.add_argument("--br-iterations", type=int, default=50,
                       help="PPO iterations of the best response (default 50)")
+  parser.add_argument("--br-warm-start", action="store_true",
+                      help="start the best response from the run's last iterate, not from "
+                      "scratch (for teachers with hard 0/1 answers)")
   args = parser.parse_args(argv)
   try:
     result = run_eval(args)

@@ -102,8 +102,8 @@ def duel_fields(saved, setup, other, other_setup, expression: str | None, episod
 
 
 def exploitability_fields(saved, setup, env, *, target: str, expression: str | None,
-                          seed: int, iterations: int, episodes: int, stochastic: bool
-                          ) -> dict[str, Any]:
+                          seed: int, iterations: int, episodes: int, stochastic: bool,
+                          warm_start: bool = False) -> dict[str, Any]:
   """`best_response.exploitability` of the run's last iterate or mixture (`target`), as
   spo-eval's result fields. `saved`: the located run (eval_cli.SavedRun); `env`: the
   --env-class env or None; `expression`: --teacher or None."""
@@ -113,8 +113,8 @@ def exploitability_fields(saved, setup, env, *, target: str, expression: str | N
   teacher, teacher_name = run_teacher(setup, expression)
   verdict = br.exploitability(frozen, setup.env, teacher, saved.config,
                               jax.random.PRNGKey(seed), iterations=iterations,
-                              eval_episodes=episodes)
-  return {"exploitability": {**verdict.to_dict(), "target": target,
+                              eval_episodes=episodes, warm_start=warm_start)
+  return {"exploitability": {**verdict.to_dict(), "target": target, "warm_start": warm_start,
                              "teacher": teacher_name, "steps": list(frozen.steps)}}
 
 

@@ -159,3 +159,75 @@ def test_seeds_vmapped_each_face_their_own_frozen_policy():
                                                                 strict=True)]
   assert [r.start for r in together] == pytest.approx([r.start for r in alone], abs=1e-6)
   assert together[0].start > together[1].start + 0.1
+
+
+def _quiet(params: PolicyParams, log_std: float = -6.0) -> PolicyParams:
+  """`params` whose samples are their mode up to pre-tanh noise of std exp(log_std)."""
+  policy = params.policy["params"]
+  quiet = {**policy, "log_std": jnp.full_like(policy["log_std"], log_std)}
+  return params._replace(policy={"params": quiet})
+
+
+def _duel(a: br.FrozenPolicy, b: br.FrozenPolicy, setup, key, episodes: int = 128) -> float:
+  """Mean P(episode of a > episode of b) - 1/2 over paired episodes from independent resets."""
+  keys = jax.random.split(key, 5)
+  policy_a, _ = br.frozen_policy_fn(a, keys[0], episodes)
+  policy_b, _ = br.frozen_policy_fn(b, keys[1], episodes)
+  horizon = CONFIG.episode_length
+  run_a = spo_jax.rollout(setup.env, policy_a, keys[2], episodes, horizon, setup.teacher)
+  run_b = spo_jax.rollout(setup.env, policy_b, keys[3], episodes, horizon, setup.teacher)
+  return float(jnp.mean(br.paired_preferences(setup.teacher, run_a, run_b, keys[4])[0])) - 0.5
+
+
+def test_warm_start_copies_the_policy_and_its_normalizer():
+  """A warm responder is the frozen policy's last iterate: network AND observation statistics.
+
+  The frozen walker (0.6 per coordinate, always compliant; samples = its mode, log_std -6)
+  normalizes its observations with a mean of 1 on the TARGET coordinates only, so it walks
+  towards target - 1. Judged by the constraint teacher (both comply, so the higher return
+  wins), a warm copy faces itself from independent reset states: start near 0 (|start| <
+  0.15). The same network on identity statistics (what a copy without the normalizer would
+  be) walks to the true target and beats the frozen walker by more than 0.15, and the cold
+  responder (fresh network) starts below -0.2: a copy that missed either part would not
+  start near 0."""
+  config = CONFIG.replace(normalize_observations=True)
+  setup = build(config)
+  shifted = nets.Normalizer(jnp.asarray([0.0, 0.0, 1.0, 1.0]), jnp.ones(4), jnp.asarray(1e6))
+  networks = nets.make_networks(4, 2, HIDDEN, HIDDEN)
+
+  def frozen_of(params: PolicyParams) -> br.FrozenPolicy:
+    stacked = jax.tree.map(lambda x: jnp.asarray(x)[None], params)
+    return br.FrozenPolicy(networks, stacked, normalize_observations=True, deterministic=True)
+
+  walker = frozen_of(_quiet(_to_target(0.6))._replace(normalizer=shifted))
+  key = jax.random.PRNGKey(0)
+  warm = br.exploitability(walker, setup.env, setup.teacher, config, key, iterations=0,
+                           eval_episodes=128, warm_start=True)
+  assert abs(warm.start) < 0.15, warm.start
+  assert _duel(frozen_of(_quiet(_to_target(0.6))), walker, setup, key) > 0.15
+  cold = br.exploitability(walker, setup.env, setup.teacher, config, key, iterations=0,
+                           eval_episodes=128)
+  assert cold.start < -0.2, cold.start
+
+
+def test_warm_start_trains_from_the_copy():
+  """The copied parameters go through PPO's update (their structure and dtypes must match
+  the fresh state's, or the compiled iteration refuses them): two iterations run, and the
+  estimate and the curve of 2 values are in [-1/2, 1/2]."""
+  config = CONFIG.replace(normalize_observations=False)
+  setup = build(config)
+  frozen = _frozen(_quiet(_to_target(0.6), -1.0))
+  result = br.exploitability(frozen, setup.env, setup.teacher, config, jax.random.PRNGKey(1),
+                             iterations=2, eval_episodes=16, warm_start=True)
+  assert -0.5 <= result.estimate <= 0.5 and len(result.curve) == 2
+  assert all(-0.5 <= c <= 0.5 for c in result.curve)
+
+
+def test_warm_start_refuses_a_responder_that_would_see_other_observations():
+  """The frozen walkers act on raw observations; a responder config that normalizes them
+  would run the copied network on other inputs: refused in one line naming the field."""
+  setup = build(CONFIG)
+  with pytest.raises(spo_jax.ConfigError, match="normalize_observations = False"):
+    br.exploitability(_frozen(_to_target(0.6)), setup.env, setup.teacher,
+                      CONFIG.replace(normalize_observations=True), jax.random.PRNGKey(0),
+                      iterations=0, warm_start=True)

@@ -150,7 +150,7 @@ def _q1_control(plt, stats: list[dict[str, Any]], save: Callable) -> None:
 
 def _q1_best_response(plt, stats: list[dict[str, Any]], save: Callable) -> None:
   """Control task: the best-response exploitability of SPO's last iterate and mixture and of
-  RM's policy (solid), beside the untrained responder's value (hatched: the start)."""
+  RM's policy (solid), beside the responder's start, a copy of the last iterate (hatched)."""
   series = [("SPO, last iterate", "spo", "last"), ("SPO, mixture", "spo", "mixture"),
             ("RM policy", "rm", "last")]
   found = []
@@ -175,7 +175,7 @@ def _q1_best_response(plt, stats: list[dict[str, Any]], save: Callable) -> None:
   ax.set_xticks(range(len(found)), [f[0] for f in found])
   ax.set_ylabel("P(best response beats it) - 1/2 (IQM, 95% CI)")
   ax.set_title(f"exploitability by a best response (n={found[0][2][0]['seeds']}; "
-               "hatched: untrained responder)")
+               "hatched: the responder before training)")
   save(fig, "q1_best_response.png")
 
 

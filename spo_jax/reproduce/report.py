@@ -27,11 +27,11 @@ MEASURE_LABELS = {
     "mw_distance_last": "L1 distance to the MW, last iterate",
     "mw_distance_average": "L1 distance to the MW, averaged policy",
     "br_exploitability_last": "exploitability (best response), last iterate",
-    "br_exploitability_last_start": "exploitability (best response), last iterate: untrained "
-                                    "responder (start)",
+    "br_exploitability_last_start": "exploitability (best response), last iterate: the "
+                                    "responder's start (a copy of the last iterate)",
     "br_exploitability_mixture": "exploitability (best response), mixture of iterates",
-    "br_exploitability_mixture_start": "exploitability (best response), mixture: untrained "
-                                       "responder (start)",
+    "br_exploitability_mixture_start": "exploitability (best response), mixture: the "
+                                       "responder's start (a copy of the last iterate)",
     "mixture_iterates": "iterates in the mixture",
 }
 

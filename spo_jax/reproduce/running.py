@@ -151,9 +151,11 @@ def measure_exploitability(run: Run, run_dir: Path, episodes: int) -> dict[str, 
   """Per seed, the best-response exploitability estimate of each of `run.exploit` ('last':
   the final policy; 'mixture': the uniform mixture of every kept checkpoint, one per
   episode), judged by the run's teacher: `br_exploitability_<target>` (after
-  `run.exploit_iterations` PPO iterations of the responder, configured as the run),
-  `br_exploitability_<target>_start` (the untrained responder: the measure's starting
-  value), and `mixture_iterates` (how many iterates the mixture holds)."""
+  `run.exploit_iterations` PPO iterations of the responder, configured as the run and
+  started from the run's last iterate: `best_response` explains why a responder from scratch
+  measures nothing against a teacher with hard answers), `br_exploitability_<target>_start`
+  (that copy before training: the measure's starting value), and `mixture_iterates` (how
+  many iterates the mixture holds)."""
   config = run.config
   setup = build(config.replace(num_seeds=1))  # the run's env and teacher
   keys = jax.random.split(jax.random.PRNGKey(EXPLOIT_KEY), config.num_seeds)
@@ -162,7 +164,7 @@ def measure_exploitability(run: Run, run_dir: Path, episodes: int) -> dict[str, 
     frozen = br.load_frozen_seeds(run_dir, target)
     results = br.exploitability_over_seeds(frozen, setup.env, setup.teacher, config, keys,
                                            iterations=run.exploit_iterations,
-                                           eval_episodes=max(episodes, 2))
+                                           eval_episodes=max(episodes, 2), warm_start=True)
     out[f"br_exploitability_{target}"] = [r.estimate for r in results]
     out[f"br_exploitability_{target}_start"] = [r.start for r in results]
     if target == "mixture":
