@@ -37,7 +37,7 @@ GRIDS = {
                                      "entropy_coef": 0.0}},
     "rm": {f"lr{lr:g}-rmlr{rm_lr:g}-ens{ens}": {"learning_rate": lr, "rm_learning_rate": rm_lr,
                                                  "rm_ensemble_size": ens}
-           for lr in (1e-3, 3e-3) for rm_lr, ens in ((3e-4, 1), (3e-3, 3))},
+           for lr in (1e-3, 3e-3) for rm_lr, ens in ((1e-3, 1), (3e-3, 3))},
 }
 
 
