@@ -22,7 +22,12 @@ the non-Markovian teachers) prefers a trained policy's every episode to an untra
 responder's, so a responder from scratch sees the reward -1/2 on every trajectory, gets no
 gradient and measures -1/2 before and after training (the reproduction's Q1 control task
 measured exactly that for all 10 seeds of both methods). A copy of the frozen policy starts
-near a tie, where the teacher's answers vary and PPO can climb towards whatever beats it.
+near a tie, where the teacher's answers vary and PPO can climb towards whatever beats it,
+provided both act alike: the responder samples its actions (PPO needs it), so the frozen
+policy should sample too (`deterministic=False`). Against its own mode a sampled copy can
+lose every pair (the Q1 control task's raters penalise effort and tilt, which sampling
+noise adds), which again leaves no gradient. The frozen policy's samples are also what the
+Minimax Winner is about: a distribution over trajectories.
 
 The frozen policy is a `FrozenPolicy`: a uniform mixture of M parameter sets, each episode
 acting with ONE of them drawn uniformly (`mixture_indices`); M = 1 is a single policy.

@@ -153,7 +153,8 @@ def measure_exploitability(run: Run, run_dir: Path, episodes: int) -> dict[str, 
   episode), judged by the run's teacher: `br_exploitability_<target>` (after
   `run.exploit_iterations` PPO iterations of the responder, configured as the run and
   started from the run's last iterate: `best_response` explains why a responder from scratch
-  measures nothing against a teacher with hard answers), `br_exploitability_<target>_start`
+  measures nothing against a teacher with hard answers; the frozen policies sample their
+  actions, as the responder does), `br_exploitability_<target>_start`
   (that copy before training: the measure's starting value), and `mixture_iterates` (how
   many iterates the mixture holds)."""
   config = run.config
@@ -161,7 +162,10 @@ def measure_exploitability(run: Run, run_dir: Path, episodes: int) -> dict[str, 
   keys = jax.random.split(jax.random.PRNGKey(EXPLOIT_KEY), config.num_seeds)
   out: dict[str, list[float]] = {}
   for target in run.exploit:
-    frozen = br.load_frozen_seeds(run_dir, target)
+    # The policy as trained, sampling its actions: the Minimax Winner is a distribution
+    # over trajectories, and a sampled copy would lose every pair to its own mode under
+    # hard raters (more effort, less upright), leaving the responder no gradient.
+    frozen = br.load_frozen_seeds(run_dir, target, deterministic=False)
     results = br.exploitability_over_seeds(frozen, setup.env, setup.teacher, config, keys,
                                            iterations=run.exploit_iterations,
                                            eval_episodes=max(episodes, 2), warm_start=True)
