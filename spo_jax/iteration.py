@@ -30,7 +30,7 @@ from spo_jax import teachers as teachers_lib
 from spo_jax.config import Config
 from spo_jax.evaluate import PolicyParams, rollout_policy
 from spo_jax.guard import guard_flags
-from spo_jax.rollout import compaction_sizes, rollout
+from spo_jax.rollout import RolloutResult, compaction_sizes, rollout
 from spo_jax.teachers import TeacherProtocol
 
 
@@ -160,6 +160,27 @@ def _iteration_metrics(config: Config, result: Any, rewards: jax.Array,
   return metrics
 
 
+def training_rollout(config: Config, env: Env, teacher: TeacherProtocol,
+                     source: sources.RewardSource, chunk: int | None = None,
+                     shard_envs: Callable | None = None
+                     ) -> Callable[[Any, jax.Array], RolloutResult]:
+  """`(policy_fn, key) -> RolloutResult`: N = `config.num_envs` episodes of H steps exactly as
+  a training iteration rolls them out for `source` (its teacher folded in when it asks one,
+  its segments, the whole-episode summaries beside them, the compaction stages). The one
+  place that says so: the iteration and `spo-bench`'s breakdown both call it."""
+  rollout_teacher = teacher if source.uses_teacher else None
+  batch_sizes = compaction_sizes(config.num_envs, config.compaction_factor)
+  episode_summary = sources.episode_summary(source)
+
+  def run(policy_fn, key: jax.Array) -> RolloutResult:
+    return rollout(env, policy_fn, key, config.num_envs, config.episode_length,
+                   rollout_teacher, shard_envs, chunk=chunk,
+                   segment_length=source.segment_length, batch_sizes=batch_sizes,
+                   episode_summary=episode_summary)
+
+  return run
+
+
 def make_functions(config: Config, env: Env, teacher: TeacherProtocol,
                    networks: nets.Networks, spec: teachers_lib.EnvSpec,
                    game: averaging.OneStepGame | None = None, chunk: int | None = None,
@@ -182,9 +203,7 @@ def make_functions(config: Config, env: Env, teacher: TeacherProtocol,
                                  inject="learning_rate" in traced)
   hp = ppo_hyperparams(config)
   state_fields = tuple(name for name in traced if name != "learning_rate")
-  num_envs, horizon = config.num_envs, config.episode_length
-  rollout_teacher = teacher if source.uses_teacher else None
-  batch_sizes = compaction_sizes(num_envs, config.compaction_factor)
+  do_rollout = training_rollout(config, env, teacher, source, chunk, shard_envs)
 
   def init(key: jax.Array) -> TrainState:
     k_params, k_state, k_reward = jax.random.split(key, 3)
@@ -204,9 +223,7 @@ def make_functions(config: Config, env: Env, teacher: TeacherProtocol,
 
     policy_fn = rollout_policy(networks, policy_params(state), config.normalize_observations,
                                deterministic=False)
-    result = rollout(env, policy_fn, k_rollout, num_envs, horizon, rollout_teacher,
-                     shard_envs, chunk=chunk, segment_length=source.segment_length,
-                     batch_sizes=batch_sizes, episode_summary=sources.episode_summary(source))
+    result = do_rollout(policy_fn, k_rollout)
     traj = result.trajectory
     rewards, reward_state, reward_metrics = source.rewards(state.reward_state, result, k_reward)
     swept = dict(state.hyperparams) if state_fields else {}

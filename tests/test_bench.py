@@ -89,6 +89,26 @@ def test_breakdown_times_the_compacted_rollout_and_reports_its_valid_steps(tmp_p
       steps["valid_steps"] / r["spo_breakdown"]["rollout"])
 
 
+def test_breakdown_rolls_out_as_training_does_with_segments_and_whole_episodes():
+  """hopper's preset compares segments and, beside them, whole episodes (`episode_weight`);
+  the reward source then reads the rollout's summaries as the pair (segments, episodes). The
+  breakdown once built its own rollout without the whole-episode summaries and crashed on
+  that preset ("not enough values to unpack"); it now calls `iteration.training_rollout`,
+  as training does. balance with segments of 10 steps and episode weight 1, 8 envs."""
+  import jax  # noqa: PLC0415
+
+  import spo_jax  # noqa: PLC0415
+  from spo_jax.bench.measures import spo_breakdown  # noqa: PLC0415
+  from spo_jax.setup import build  # noqa: PLC0415
+
+  config = spo_jax.preset("balance").replace(num_envs=8, episode_length=40, segment_length=10,
+                                             episode_weight=1.0, num_minibatches=1)
+  setup = build(config)
+  seconds, steps = spo_breakdown(setup, setup.fns.init(jax.random.PRNGKey(0)), repeats=1)
+  assert set(seconds) == {"rollout", "win rates + placement", "ppo update"}
+  assert 0 < steps["valid_steps"] <= steps["physics_steps"]
+
+
 def test_a_compaction_factor_of_one_is_refused(capsys):
   assert main(["--compaction-factor", "1", "--out", "/nonexistent/bench.json"]) == 2
   assert "compaction_factor" in capsys.readouterr().err

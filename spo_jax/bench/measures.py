@@ -18,7 +18,8 @@ from spo_jax import reward_sources as sources
 from spo_jax import teachers as teachers_lib
 from spo_jax.bench.common import median, raw_rollout_fn, timed
 from spo_jax.evaluate import rollout_policy
-from spo_jax.rollout import DEFAULT_CHUNK, RolloutResult, Trajectory, compaction_sizes, rollout
+from spo_jax.iteration import training_rollout
+from spo_jax.rollout import DEFAULT_CHUNK, RolloutResult, Trajectory
 from spo_jax.teachers import TeacherStep
 from spo_jax.train import build, over_seeds, policy_params, ppo_hyperparams
 
@@ -102,12 +103,9 @@ def spo_breakdown(setup, state, repeats: int) -> tuple[dict[str, float], dict[st
     return rollout_policy(networks, policy_params(state), config.normalize_observations,
                           deterministic=False)
 
-  # The rollout as training runs it: the same segments and compaction (train.py).
-  batch_sizes = compaction_sizes(config.num_envs, config.compaction_factor)
-  do_rollout = jax.jit(lambda s, k: rollout(env, policy_fn(s), k, config.num_envs,
-                                            config.episode_length, setup.teacher,
-                                            segment_length=source.segment_length,
-                                            batch_sizes=batch_sizes))
+  # The rollout as training runs it: segments, whole-episode summaries, compaction.
+  training = training_rollout(config, env, setup.teacher, source)
+  do_rollout = jax.jit(lambda s, k: training(policy_fn(s), k))
   do_rewards = jax.jit(lambda s, r, k: source.rewards(s.reward_state, r, k)[0])
 
   def update(s, traj, rewards, k):
