@@ -185,7 +185,7 @@ class ScalePlan:
 
 PLANS = {
     # Q2/Q3 on balance at H = 1000 (see CPU_ENVS). Q3's grid is one level of each noise
-    # beside the noiseless point: each reward-model run of 10 seeds takes 10-25 minutes on one
+    # beside the noiseless point: each reward-model run of 10 seeds takes 13-31 minutes on one
     # core of the 2-core CPU, so the gpu plan's three levels of each do not fit 3 hours.
     "cpu": ScalePlan(envs=CPU_ENVS, control_env="inverted_pendulum",
                      q2_envs=("balance",), q3_env="balance",
