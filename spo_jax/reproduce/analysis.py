@@ -136,9 +136,18 @@ def iqm_with_ci(scores: np.ndarray, reps: int = 2000, seed: int = 0) -> tuple[fl
     return point, point, point
   library, _ = bootstrap_backend()
   if library is not None:
-    _, intervals = library.get_interval_estimates(
-        {"x": scores}, lambda x: np.array([iqm(x)]), reps=reps,
-        random_state=np.random.RandomState(seed))
+    # rliable's StratifiedBootstrap draws its resamples from NumPy's GLOBAL generator
+    # (`np.random.choice` in `update_indices`), whatever `random_state` says, so the same
+    # scores gave other intervals on every call. Seed the global generator for this call
+    # and put its state back, so an interval depends only on (scores, reps, seed).
+    saved = np.random.get_state()
+    np.random.seed(seed)
+    try:
+      _, intervals = library.get_interval_estimates(
+          {"x": scores}, lambda x: np.array([iqm(x)]), reps=reps,
+          random_state=np.random.RandomState(seed))
+    finally:
+      np.random.set_state(saved)
     lower, upper = intervals["x"][:, 0]
   else:
     lower, upper = stratified_bootstrap(scores, batch_iqm, reps, seed)[:, 0]

@@ -174,8 +174,8 @@ def _q1_best_response(plt, stats: list[dict[str, Any]], save: Callable) -> None:
   ax.axhline(0.0, color="black", linewidth=0.8)
   ax.set_xticks(range(len(found)), [f[0] for f in found])
   ax.set_ylabel("P(best response beats it) - 1/2 (IQM, 95% CI)")
-  ax.set_title(f"exploitability by a best response (n={found[0][2][0]['seeds']}; "
-               "hatched: the responder before training)")
+  ax.set_title(f"exploitability by a best response (n={found[0][2][0]['seeds']})\n"
+               "hatched: the responder before training", fontsize=10)
   save(fig, "q1_best_response.png")
 
 
