@@ -139,13 +139,13 @@ def iqm_with_ci(scores: np.ndarray, reps: int = 2000, seed: int = 0) -> tuple[fl
     # rliable's StratifiedBootstrap draws its resamples from NumPy's GLOBAL generator
     # (`np.random.choice` in `update_indices`), whatever `random_state` says, so the same
     # scores gave other intervals on every call. Seed the global generator for this call
-    # and put its state back, so an interval depends only on (scores, reps, seed).
+    # and put its state back, so an interval depends only on (scores, reps, seed). No
+    # `random_state`: it changes nothing, and arch deprecates it with a warning per call.
     saved = np.random.get_state()
     np.random.seed(seed)
     try:
       _, intervals = library.get_interval_estimates(
-          {"x": scores}, lambda x: np.array([iqm(x)]), reps=reps,
-          random_state=np.random.RandomState(seed))
+          {"x": scores}, lambda x: np.array([iqm(x)]), reps=reps)
     finally:
       np.random.set_state(saved)
     lower, upper = intervals["x"][:, 0]
