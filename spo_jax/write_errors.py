@@ -12,6 +12,7 @@ import contextlib
 import errno
 import os
 import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,20 @@ WRITE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.ENOENT,
 # Orbax and TensorStore report OS errors inside their own exceptions' text, e.g.
 # "RESOURCE_EXHAUSTED: ... No space left on device [os_error_code='28']".
 _OS_ERROR_CODE = re.compile(r"os_error_code='?(\d+)")
+
+
+# Called, in order, the moment `failed_write` recognises a file-system failure, before the
+# error unwinds through Orbax's cleanup (`on_write_failure`).
+_FAILURE_HOOKS: list[Callable[[], None]] = []
+
+
+def on_write_failure(hook: Callable[[], None]) -> Callable[[], None]:
+  """Call `hook()` as soon as a write failure is recognised, before anything is cleaned up;
+  returns the function that unregisters it. `spo-train` quiets stderr there: the writes Orbax
+  abandons print "Event loop is closed" tracebacks from background threads while the error
+  unwinds, before the one-line report could be printed."""
+  _FAILURE_HOOKS.append(hook)
+  return lambda: _FAILURE_HOOKS.remove(hook)
 
 
 def write_failure(error: BaseException) -> tuple[int, str] | None:
@@ -91,6 +106,8 @@ def failed_write(what: str, path: Path, checkpointer: Any, run_path: Path):
     failure = write_failure(error)
     if failure is None:
       raise
+    for hook in list(_FAILURE_HOOKS):
+      hook()
     if isinstance(error, FailedWrite):
       what, path = error.what, error.path
     last = checkpointer.latest_step() if checkpointer is not None else None
