@@ -330,12 +330,14 @@ def load_frozen_seeds(run_dir: str | Path, target: str = "last", env: Env | None
 def run_exploitability(run_dir: str | Path, target: str = "last", *, iterations: int,
                        eval_episodes: int = 64, seed: int = 0, seed_index: int = 0,
                        config: Config | None = None, teacher: TeacherProtocol | None = None,
-                       env: Env | None = None, warm_start: bool = False
-                       ) -> ExploitabilityResult:
+                       env: Env | None = None, warm_start: bool = False,
+                       deterministic: bool = True) -> ExploitabilityResult:
   """`exploitability` of a run's last iterate or mixture (`load_frozen`), judged by the run's
   own teacher (or `teacher`), the responder trained with the run's config (or `config`: e.g.
-  a smaller N); `seed` keys the responder; `warm_start` as in `exploitability`."""
-  frozen = load_frozen(run_dir, target, seed_index, env)
+  a smaller N); `seed` keys the responder; `warm_start` as in `exploitability`;
+  `deterministic=False`: the frozen iterates sample their actions (as with a warm start
+  against a teacher with hard answers they should, module docstring)."""
+  frozen = load_frozen(run_dir, target, seed_index, env, deterministic)
   run_config = read_run_config(Path(run_dir))
   config = config or run_config
   # The run's env and teacher (a reward-model or PPO run's teacher is its config's too).
