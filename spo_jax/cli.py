@@ -28,7 +28,7 @@ from spo_jax.config import Config, ConfigError, validate
 from spo_jax.loggers import LogOptions, check_options
 from spo_jax.presets import default_config, preset
 from spo_jax.train import NumericalError, TrainingInterrupted, train
-from spo_jax.write_errors import RunWriteError, on_write_failure
+from spo_jax.write_errors import QuietAfterWriteFailure, RunWriteError
 
 
 @dataclasses.dataclass(frozen=True)
@@ -172,35 +172,6 @@ def _default_run_dir(config: Config) -> Path:
                          f"-seed{config.seed}-{stamp}")
 
 
-def silence_stderr() -> None:
-  """Send the rest of the process's stderr to /dev/null, after a failed write was reported in
-  one line: the writes Orbax abandoned finish on background threads and may print "Event loop
-  is closed" tracebacks until the interpreter exits, at a time no context manager covers."""
-  devnull = os.open(os.devnull, os.O_WRONLY)
-  os.dup2(devnull, 2)
-  os.close(devnull)
-  sys.stderr = open(os.devnull, "w")  # noqa: SIM115  (open until exit, on purpose)
-
-
-class _QuietAfterWriteFailure:
-  """Registered (`write_errors.on_write_failure`) while `train` runs: at the first recognised
-  write failure, keep a handle on the real stderr for the one-line report, then silence the
-  rest, so the tracebacks Orbax's abandoned writes print while the error unwinds never
-  reach the user."""
-
-  def __init__(self):
-    self.report = None
-
-  def __call__(self) -> None:
-    if self.report is None:
-      try:  # the process's own stderr (fd 2) is about to be silenced: keep a copy of it
-        own = sys.stderr.fileno() == 2
-      except (AttributeError, OSError, io.UnsupportedOperation):
-        own = False  # a stream someone else installed (a test's capture): keep it as is
-      self.report = os.fdopen(os.dup(2), "w") if own else sys.stderr
-      silence_stderr()
-
-
 def train_main(argv: list[str] | None = None) -> None:
   argv = sys.argv[1:] if argv is None else argv
   os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -208,7 +179,7 @@ def train_main(argv: list[str] | None = None) -> None:
   config, run = command.config, command.run
 
   run_dir = None
-  quiet = _QuietAfterWriteFailure()
+  quiet = QuietAfterWriteFailure()
   try:
     validate(config)
     check_options(command.log)
@@ -218,20 +189,16 @@ def train_main(argv: list[str] | None = None) -> None:
             f"N={config.num_envs} episodes x H={config.episode_length} steps per iteration, "
             f"{config.num_timesteps:,d} env steps; run directory {run_dir}", flush=True)
     start = time.perf_counter()
-    unregister = on_write_failure(quiet)
-    try:
+    with quiet.watching():
       result = train(config, run_dir=run_dir, resume=run.resume, overwrite=run.overwrite,
                      verbose=not run.quiet, log_options=command.log, progress=run.progress)
-    finally:
-      unregister()
   except ConfigError as error:
     _fail(str(error))
   except NumericalError as error:
     print(f"spo-train: error: {error}", file=sys.stderr)
     raise SystemExit(3) from None
   except RunWriteError as error:
-    print(f"spo-train: error: {error}", file=quiet.report or sys.stderr, flush=True)
-    silence_stderr()
+    quiet.report(f"spo-train: error: {error}")
     raise SystemExit(4) from None
   except TrainingInterrupted as stop:
     print(f"\nspo-train: stopped by {stop.signal_name} after iteration {stop.iteration}; "

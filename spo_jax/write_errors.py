@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import io
 import os
 import re
-from collections.abc import Callable
+import sys
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -32,11 +34,54 @@ _FAILURE_HOOKS: list[Callable[[], None]] = []
 
 def on_write_failure(hook: Callable[[], None]) -> Callable[[], None]:
   """Call `hook()` as soon as a write failure is recognised, before anything is cleaned up;
-  returns the function that unregisters it. `spo-train` quiets stderr there: the writes Orbax
-  abandons print "Event loop is closed" tracebacks from background threads while the error
-  unwinds, before the one-line report could be printed."""
+  returns the function that unregisters it. `QuietAfterWriteFailure` quiets stderr there: the
+  writes Orbax abandons print "Event loop is closed" tracebacks from background threads while
+  the error unwinds, before the one-line report could be printed."""
   _FAILURE_HOOKS.append(hook)
   return lambda: _FAILURE_HOOKS.remove(hook)
+
+
+def silence_stderr() -> None:
+  """Send the rest of the process's stderr to /dev/null: the writes Orbax abandoned finish on
+  background threads and may print "Event loop is closed" tracebacks until the interpreter
+  exits, at a time no context manager covers."""
+  devnull = os.open(os.devnull, os.O_WRONLY)
+  os.dup2(devnull, 2)
+  os.close(devnull)
+  sys.stderr = open(os.devnull, "w")  # noqa: SIM115  (open until exit, on purpose)
+
+
+class QuietAfterWriteFailure:
+  """A hook for `on_write_failure`: at the first recognised write failure, keep a handle on the
+  real stderr for the one-line report (`stream`), then silence the rest, so the tracebacks
+  Orbax's abandoned writes print while the error unwinds never reach the user."""
+
+  def __init__(self):
+    self.stream = None  # where the one-line report goes once stderr is silenced
+
+  def __call__(self) -> None:
+    if self.stream is None:
+      try:  # the process's own stderr (fd 2) is about to be silenced: keep a copy of it
+        own = sys.stderr.fileno() == 2
+      except (AttributeError, OSError, io.UnsupportedOperation):
+        own = False  # a stream someone else installed (a test's capture): keep it as is
+      self.stream = os.fdopen(os.dup(2), "w") if own else sys.stderr
+      silence_stderr()
+
+  @contextlib.contextmanager
+  def watching(self) -> Iterator[None]:
+    """Registered as a write-failure hook for the `with` block's duration: `spo-train` and
+    `spo-reproduce` wrap their training in it and report a `RunWriteError` with `report`."""
+    unregister = on_write_failure(self)
+    try:
+      yield
+    finally:
+      unregister()
+
+  def report(self, line: str) -> None:
+    """Print the one-line report on the real stderr, then keep stderr silent until exit."""
+    print(line, file=self.stream or sys.stderr, flush=True)
+    silence_stderr()
 
 
 def write_failure(error: BaseException) -> tuple[int, str] | None:

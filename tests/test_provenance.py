@@ -201,7 +201,7 @@ def test_a_failed_write_of_provenance_exits_4_in_one_line(tmp_path, capsys, monk
   """The disk fills while the atomic writer writes provenance.json's temporary file (config.json
   and policy.json were written): exit code 4, one line, no temporary file left."""
   half_write(monkeypatch, "provenance.json", OSError(errno.ENOSPC, os.strerror(errno.ENOSPC)))
-  monkeypatch.setattr("spo_jax.cli.silence_stderr", lambda: None)  # keep pytest's stderr
+  monkeypatch.setattr("spo_jax.write_errors.silence_stderr", lambda: None)  # keep pytest's stderr
   run = tmp_path / "run"
   with pytest.raises(SystemExit) as stop:
     train_main(["--env", "point_reach", "--num-envs", "4", "--episode-length", "8",

@@ -4,6 +4,7 @@ run on the package's point_reach env)."""
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import subprocess
@@ -163,3 +164,22 @@ def test_bad_input_exits_2_from_the_command_line(tmp_path):
   assert out.stderr.strip() == ("reproduce.py: error: unknown question 'q9'; valid: q1, q2, "
                                 "q3, q4, all")
   assert out.stdout == ""
+
+
+def test_a_full_disk_exits_4_in_one_line(tmp_path, capsys, monkeypatch):
+  """The disk fills while the first point's provenance.json is written: exit code 4 and one
+  line naming the file, as `spo-train` reports it (nothing is compiled before that write).
+  stderr is silenced twice: by the hook the moment the failure is recognised (before Orbax's
+  cleanup could print tracebacks) and after the report."""
+  from write_faults import half_write
+  half_write(monkeypatch, "provenance.json", OSError(errno.ENOSPC, os.strerror(errno.ENOSPC)))
+  silenced = []  # stands in for silencing, which would also silence pytest's capture
+  monkeypatch.setattr("spo_jax.write_errors.silence_stderr", lambda: silenced.append(1))
+  out_dir = tmp_path / "out"
+  code = cli.main(["--question", "q2", "--tiny", "--methods", "spo", "--out", str(out_dir)])
+  assert code == 4
+  err = capsys.readouterr().err.strip().splitlines()
+  assert len(err) == 1 and err[0].startswith("spo-reproduce: error: could not write the "
+                                              "provenance"), err
+  assert "ENOSPC" in err[0]
+  assert len(silenced) == 2

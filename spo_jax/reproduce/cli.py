@@ -43,7 +43,6 @@ from pathlib import Path
 from typing import Any
 
 from spo_jax import teachers as teachers_lib
-from spo_jax.cli import silence_stderr
 from spo_jax.config import ConfigError, validate
 from spo_jax.envs import make_env, require_family
 from spo_jax.reproduce import analysis, extras, report, running
@@ -61,7 +60,7 @@ from spo_jax.reproduce.plans import (
 )
 from spo_jax.run_dir import RunDirBusy
 from spo_jax.teachers.raters import PRESETS as RATER_PRESETS
-from spo_jax.write_errors import RunWriteError
+from spo_jax.write_errors import QuietAfterWriteFailure, RunWriteError
 
 PROG = "spo-reproduce"
 
@@ -223,15 +222,15 @@ def main(argv: list[str] | None = None, *, prog: str = PROG, command: str = PROG
   episodes = scale_plan(args.scale, args.tiny).final_episodes
   seconds: dict[str, float] = {}
   if not args.analyze_only:
+    quiet = QuietAfterWriteFailure()
     try:
-      seconds = running.execute(runs, out, args.force, episodes)
+      with quiet.watching():
+        seconds = running.execute(runs, out, args.force, episodes)
     except RunDirBusy as error:  # another reproduction (or spo-train) holds a point's run
       print(f"{prog}: error: {error}", file=sys.stderr)
       return 2
     except RunWriteError as error:  # disk full: finished points are kept, rerun to go on
-      print(f"{prog}: error: {error}", file=sys.stderr, flush=True)
-
-      silence_stderr()  # Orbax's abandoned writes may still complain until exit
+      quiet.report(f"{prog}: error: {error}")
       return 4
     running.head_to_head_q1(runs, out, args.force, episodes)
   results, finals = analysis.collect(runs, out)
