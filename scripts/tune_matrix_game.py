@@ -17,11 +17,10 @@ A finished run is skipped when the command is run again.
 from __future__ import annotations
 
 import argparse
-import csv
 import pathlib
 import statistics
 
-from spo_jax.reproduce import plans, running
+from spo_jax.reproduce import plans, running, tuning
 
 TUNING_SEEDS = (100, 3)  # first seed, count
 MEASURE = "eval/exploitability_average"
@@ -52,37 +51,19 @@ def configs():
       yield method, f"{method}-{name}", base.replace(reward_source=source, **fields)
 
 
-def finished(run_dir: pathlib.Path, config) -> bool:
-  """Whether every seed of the run reached the plan's iteration cap."""
-  last = running.last_rows(run_dir)
-  return bool(last) and min(r["iteration"] for r in last) >= config.max_iterations
-
-
 def summarize(out: pathlib.Path) -> None:
   summary = []
   for method, name, _ in configs():
-    run_dir = out / name
-    last = running.last_rows(run_dir) if (run_dir / "metrics.jsonl").exists() else []
-    values = [r[MEASURE] for r in last if MEASURE in r]
-    if not values:
-      continue
-    summary.append({"method": method, "config": name, "seeds": len(values),
-                    "mean": statistics.mean(values), "min": min(values), "max": max(values)})
-  for method in GRIDS:
-    mine = [s for s in summary if s["method"] == method]
-    if mine:
-      min(mine, key=lambda s: s["mean"])["chosen"] = "yes"
-  with open(out / "summary.csv", "w", newline="") as f:
-    writer = csv.DictWriter(f, ["method", "config", "seeds", "mean", "min", "max", "chosen"],
-                            restval="")
-    writer.writeheader()
-    writer.writerows(summary)
-  lines = ["| method | configuration | seeds | exploitability of the averaged policy, mean "
-           "(min-max) | chosen |", "|---|---|---|---|---|"]
-  lines += [f"| {s['method']} | {s['config']} | {s['seeds']} | {s['mean']:.4f} "
-            f"({s['min']:.4f}-{s['max']:.4f}) | {s.get('chosen', '')} |" for s in summary]
-  (out / "summary.md").write_text("\n".join(lines) + "\n")
-  print("\n".join(lines))
+    values = [r[MEASURE] for r in running.last_rows(out / name) if MEASURE in r]
+    if values:
+      summary.append({"method": method, "config": name, "seeds": len(values),
+                      "mean": statistics.mean(values), "min": min(values), "max": max(values)})
+  print(tuning.write_summary(
+      out, summary, "mean", lower_is_better=True,
+      header=["method", "configuration", "seeds",
+              "exploitability of the averaged policy, mean (min-max)"],
+      cells=lambda s: [s["method"], s["config"], str(s["seeds"]),
+                       f"{s['mean']:.4f} ({s['min']:.4f}-{s['max']:.4f})"]), end="")
 
 
 def main() -> None:
@@ -91,13 +72,7 @@ def main() -> None:
   parser.add_argument("--summarize", action="store_true", help="only rebuild the tables")
   args = parser.parse_args()
   if not args.summarize:
-    import spo_jax  # noqa: PLC0415  (after the argument check: importing JAX takes seconds)
-    for _, name, config in configs():
-      run_dir = args.out / name
-      if finished(run_dir, config):
-        print(f"{name}: finished, skipped", flush=True)
-        continue
-      spo_jax.train(config, run_dir=run_dir, overwrite=True)
+    tuning.train_grid(configs(), args.out)
   summarize(args.out)
 
 

@@ -26,7 +26,7 @@ import csv
 import pathlib
 import statistics
 
-from spo_jax.reproduce import plans, running
+from spo_jax.reproduce import plans, running, tuning
 
 ENV = "balance"
 TUNING_SEEDS = (100, 3)  # first seed, count
@@ -57,14 +57,6 @@ def configs():
           seed=first, num_seeds=count, **fields)
 
 
-def finished(run_dir: pathlib.Path, config) -> bool:
-  """Whether the run stopped as training stops it: its slowest seed reached the env-step
-  budget, or the iteration cap was reached."""
-  last = running.last_rows(run_dir)
-  return bool(last) and (min(r["step"] for r in last) >= config.num_timesteps
-                         or max(r["iteration"] for r in last) >= config.max_iterations)
-
-
 def evaluations(run_dir: pathlib.Path):
   """Rows (iteration, step, seed, eval return) of a run's evaluations."""
   return [(r["iteration"], r["step"], r["seed"], r["eval/episode_reward"])
@@ -93,24 +85,14 @@ def summarize(out: pathlib.Path) -> None:
     writer = csv.writer(f)
     writer.writerow(["method", "config", "iteration", "env_steps", "seed", "eval_return"])
     writer.writerows(rows)
-  for method in GRIDS:
-    mine = [s for s in summary if s["method"] == method]
-    if len(mine) > 1:  # a grid of one (PPO's preset) chooses nothing
-      max(mine, key=lambda s: s["auc"])["chosen"] = "yes"
-  with open(out / "summary.csv", "w", newline="") as f:
-    fields = ["method", "config", "seeds", "auc", "final_mean", "final_min", "final_max",
-              "chosen"]
-    writer = csv.DictWriter(f, fields, restval="")
-    writer.writeheader()
-    writer.writerows(summary)
-  lines = ["| method | configuration | seeds | area under the curve (mean return up to the budget) "
-           "| final return, mean (min-max) | chosen |", "|---|---|---|---|---|---|"]
-  lines += [f"| {s['method']} | {s['config']} | {s['seeds']} | {s['auc']:.1f} "
-            f"| {s['final_mean']:.1f} "
-            f"({s['final_min']:.0f}-{s['final_max']:.0f}) | {s.get('chosen', '')} |"
-            for s in summary]
-  (out / "summary.md").write_text("\n".join(lines) + "\n")
-  print("\n".join(lines))
+  print(tuning.write_summary(
+      out, summary, "auc", lower_is_better=False,
+      header=["method", "configuration", "seeds",
+              "area under the curve (mean return up to the budget)",
+              "final return, mean (min-max)"],
+      cells=lambda s: [s["method"], s["config"], str(s["seeds"]), f"{s['auc']:.1f}",
+                       f"{s['final_mean']:.1f} ({s['final_min']:.0f}-{s['final_max']:.0f})"]),
+        end="")
 
 
 def main() -> None:
@@ -123,16 +105,9 @@ def main() -> None:
   parser.add_argument("--summarize", action="store_true", help="only rebuild the tables")
   args = parser.parse_args()
   if not args.summarize:
-    import spo_jax  # noqa: PLC0415  (after the argument check: importing JAX takes seconds)
-    for method, name, config in configs():
-      if (args.only and method != args.only) or (args.names and name not in
-                                                  args.names.split(",")):
-        continue
-      run_dir = args.out / name
-      if finished(run_dir, config):
-        print(f"{name}: finished, skipped")
-        continue
-      spo_jax.train(config, run_dir=run_dir, overwrite=True)
+    names = set(filter(None, args.names.split(",")))
+    tuning.train_grid(configs(), args.out, wanted=lambda method, name: (
+        (not args.only or method == args.only) and (not names or name in names)))
   summarize(args.out)
 
 
