@@ -104,7 +104,8 @@ class Config:
   teacher_num_raters: int = 3
   """intransitive: number K of raters (odd, >= 3) voting by majority."""
   teacher_raters: str = ""
-  """intransitive: rater utilities, '' for the environment's preset, or a JSON file
+  """intransitive: rater utilities, '' for the environment's preset, 'spatial' for raters who
+  each want the agent in another direction of the plane (point_reach), or a JSON file
   {"metrics": [names...], "weights": [[K x M]]}; each rater's utility is the sum over steps of
   its weighted metrics."""
   teacher_quantity: str = "reward"

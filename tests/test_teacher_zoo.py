@@ -26,7 +26,7 @@ from spo_jax.teachers.matrix_game import (
   minimax_winner,
 )
 from spo_jax.teachers.nonmarkov import Constraint, Deadline, Peak, Steady, parse_quantity
-from spo_jax.teachers.raters import PRESETS, MajorityOfRaters, preset_weights
+from spo_jax.teachers.raters import PRESETS, MajorityOfRaters, preset_weights, spatial_weights
 from spo_jax.tiny_envs import MatrixGame
 from spo_jax.winrate import compute_winrates
 
@@ -274,6 +274,41 @@ def test_preset_raters_cycle(tmp_path):
   path.write_text(json.dumps({"metrics": ["reward", "abs:angle", "abs:position"],
                               "weights": [list(row) for row in teacher.weights]}))
   assert teacher_for(BALANCE, teacher="intransitive", teacher_raters=str(path)) == teacher
+
+
+def test_spatial_raters_cycle_when_every_episode_lasts():
+  """'spatial' raters on point_reach: rater k weighs the sums of the position (x, y) by the
+  direction u_k at 2 pi k / 3: u_0 = (1, 0), u_1 = (-1/2, s), u_2 = (-1/2, -s), s = sqrt(3)/2.
+
+  Three trajectories of 2 steps each, all lasting the whole horizon (no survival criterion
+  could separate them), positions per step and their sums S:
+    a: (0, 0), (0, 0)        S = (0, 0)   utilities (0, 0, 0)
+    b: (1, 0), (1, 0)        S = (2, 0)   utilities (2, -1, -1)
+    c: (1/2, 1), (1/2, 1)    S = (1, 2)   utilities (1, -1/2 + 2s, -1/2 - 2s) = (1, 1.23, -2.23)
+  a vs b: rater 0 b (0 < 2); raters 1, 2 a (0 > -1)               -> a
+  b vs c: rater 0 b (2 > 1); rater 1 c (-1 < 1.23); rater 2 b     -> b
+  c vs a: raters 0, 1 c (1 > 0, 1.23 > 0); rater 2 a              -> c
+  The majority cycles a > b > c > a, and each rater alone is transitive.
+  """
+  spec = EnvSpec("point_reach", 4, 2, ("distance",), 2)
+  teacher = teacher_for(spec, teacher="intransitive", teacher_raters="spatial")
+  s = np.sqrt(3.0) / 2
+  np.testing.assert_allclose(teacher.weights, [[1, 0], [-0.5, s], [-0.5, -s]], atol=1e-12)
+  position = np.asarray([[[0, 0], [1, 0], [0.5, 1]]] * 2)  # [H = 2, N = 3, (x, y)]
+  next_obs = np.concatenate([position, np.zeros_like(position)], axis=-1)  # targets unread
+  p = prefs(teacher, steps(np.zeros((2, 3)), next_obs=next_obs))
+  assert p[0, 1] == 1.0 and p[1, 2] == 1.0 and p[2, 0] == 1.0, p
+  rates = compute_winrates(teacher, summarize_jit(teacher, steps(np.zeros((2, 3)),
+                                                                 next_obs=next_obs)),
+                           None, KEY).winrate
+  np.testing.assert_array_equal(rates, [0.5, 0.5, 0.5])
+  # The weights of each coordinate sum to zero over the raters (the average rater does not
+  # care), for any odd K.
+  for k in (3, 5, 9):
+    np.testing.assert_allclose(np.sum(spatial_weights(k), axis=0), 0.0, atol=1e-9)
+  # An env without a plane is refused, naming the field and the envs that have one.
+  with pytest.raises(ConfigError, match="teacher_raters.*'spatial'.*env 'balance'.*point_reach"):
+    teacher_for(teacher="intransitive", teacher_raters="spatial")
 
 
 def test_preset_weights():

@@ -36,6 +36,22 @@ the raters who prefer a to b form a contiguous range of emphasis, so the median 
 decides every pair and the majority is transitive; hence the third criterion even for
 environments with fewer reward terms (halfcheetah's posture, point_reach's wall margin).
 
+Raters who disagree on direction (`teacher_raters = 'spatial'`): on an env with a position
+in the plane (`SPATIAL_PLANES`: point_reach's (x, y), obs[0] and obs[1]), rater k of K wants
+the agent as far as possible in the direction at angle 2 pi k / K,
+
+  U_k(xi) = cos(2 pi k / K) sum_t x_t + sin(2 pi k / K) sum_t y_t.
+
+The weights sum to zero over the raters, so the average rater is indifferent and no reward
+explains the majority. For K = 3 the directions are 120 degrees apart, and a beats b exactly
+when the difference d = S(a) - S(b) of their position sums lies in one of three 60-degree
+sectors (30-90, 150-210 and 270-330 degrees), where two of the three raters gain; three
+trajectories whose differences point into those three sectors in turn cycle. Unlike the
+presets above, these raters keep disagreeing when every episode lasts to the horizon: on
+point_reach's training batches about 20% of triples are cyclic (docs/results.md, Q1), where
+the inverted_pendulum preset's raters cycle on 0.1%. The Minimax Winner is then a mixture
+(every single trajectory is beaten by those that move 60 degrees around it).
+
 A utility file (`teacher_raters = 'raters.json'`) sets W directly:
   {"metrics": ["reward_forward", "reward_ctrl", "abs:obs:1"], "weights": [[...], ...]}
 with K = teacher_num_raters rows of len(metrics) weights; a metric is any quantity of
@@ -109,6 +125,18 @@ PRESETS: dict[str, tuple[Criterion, Criterion, Criterion]] = {
 }
 
 
+# Envs with a position in the plane, for `teacher_raters = 'spatial'`: the two quantities
+# (x, y) whose sums over the episode the raters weigh.
+SPATIAL_PLANES: dict[str, tuple[str, str]] = {"point_reach": ("obs:0", "obs:1")}
+
+
+def spatial_weights(num_raters: int) -> list[list[float]]:
+  """[K, 2]: rater k's direction (cos 2 pi k/K, sin 2 pi k/K) in the plane; rounded so that
+  K = 3 gives exactly (1, 0), (-1/2, 0.866...), (-1/2, -0.866...)."""
+  return [[round(math.cos(2 * math.pi * k / num_raters), 12),
+           round(math.sin(2 * math.pi * k / num_raters), 12)] for k in range(num_raters)]
+
+
 def preset_weights(num_raters: int, num_criteria: int = 3) -> list[list[float]]:
   """[K, 3] emphasis of rater k on criterion m: 1 + cos(2 pi m/3 - 2 pi k/K - pi/6)/sqrt(3).
 
@@ -169,6 +197,18 @@ def _from_preset(cfg, spec: EnvSpec) -> tuple[tuple[Quantity, ...], list[list[fl
   emphasis = preset_weights(cfg.teacher_num_raters, len(criteria))
   weights = [[w / c.scale for w, c in zip(row, criteria, strict=True)] for row in emphasis]
   return quantities, weights
+
+
+def _spatial(cfg, spec: EnvSpec) -> tuple[tuple[Quantity, ...], list[list[float]]]:
+  if spec.name not in SPATIAL_PLANES:
+    fail("teacher_raters", cfg.teacher_raters,
+         f"the 'spatial' raters need a position in the plane, which env '{spec.name}' does "
+         f"not name (envs with one: {', '.join(sorted(SPATIAL_PLANES))}); give '' for the "
+         "env's preset raters or a JSON file")
+  where = f" (the 'spatial' raters of '{spec.name}')"
+  quantities = tuple(parse_quantity(name, spec, field="teacher_raters", where=where)
+                     for name in SPATIAL_PLANES[spec.name])
+  return quantities, spatial_weights(cfg.teacher_num_raters)
 
 
 def _number(value) -> bool:
@@ -237,12 +277,15 @@ def _from_file(cfg, spec: EnvSpec) -> tuple[tuple[Quantity, ...], list[list[floa
 
 
 def build_intransitive(cfg, spec: EnvSpec) -> MajorityOfRaters:
-  """K = `cfg.teacher_num_raters` raters from the env's preset (`cfg.teacher_raters` = '')
-  or a utility file, every name checked against the env described by `spec`."""
+  """K = `cfg.teacher_num_raters` raters from the env's preset (`cfg.teacher_raters` = ''),
+  the raters who disagree on direction ('spatial') or a utility file, every name checked
+  against the env described by `spec`."""
   num = cfg.teacher_num_raters
   if isinstance(num, bool) or not isinstance(num, int) or num < 1 or num % 2 == 0:
     fail("teacher_num_raters", num, "a majority vote needs an odd number of raters (3, 5, ...)")
-  if cfg.teacher_raters:
+  if cfg.teacher_raters == "spatial":
+    quantities, weights = _spatial(cfg, spec)
+  elif cfg.teacher_raters:
     quantities, weights = _from_file(cfg, spec)
   else:
     quantities, weights = _from_preset(cfg, spec)
