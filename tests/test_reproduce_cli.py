@@ -53,7 +53,7 @@ def _bad_table(tmp_path, rows) -> str:
     (["--question", "q5"], "unknown question 'q5'; valid: q1, q2, q3, q4, all"),
     (["--scale", "tpu"], "unknown scale 'tpu'; valid: cpu, gpu"),
     (["--env", "cheetah"], "unknown env 'cheetah' for --scale cpu; valid: balance, "
-                           "inverted_pendulum"),
+                           "inverted_pendulum, point_reach"),
     (["--question", "q4", "--teachers", "constraint,oracle"],
      "unknown Q4 teacher 'oracle'; valid: constraint, deadline, peak, steady"),
     (["--methods", "dpo"], "unknown method 'dpo'; valid: spo, rm, ppo, spo_soft"),

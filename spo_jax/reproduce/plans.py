@@ -147,6 +147,14 @@ _POINT_Q4 = {
     "peak": {"teacher_quantity": "reward"},
     "steady": {"teacher_quantity": "action_norm"},
 }
+# Q1's control task at `--scale cpu`: a point in the plane judged by the 'spatial' raters
+# (each wants it far in another direction, 120 degrees apart; spo_jax/teachers/raters.py),
+# whose majority cycles on about 20% of the triples of a training batch. Not tuned: both
+# methods run the point_reach preset's settings (equal tuning budgets: none). About 50
+# iterations of N = 64 episodes of H = 32 steps.
+CPU_ENVS["point_reach"] = EnvSettings(
+    num_envs=64, episode_length=32, num_timesteps=100_000, max_iterations=60, bt_scale=10.0,
+    q4=_POINT_Q4, overrides={"eval_every": 2, "num_eval_envs": 16})
 TINY_ENVS: dict[str, EnvSettings] = {
     "point_reach": EnvSettings(
         num_envs=6, episode_length=12, num_timesteps=200, max_iterations=3, bt_scale=5.0,
@@ -181,13 +189,17 @@ class ScalePlan:
   # checkpoint spacing (every checkpoint kept) whose iterates form SPO's time-averaged policy.
   br_iterations: int = 20
   mixture_every: int = 2
+  # Q1 control: `teacher_raters` of the intransitive teacher on `control_env` ('' for the
+  # env's preset raters; another env given with --env always gets its preset).
+  control_raters: str = ""
 
 
 PLANS = {
-    # Q2/Q3 on balance at H = 1000 (see CPU_ENVS). Q3's grid is one level of each noise
-    # beside the noiseless point: each reward-model run of 10 seeds takes 13-31 minutes on one
-    # core of the 2-core CPU, so the gpu plan's three levels of each do not fit 3 hours.
-    "cpu": ScalePlan(envs=CPU_ENVS, control_env="inverted_pendulum",
+    # Q1 control on point_reach with the spatial raters; Q2/Q3 on balance at H = 1000 (see
+    # CPU_ENVS). Q3's grid is one level of each noise beside the noiseless point: each
+    # reward-model run of 10 seeds takes 13-31 minutes on one core of the 2-core CPU, so the
+    # gpu plan's three levels of each do not fit 3 hours.
+    "cpu": ScalePlan(envs=CPU_ENVS, control_env="point_reach", control_raters="spatial",
                      q2_envs=("balance",), q3_env="balance",
                      q4_env="inverted_pendulum", betas=(1.0,),
                      epsilons=(0.0, 0.2), q4_teachers=("constraint", "deadline"),
@@ -199,7 +211,8 @@ PLANS = {
                      epsilons=(0.0, 0.1, 0.2, 0.3), q4_teachers=("constraint", "deadline"),
                      matrix_iterations=1000, final_episodes=64, default_seeds=10,
                      labels_per_trajectory=1, br_iterations=200, mixture_every=5),
-    "tiny": ScalePlan(envs=TINY_ENVS, control_env="point_reach", q2_envs=("point_reach",),
+    "tiny": ScalePlan(envs=TINY_ENVS, control_env="point_reach", control_raters="spatial",
+                      q2_envs=("point_reach",),
                       q3_env="point_reach", q4_env="point_reach", betas=(1.0,), epsilons=(0.0, 0.2),
                       q4_teachers=("constraint", "deadline"), matrix_iterations=6,
                       final_episodes=4, default_seeds=3, labels_per_trajectory=1,
@@ -255,8 +268,10 @@ def _q1_runs(plan: ScalePlan, base: Callable, env: str | None, seeds: int, table
   matrix = matrix_config(plan, seeds, table, tiny)
   # Every checkpoint kept, one per `mixture_every` iterations: SPO's time-averaged policy is
   # the uniform mixture of those iterates (`best_response.load_frozen(run, 'mixture')`).
-  control = base(env if env is not None else plan.control_env).replace(
-      teacher="intransitive", checkpoint_every=plan.mixture_every, keep_checkpoints=0)
+  env = plan.control_env if env is None else env
+  raters = plan.control_raters if env == plan.control_env else ""
+  control = base(env).replace(teacher="intransitive", teacher_raters=raters,
+                              checkpoint_every=plan.mixture_every, keep_checkpoints=0)
   exploit = {"spo": ("last", "mixture"), "rm": ("last",)}
   return ([Run("q1", f"matrix-{m}", m, "matrix_game", None,
                matrix.replace(reward_source=METHODS[m], **MATRIX_TUNED[m]), False)
