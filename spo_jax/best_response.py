@@ -61,7 +61,7 @@ from spo_jax.setup import build, over_seeds
 from spo_jax.teachers import TeacherProtocol, ask
 from spo_jax.winrate import place_rewards
 
-TARGETS = ("last", "mixture")
+TARGETS = ("first", "last", "mixture")
 Z_95 = 1.959964  # two-sided 95% normal quantile
 
 
@@ -295,7 +295,8 @@ def exploitability_over_seeds(frozen: FrozenPolicy, env: Env, teacher: TeacherPr
 def load_frozen(run_dir: str | Path, target: str = "last", seed_index: int = 0,
                 env: Env | None = None, deterministic: bool = True) -> FrozenPolicy:
   """Seed `seed_index` of a run as a frozen policy: `target` 'last' (its newest usable
-  checkpoint) or 'mixture' (the uniform mixture of every checkpoint it kept, one drawn per
+  checkpoint), 'first' (its oldest kept one: a near-untrained policy, the measure's starting
+  value) or 'mixture' (the uniform mixture of every checkpoint it kept, one drawn per
   episode: the time-averaged policy; how many depends on `keep_checkpoints` and
   `checkpoint_every`, see `steps`)."""
   if target not in TARGETS:
@@ -309,7 +310,7 @@ def load_frozen(run_dir: str | Path, target: str = "last", seed_index: int = 0,
   if not 0 <= seed_index < config.num_seeds:
     raise ConfigError(f"seed_index = {seed_index} is out of range: the run trained "
                       f"{config.num_seeds} seed(s), use 0..{config.num_seeds - 1}")
-  chosen = steps[-1:] if target == "last" else steps
+  chosen = {"first": steps[:1], "last": steps[-1:]}.get(target, steps)
   loaded = [saved_policy.load(run_path, config, step, seed_index, with_env=False, env=env)
             for step in chosen]
   stacked = jax.tree.map(lambda *xs: jnp.stack(xs), *[one.params for one in loaded])

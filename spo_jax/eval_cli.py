@@ -4,7 +4,7 @@
            [--against OTHER_RUN [--against-step M] [--against-seed-index j]] [--teacher EXPR]
            [--save-rollout out.html] [--video out.mp4|out.gif [--video-steps N]]
            [--json out.json] [--env-class MODULE:CLASS]
-           [--exploitability {last,mixture} [--br-iterations 50] [--br-warm-start]]
+           [--exploitability {first,last,mixture} [--br-iterations 50] [--br-warm-start]]
 
 Prints what trained the policy (provenance.json: spo_jax version and git commit, dirty flag,
 library versions, devices; spo_jax/provenance.py) and the ground-truth return (mean, std,
@@ -16,10 +16,11 @@ and the episode length (mean, std). With
 every episode of B; 1/2 = as good as each other), the teacher being the run's own (its config)
 or `--teacher EXPR` with the run's teacher parameters.
 
-`--exploitability last|mixture` trains a best response (`best_response.exploitability`: a
+`--exploitability first|last|mixture` trains a best response (`best_response.exploitability`: a
 fresh PPO policy with the run's config, rewarded by the teacher's preference of its trajectory
 over a fresh one of the frozen policy) for `--br-iterations` iterations against the run's last
-iterate or the uniform mixture of its kept checkpoints (one drawn per episode), and reports
+iterate, its oldest kept checkpoint (a near-untrained policy: the measure's starting value) or
+the uniform mixture of its kept checkpoints (one drawn per episode), and reports
 the final mean preference minus 1/2 over `--episodes` pairs (at least 2) with its 95%
 interval, beside the same measure for the responder before training (the starting value).
 With `--br-warm-start` the responder starts as a copy of the run's last iterate instead of
@@ -56,6 +57,7 @@ import jax
 
 from spo_jax import provenance, saved_policy
 from spo_jax import teachers as teachers_lib
+from spo_jax.best_response import TARGETS
 from spo_jax.checkpoint import (
     complete_steps,
     find_checkpoint_dir,
@@ -290,9 +292,10 @@ def main(argv: list[str] | None = None) -> None:
   parser.add_argument("--env-class", default=None, metavar="MODULE:CLASS",
                       help="the env to act in, built as CLASS() after importing MODULE: needed "
                       "for a run trained on your own env (its policy.json names the class)")
-  parser.add_argument("--exploitability", choices=("last", "mixture"), default=None,
-                      help="train a best response against the last iterate or the uniform "
-                      "mixture of the kept checkpoints; report its preference minus 1/2")
+  parser.add_argument("--exploitability", choices=TARGETS, default=None,
+                      help="train a best response against the last iterate, the oldest kept "
+                      "checkpoint or the uniform mixture of the kept checkpoints; report its "
+                      "preference minus 1/2")
   parser.add_argument("--br-iterations", type=int, default=50,
                       help="PPO iterations of the best response (default 50)")
   parser.add_argument("--br-warm-start", action="store_true",

@@ -144,19 +144,25 @@ def test_a_point_another_process_is_training_is_refused_not_restarted(tmp_path):
 
 def test_q1_control_measures_best_response_exploitability(tmp_path):
   """The tiny Q1 control run of SPO (2 seeds, a checkpoint every iteration, all kept): the
-  best response measures its last iterate and the mixture of every kept checkpoint, one
-  estimate and one starting value per seed, each a preference minus 1/2."""
+  best response measures its oldest kept iterate, its last iterate and the mixture of every
+  kept checkpoint, one estimate and one starting value per seed, each a preference minus
+  1/2."""
   import spo_jax
   from spo_jax.checkpoint import complete_steps
 
   run = next(r for r in plans.plan_runs("q1", "cpu", 2, tiny=True) if r.name == "control-spo")
-  assert run.exploit == ("last", "mixture") and run.exploit_iterations == 2
+  assert run.exploit == ("first", "last", "mixture") and run.exploit_iterations == 2
   run_dir = tmp_path / "q1" / run.name
   spo_jax.train(run.config, run_dir=run_dir)
   kept = complete_steps(run_dir / "checkpoints")
   assert len(kept) >= 2
+  from spo_jax import best_response as br
+  assert br.load_frozen(run_dir, "first").steps == (kept[0],)
+  assert br.load_frozen(run_dir, "last").steps == (kept[-1],)
+  assert br.load_frozen(run_dir, "mixture").steps == tuple(kept)
   out = running.measure_exploitability(run, run_dir, episodes=4)
-  assert set(out) == {"br_exploitability_last", "br_exploitability_last_start",
+  assert set(out) == {"br_exploitability_first", "br_exploitability_first_start",
+                      "br_exploitability_last", "br_exploitability_last_start",
                       "br_exploitability_mixture", "br_exploitability_mixture_start",
                       "mixture_iterates"}
   assert out["mixture_iterates"] == [float(len(kept))] * 2

@@ -149,10 +149,11 @@ def _q1_control(plt, stats: list[dict[str, Any]], save: Callable) -> None:
 
 
 def _q1_best_response(plt, stats: list[dict[str, Any]], save: Callable) -> None:
-  """Control task: the best-response exploitability of SPO's last iterate and mixture and of
-  RM's policy (solid), beside the responder's start, a copy of the last iterate (hatched)."""
-  series = [("SPO, last iterate", "spo", "last"), ("SPO, mixture", "spo", "mixture"),
-            ("RM policy", "rm", "last")]
+  """Control task: the best-response exploitability of SPO's oldest kept iterate (the positive
+  control), last iterate and mixture and of RM's policy (solid), beside the responder's
+  start, a copy of the (last) iterate (hatched)."""
+  series = [("SPO, oldest iterate", "spo", "first"), ("SPO, last iterate", "spo", "last"),
+            ("SPO, mixture", "spo", "mixture"), ("RM policy", "rm", "last")]
   found = []
   for label, method, target in series:
     pair = [next((r for r in stats if r["setting"] == "control" and r["method"] == method
@@ -162,7 +163,7 @@ def _q1_best_response(plt, stats: list[dict[str, Any]], save: Callable) -> None:
       found.append((label, method, pair))
   if not found:
     return
-  fig, ax = plt.subplots(figsize=(6, 4))
+  fig, ax = plt.subplots(figsize=(7.5, 4))
   for i, (_, method, (trained, start)) in enumerate(found):
     for offset, row, hatch in ((-0.2, trained, None), (0.2, start, "//")):
       if row is None:

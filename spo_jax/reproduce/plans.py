@@ -53,6 +53,7 @@ class Run(NamedTuple):
   # of `exploit_iterations` PPO iterations estimates after training (`best_response.py`).
   exploit: tuple[str, ...] = ()
   exploit_iterations: int = 0
+  exploit_episodes: int = 0  # pairs that measure each best response (0: final_episodes)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -189,6 +190,7 @@ class ScalePlan:
   # checkpoint spacing (every checkpoint kept) whose iterates form SPO's time-averaged policy.
   br_iterations: int = 20
   mixture_every: int = 2
+  br_episodes: int = 0  # pairs that measure a best response's win rate (0: final_episodes)
   # Q1 control: `teacher_raters` of the intransitive teacher on `control_env` ('' for the
   # env's preset raters; another env given with --env always gets its preset).
   control_raters: str = ""
@@ -204,7 +206,8 @@ PLANS = {
                      q4_env="inverted_pendulum", betas=(1.0,),
                      epsilons=(0.0, 0.2), q4_teachers=("constraint", "deadline"),
                      matrix_iterations=600, final_episodes=32, default_seeds=10,
-                     labels_per_trajectory=2, br_iterations=20, mixture_every=2),
+                     labels_per_trajectory=2, br_iterations=60, mixture_every=2,
+                     br_episodes=256),
     "gpu": ScalePlan(envs=GPU_ENVS, control_env="hopper",
                      q2_envs=("ant", "halfcheetah", "hopper", "walker2d", "humanoid"),
                      q3_env="halfcheetah", q4_env="hopper", betas=(0.3, 1.0, 3.0),
@@ -272,13 +275,15 @@ def _q1_runs(plan: ScalePlan, base: Callable, env: str | None, seeds: int, table
   raters = plan.control_raters if env == plan.control_env else ""
   control = base(env).replace(teacher="intransitive", teacher_raters=raters,
                               checkpoint_every=plan.mixture_every, keep_checkpoints=0)
-  exploit = {"spo": ("last", "mixture"), "rm": ("last",)}
+  # SPO's oldest kept iterate (after `mixture_every` iterations) is the positive control: a
+  # near-untrained policy, whose exploitability is the measure's starting value.
+  exploit = {"spo": ("first", "last", "mixture"), "rm": ("last",)}
   return ([Run("q1", f"matrix-{m}", m, "matrix_game", None,
                matrix.replace(reward_source=METHODS[m], **MATRIX_TUNED[m]), False)
            for m in ("spo", "rm")]
           + [Run("q1", f"control-{m}", m, "control", None,
                  control.replace(reward_source=METHODS[m]), True, exploit[m],
-                 plan.br_iterations) for m in ("spo", "rm")])
+                 plan.br_iterations, plan.br_episodes) for m in ("spo", "rm")])
 
 
 def equal_label_configs(config, labels_per_trajectory: int) -> dict[str, Any]:

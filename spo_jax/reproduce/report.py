@@ -26,6 +26,9 @@ MEASURE_LABELS = {
     "peak": "peak", "variance": "variance", "win_rate_vs_rm": "raters' win rate vs RM",
     "mw_distance_last": "L1 distance to the MW, last iterate",
     "mw_distance_average": "L1 distance to the MW, averaged policy",
+    "br_exploitability_first": "exploitability (best response), oldest kept iterate",
+    "br_exploitability_first_start": "exploitability (best response), oldest kept iterate: "
+                                     "the responder's start (a copy of it)",
     "br_exploitability_last": "exploitability (best response), last iterate",
     "br_exploitability_last_start": "exploitability (best response), last iterate: the "
                                     "responder's start (a copy of the last iterate)",

@@ -149,8 +149,9 @@ def measure(run: Run, run_dir: Path, episodes: int) -> dict[str, list[float]]:
 
 def measure_exploitability(run: Run, run_dir: Path, episodes: int) -> dict[str, list[float]]:
   """Per seed, the best-response exploitability estimate of each of `run.exploit` ('last':
-  the final policy; 'mixture': the uniform mixture of every kept checkpoint, one per
-  episode), judged by the run's teacher: `br_exploitability_<target>` (after
+  the final policy; 'first': the oldest kept checkpoint; 'mixture': the uniform mixture of
+  every kept checkpoint, one per episode), over `run.exploit_episodes` pairs (or `episodes`),
+  judged by the run's teacher: `br_exploitability_<target>` (after
   `run.exploit_iterations` PPO iterations of the responder, configured as the run and
   started from the run's last iterate: `best_response` explains why a responder from scratch
   measures nothing against a teacher with hard answers; the frozen policies sample their
@@ -168,7 +169,8 @@ def measure_exploitability(run: Run, run_dir: Path, episodes: int) -> dict[str, 
     frozen = br.load_frozen_seeds(run_dir, target, deterministic=False)
     results = br.exploitability_over_seeds(frozen, setup.env, setup.teacher, config, keys,
                                            iterations=run.exploit_iterations,
-                                           eval_episodes=max(episodes, 2), warm_start=True)
+                                           eval_episodes=max(run.exploit_episodes or episodes, 2),
+                                           warm_start=True)
     out[f"br_exploitability_{target}"] = [r.estimate for r in results]
     out[f"br_exploitability_{target}_start"] = [r.start for r in results]
     if target == "mixture":
