@@ -105,12 +105,13 @@ class Config:
   """intransitive: number K of raters (odd, >= 3) voting by majority."""
   teacher_raters: str = ""
   """intransitive: rater utilities, '' for the environment's preset, 'spatial' for raters who
-  each want the agent in another direction of the plane (point_reach), or a JSON file
+  each want the agent to travel in another direction of the plane (point_reach), or a JSON file
   {"metrics": [names...], "weights": [[K x M]]}; each rater's utility is the sum over steps of
   its weighted metrics."""
   teacher_quantity: str = "reward"
   """constraint/peak/deadline/steady: the per-step quantity judged: 'reward', 'action_norm',
-  'obs:<i>', or a metric name of the env; an 'abs:' prefix takes the absolute value."""
+  'action:<i>', 'obs:<i>', or a metric name of the env; an 'abs:' prefix takes the absolute
+  value."""
   teacher_threshold: float = 0.0
   """constraint: a step violates the constraint when the quantity exceeds this; deadline: the
   level the quantity must reach."""

@@ -277,11 +277,12 @@ def test_preset_raters_cycle(tmp_path):
 
 
 def test_spatial_raters_cycle_when_every_episode_lasts():
-  """'spatial' raters on point_reach: rater k weighs the sums of the position (x, y) by the
-  direction u_k at 2 pi k / 3: u_0 = (1, 0), u_1 = (-1/2, s), u_2 = (-1/2, -s), s = sqrt(3)/2.
+  """'spatial' raters on point_reach: rater k weighs the sums of the action (a_x, a_y), the
+  distance travelled, by the direction u_k at 2 pi k / 3: u_0 = (1, 0), u_1 = (-1/2, s),
+  u_2 = (-1/2, -s), s = sqrt(3)/2.
 
   Three trajectories of 2 steps each, all lasting the whole horizon (no survival criterion
-  could separate them), positions per step and their sums S:
+  could separate them), actions per step and their sums S:
     a: (0, 0), (0, 0)        S = (0, 0)   utilities (0, 0, 0)
     b: (1, 0), (1, 0)        S = (2, 0)   utilities (2, -1, -1)
     c: (1/2, 1), (1/2, 1)    S = (1, 2)   utilities (1, -1/2 + 2s, -1/2 - 2s) = (1, 1.23, -2.23)
@@ -292,15 +293,14 @@ def test_spatial_raters_cycle_when_every_episode_lasts():
   """
   spec = EnvSpec("point_reach", 4, 2, ("distance",), 2)
   teacher = teacher_for(spec, teacher="intransitive", teacher_raters="spatial")
+  assert [str(q) for q in teacher.quantities] == ["action:0", "action:1"]
   s = np.sqrt(3.0) / 2
   np.testing.assert_allclose(teacher.weights, [[1, 0], [-0.5, s], [-0.5, -s]], atol=1e-12)
-  position = np.asarray([[[0, 0], [1, 0], [0.5, 1]]] * 2)  # [H = 2, N = 3, (x, y)]
-  next_obs = np.concatenate([position, np.zeros_like(position)], axis=-1)  # targets unread
-  p = prefs(teacher, steps(np.zeros((2, 3)), next_obs=next_obs))
+  action = np.asarray([[[0, 0], [1, 0], [0.5, 1]]] * 2)  # [H = 2, N = 3, (x, y)]
+  trajectories = steps(np.zeros((2, 3)), action=action)
+  p = prefs(teacher, trajectories)
   assert p[0, 1] == 1.0 and p[1, 2] == 1.0 and p[2, 0] == 1.0, p
-  rates = compute_winrates(teacher, summarize_jit(teacher, steps(np.zeros((2, 3)),
-                                                                 next_obs=next_obs)),
-                           None, KEY).winrate
+  rates = compute_winrates(teacher, summarize_jit(teacher, trajectories), None, KEY).winrate
   np.testing.assert_array_equal(rates, [0.5, 0.5, 0.5])
   # The weights of each coordinate sum to zero over the raters (the average rater does not
   # care), for any odd K.
@@ -309,6 +309,17 @@ def test_spatial_raters_cycle_when_every_episode_lasts():
   # An env without a plane is refused, naming the field and the envs that have one.
   with pytest.raises(ConfigError, match="teacher_raters.*'spatial'.*env 'balance'.*point_reach"):
     teacher_for(teacher="intransitive", teacher_raters="spatial")
+
+
+def test_action_quantity_reads_one_entry_and_is_checked():
+  step = TeacherStep(obs=jnp.zeros(4), next_obs=jnp.zeros(4),
+                     action=jnp.asarray([0.5, -0.25]), reward=jnp.zeros(()), metrics={},
+                     mask=jnp.ones(()), t=jnp.zeros((), jnp.int32))
+  spec = EnvSpec("point_reach", 4, 2, ("distance",), 2)
+  assert float(parse_quantity("action:1", spec)(step)) == -0.25
+  assert float(parse_quantity("abs:action:1", spec)(step)) == 0.25
+  with pytest.raises(ConfigError, match="indexes entry 2 of an action of size 2"):
+    parse_quantity("action:2", spec)
 
 
 def test_preset_weights():

@@ -15,10 +15,10 @@ With q_t the quantity at step t of the T valid steps:
               tolerance); a trajectory of 0 or 1 steps has variance 0, so pick a quantity for
               which steadiness means something (e.g. a velocity), not one that rewards dying
 
-The quantity (`teacher_quantity`) is 'reward', 'action_norm' (||a_t||_2), 'obs:<i>' (entry i
-of the observation after the step) or a metric name of the env (its `State.metrics` after
-the step); 'abs:' in front takes the absolute value. `parse_quantity` also serves the rater
-utilities of `raters.py`.
+The quantity (`teacher_quantity`) is 'reward', 'action_norm' (||a_t||_2), 'action:<i>'
+(entry i of the action, in [-1, 1]), 'obs:<i>' (entry i of the observation after the step)
+or a metric name of the env (its `State.metrics` after the step); 'abs:' in front takes the
+absolute value. `parse_quantity` also serves the rater utilities of `raters.py`.
 """
 
 from __future__ import annotations
@@ -46,8 +46,9 @@ NEVER = 2**30
 class Quantity:
   """One number per step, q_t, read from a `TeacherStep`.
 
-  source: 'reward' (step.reward), 'action_norm' (||step.action||_2), 'obs'
-  (step.next_obs[index]) or 'metric' (step.metrics[name]); absolute: take |q_t|.
+  source: 'reward' (step.reward), 'action_norm' (||step.action||_2), 'action'
+  (step.action[index], the env action in [-1, 1]), 'obs' (step.next_obs[index]) or 'metric'
+  (step.metrics[name]); absolute: take |q_t|.
   """
 
   source: str
@@ -60,6 +61,8 @@ class Quantity:
       q = step.reward
     elif self.source == "action_norm":
       q = jnp.sqrt(jnp.sum(jnp.square(step.action)))
+    elif self.source == "action":
+      q = step.action[self.index]
     elif self.source == "obs":
       q = step.next_obs[self.index]
     else:
@@ -68,7 +71,8 @@ class Quantity:
     return jnp.abs(q) if self.absolute else q
 
   def __str__(self) -> str:
-    text = {"obs": f"obs:{self.index}", "metric": self.name}.get(self.source, self.source)
+    text = {"obs": f"obs:{self.index}", "action": f"action:{self.index}",
+            "metric": self.name}.get(self.source, self.source)
     return f"abs:{text}" if self.absolute else text
 
 
@@ -82,8 +86,10 @@ def allowed_quantities(spec: EnvSpec) -> str:
     metrics = f"a metric of '{spec.name}' ({', '.join(spec.metric_names)})"
   else:
     metrics = f"no metric name ('{spec.name}' reports no metrics)"
-  return (f"'reward', 'action_norm', {obs}, or {metrics}; an 'abs:' prefix takes the "
-          "absolute value, e.g. 'abs:reward'")
+  action = (f"'action:<i>' with 0 <= i < {spec.action_size}" if spec.action_size > 0
+            else "no 'action:<i>' (the action size is unknown)")
+  return (f"'reward', 'action_norm', {action}, {obs}, or {metrics}; an 'abs:' prefix takes "
+          "the absolute value, e.g. 'abs:reward'")
 
 
 def parse_quantity(text: str, spec: EnvSpec, *, field: str = "teacher_quantity",
@@ -107,17 +113,20 @@ def parse_quantity(text: str, spec: EnvSpec, *, field: str = "teacher_quantity",
     body = body[len("abs:"):].strip()
   if body in ("reward", "action_norm"):
     return Quantity(body, absolute=absolute)
-  if body.startswith("obs:"):
-    digits = body[len("obs:"):].strip()
-    if not digits.isdigit():
-      raise refuse("needs a non-negative integer index after 'obs:'")
-    index = int(digits)
-    if index >= spec.observation_size:
-      raise refuse(f"indexes entry {index} of an observation of size {spec.observation_size}")
-    return Quantity("obs", index=index, absolute=absolute)
+  for prefix, size, what in (("obs:", spec.observation_size, "an observation"),
+                             ("action:", spec.action_size, "an action")):
+    if body.startswith(prefix):
+      digits = body[len(prefix):].strip()
+      if not digits.isdigit():
+        raise refuse(f"needs a non-negative integer index after '{prefix}'")
+      index = int(digits)
+      if index >= size:
+        raise refuse(f"indexes entry {index} of {what} of size {size}")
+      return Quantity(prefix[:-1], index=index, absolute=absolute)
   if body in spec.metric_names:
     return Quantity("metric", name=body, absolute=absolute)
-  raise refuse("is neither 'reward', 'action_norm', 'obs:<i>' nor a metric this env reports")
+  raise refuse("is neither 'reward', 'action_norm', 'action:<i>', 'obs:<i>' nor a metric this "
+               "env reports")
 
 
 def prefer_larger(x: jax.Array, y: jax.Array) -> jax.Array:

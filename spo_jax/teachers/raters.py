@@ -36,26 +36,27 @@ the raters who prefer a to b form a contiguous range of emphasis, so the median 
 decides every pair and the majority is transitive; hence the third criterion even for
 environments with fewer reward terms (halfcheetah's posture, point_reach's wall margin).
 
-Raters who disagree on direction (`teacher_raters = 'spatial'`): on an env with a position
-in the plane (`SPATIAL_PLANES`: point_reach's (x, y), obs[0] and obs[1]), rater k of K wants
-the agent as far as possible in the direction at angle 2 pi k / K,
+Raters who disagree on direction (`teacher_raters = 'spatial'`): on an env that moves in the
+plane (`SPATIAL_PLANES`: point_reach, whose point moves by 0.1 * action), rater k of K wants
+the agent to travel as far as possible in the direction at angle 2 pi k / K,
 
-  U_k(xi) = cos(2 pi k / K) sum_t x_t + sin(2 pi k / K) sum_t y_t.
+  U_k(xi) = cos(2 pi k / K) sum_t a_t,x + sin(2 pi k / K) sum_t a_t,y
 
-The weights sum to zero over the raters, so the average rater is indifferent and no reward
-explains the majority. For K = 3 the directions are 120 degrees apart, and a beats b exactly
-when the difference d = S(a) - S(b) of their position sums lies in one of three 60-degree
-sectors (30-90, 150-210 and 270-330 degrees), where two of the three raters gain; three
-trajectories whose differences point into those three sectors in turn cycle. Unlike the
-presets above, these raters keep disagreeing when every episode lasts to the horizon: on
-point_reach's training batches about 20% of triples are cyclic (docs/results.md, Q1), where
-the inverted_pendulum preset's raters cycle on 0.1%. The Minimax Winner is then a mixture
-(every single trajectory is beaten by those that move 60 degrees around it).
+(the sums of the actions are the distance travelled along each axis, over 0.1, while the
+episode runs). The weights sum to zero over the raters, so the average rater is indifferent
+and no reward explains the majority. For K = 3 the directions are 120 degrees apart, and a
+beats b exactly when the difference d = S(a) - S(b) lies in one of three 60-degree sectors
+(30-90, 150-210 and 270-330 degrees), where two of the three raters gain; three trajectories
+whose differences point into those three sectors in turn cycle. Unlike the presets above,
+these raters keep disagreeing when every episode lasts to the horizon. Every single
+trajectory is beaten by those that travel 60 degrees around it, so the Minimax Winner is a
+mixture over directions; a policy that always travels one way is exploitable.
 
 A utility file (`teacher_raters = 'raters.json'`) sets W directly:
   {"metrics": ["reward_forward", "reward_ctrl", "abs:obs:1"], "weights": [[...], ...]}
 with K = teacher_num_raters rows of len(metrics) weights; a metric is any quantity of
-`nonmarkov.parse_quantity` ('reward', 'action_norm', 'obs:<i>', an env metric, 'abs:...').
+`nonmarkov.parse_quantity` ('reward', 'action_norm', 'action:<i>', 'obs:<i>', an env metric,
+'abs:...').
 """
 
 from __future__ import annotations
@@ -125,9 +126,12 @@ PRESETS: dict[str, tuple[Criterion, Criterion, Criterion]] = {
 }
 
 
-# Envs with a position in the plane, for `teacher_raters = 'spatial'`: the two quantities
-# (x, y) whose sums over the episode the raters weigh.
-SPATIAL_PLANES: dict[str, tuple[str, str]] = {"point_reach": ("obs:0", "obs:1")}
+# Envs that move in a plane, for `teacher_raters = 'spatial'`: the two per-step quantities
+# (x, y) of the motion whose sums over the episode the raters weigh. point_reach moves by
+# 0.1 * action, so the sums of the actions are the distance travelled along each axis (not
+# the position, whose sums are dominated by the random start: against them a policy that
+# travels steadily in one direction beats a random one in only 51-54% of pairs).
+SPATIAL_PLANES: dict[str, tuple[str, str]] = {"point_reach": ("action:0", "action:1")}
 
 
 def spatial_weights(num_raters: int) -> list[list[float]]:
