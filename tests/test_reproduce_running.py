@@ -144,9 +144,9 @@ def test_a_point_another_process_is_training_is_refused_not_restarted(tmp_path):
 
 def test_q1_control_measures_best_response_exploitability(tmp_path):
   """The tiny Q1 control run of SPO (2 seeds, a checkpoint every iteration, all kept): the
-  best response measures its oldest kept iterate, its last iterate and the mixture of every
-  kept checkpoint, one estimate and one starting value per seed, each a preference minus
-  1/2."""
+  best responses (from scratch and from a copy) measure its oldest kept iterate, its last
+  iterate and the mixture of every kept checkpoint, one estimate and one starting value per
+  seed, each a preference minus 1/2."""
   import spo_jax
   from spo_jax.checkpoint import complete_steps
 
@@ -160,11 +160,18 @@ def test_q1_control_measures_best_response_exploitability(tmp_path):
   assert br.load_frozen(run_dir, "first").steps == (kept[0],)
   assert br.load_frozen(run_dir, "last").steps == (kept[-1],)
   assert br.load_frozen(run_dir, "mixture").steps == tuple(kept)
-  out = running.measure_exploitability(run, run_dir, episodes=4)
-  assert set(out) == {"br_exploitability_first", "br_exploitability_first_start",
-                      "br_exploitability_last", "br_exploitability_last_start",
-                      "br_exploitability_mixture", "br_exploitability_mixture_start",
-                      "mixture_iterates"}
+  # Measured here: the last iterate and the mixture (the oldest iterate is the last one's
+  # program with other weights, loaded as checked above).
+  out = running.measure_exploitability(run._replace(exploit=("last", "mixture")), run_dir,
+                                       episodes=4)
+  assert set(out) == {f"br_exploitability_{target}{part}"
+                      for target in ("last", "mixture")
+                      for part in ("", "_start", "_cold", "_warm")} | {"mixture_iterates"}
+  # The reported estimate is the better of the two responders, seed by seed.
+  for target in ("last", "mixture"):
+    assert out[f"br_exploitability_{target}"] == [
+        max(c, w) for c, w in zip(out[f"br_exploitability_{target}_cold"],
+                                  out[f"br_exploitability_{target}_warm"], strict=True)]
   assert out["mixture_iterates"] == [float(len(kept))] * 2
   for name, values in out.items():
     if name != "mixture_iterates":

@@ -28,13 +28,23 @@ MEASURE_LABELS = {
     "mw_distance_average": "L1 distance to the MW, averaged policy",
     "br_exploitability_first": "exploitability (best response), oldest kept iterate",
     "br_exploitability_first_start": "exploitability (best response), oldest kept iterate: "
-                                     "the responder's start (a copy of it)",
+                                     "the responders before training",
+    "br_exploitability_first_cold": "exploitability, oldest kept iterate: the responder "
+                                    "from scratch",
+    "br_exploitability_first_warm": "exploitability, oldest kept iterate: the responder "
+                                    "started as a copy",
     "br_exploitability_last": "exploitability (best response), last iterate",
     "br_exploitability_last_start": "exploitability (best response), last iterate: the "
-                                    "responder's start (a copy of the last iterate)",
+                                    "responders before training",
+    "br_exploitability_last_cold": "exploitability, last iterate: the responder from scratch",
+    "br_exploitability_last_warm": "exploitability, last iterate: the responder started as "
+                                   "a copy",
     "br_exploitability_mixture": "exploitability (best response), mixture of iterates",
     "br_exploitability_mixture_start": "exploitability (best response), mixture: the "
-                                       "responder's start (a copy of the last iterate)",
+                                       "responders before training",
+    "br_exploitability_mixture_cold": "exploitability, mixture: the responder from scratch",
+    "br_exploitability_mixture_warm": "exploitability, mixture: the responder started as a "
+                                      "copy of the last iterate",
     "mixture_iterates": "iterates in the mixture",
 }
 
