@@ -27,13 +27,18 @@ provided both act alike: the responder samples its actions (PPO needs it), so th
 policy should sample too (`deterministic=False`). Against its own mode a sampled copy can
 lose every pair (the Q1 control task's raters penalise effort and tilt, which sampling
 noise adds), which again leaves no gradient. The frozen policy's samples are also what the
-Minimax Winner is about: a distribution over trajectories.
+Minimax Winner is about: a distribution over trajectories. A copy can also stay stuck at its
+tie: against a policy that travels fast one way (Q1's spatial raters judge the direction of
+travel), a copy read 0.01 after 200 iterations where a responder from scratch reached 0.49.
+Neither start dominates; the reproduction trains both and reports the larger reading (each
+is a lower bound).
 
 The frozen policy is a `FrozenPolicy`: a uniform mixture of M parameter sets, each episode
 acting with ONE of them drawn uniformly (`mixture_indices`); M = 1 is a single policy.
 `load_frozen(run_dir, 'mixture')` mixes every checkpoint the run kept: the time-averaged
 policy of a multi-step env (set `keep_checkpoints = 0` to keep every one);
-`load_frozen(run_dir, 'last')` is the last iterate.
+`load_frozen(run_dir, 'last')` is the last iterate, `load_frozen(run_dir, 'first')` the
+oldest kept one (a near-untrained policy: a positive control for the measure).
 """
 
 from __future__ import annotations
