@@ -44,6 +44,7 @@ oldest kept one (a near-untrained policy: a positive control for the measure).
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -227,36 +228,36 @@ def exploitability(frozen: FrozenPolicy, env: Env, teacher: TeacherProtocol, con
                                    warm_start=warm_start)[0]
 
 
-def exploitability_over_seeds(frozen: FrozenPolicy, env: Env, teacher: TeacherProtocol,
-                              config: Config, keys: jax.Array, *, iterations: int,
-                              eval_episodes: int = 64, warm_start: bool = False
-                              ) -> list[ExploitabilityResult]:
-  """`exploitability` of S frozen policies at once: `frozen.params` leaves [S, M, ...] (seed
-  s's mixture of M iterates), `keys` [S]; one responder per seed, all vmapped in one
-  compiled iteration (as `train` vmaps seeds). Returns one result per seed."""
-  if iterations < 0 or eval_episodes < 2:
-    raise ConfigError(f"best response: iterations = {iterations} must be >= 0 and "
-                      f"eval_episodes = {eval_episodes} >= 2")
-  if warm_start and frozen.normalize_observations != config.normalize_observations:
-    raise ConfigError(
-        f"best response: warm_start copies the frozen policy, which "
-        f"{'normalizes' if frozen.normalize_observations else 'does not normalize'} its "
-        f"observations; set normalize_observations = {frozen.normalize_observations} in the "
-        f"responder's config")
-  num_seeds = int(keys.shape[0])
+class ResponderPrograms(NamedTuple):
+  """The responder's compiled functions, vmapped over S seeds (`responder_programs`)."""
+
+  init_cold: Any  # (keys [S], frozen params [S, M, ...]) -> TrainState, a fresh responder
+  init_warm: Any  # the same, the responder's policy and normalizer copied from the newest
+  step: Any  # TrainState -> (TrainState, metrics): one PPO iteration against the frozen
+  evaluate: Any  # (TrainState, keys [S]) -> [S, E] P(responder episode > frozen episode)
+
+
+@functools.lru_cache(maxsize=4)
+def responder_programs(env: Env, teacher: TeacherProtocol, frozen_networks: nets.Networks,
+                       frozen_normalize: bool, frozen_deterministic: bool, config: Config,
+                       num_seeds: int, eval_episodes: int) -> ResponderPrograms:
+  """The responder's jitted functions for these shapes, built once and shared: the
+  responders from scratch and from a copy, and frozen policies of the same shapes (the
+  oldest and the last iterate), reuse one compiled iteration instead of compiling it per
+  call (the reproduction measures up to four frozen policies with two responders each)."""
   obs_size = envs_lib.observation_size(env)
   networks = nets.make_networks(obs_size, env.action_size, config.policy_hidden_sizes,
                                 config.value_hidden_sizes, config.activation,
                                 config.init_log_std, discrete=nets.has_discrete_actions(env))
   spec = teachers_lib.env_spec(env, config.episode_length, "")
   horizon = config.episode_length
-  source = BestResponseReward(env, teacher, frozen.networks, frozen.normalize_observations,
-                              frozen.deterministic, config.num_envs, horizon,
+  source = BestResponseReward(env, teacher, frozen_networks, frozen_normalize,
+                              frozen_deterministic, config.num_envs, horizon,
                               config.reward_placement, config.discount)
   fns = make_functions(config.replace(iterations_per_call=1), env, teacher, networks, spec,
                        source=source)
 
-  def init(key: jax.Array, frozen_params: PolicyParams) -> TrainState:
+  def init(key: jax.Array, frozen_params: PolicyParams, warm_start: bool) -> TrainState:
     state = fns.init(key)._replace(reward_state=frozen_params)
     if not warm_start:
       return state
@@ -274,9 +275,34 @@ def exploitability_over_seeds(frozen: FrozenPolicy, env: Env, teacher: TeacherPr
     b = rollout(env, opponent, k_frozen, eval_episodes, horizon, teacher)
     return paired_preferences(teacher, a, b, k_teacher)[0]
 
-  init_s = jax.jit(over_seeds(init, num_seeds))
-  step = jax.jit(over_seeds(fns.iteration, num_seeds))
-  evaluate_s = jax.jit(over_seeds(evaluate, num_seeds))
+  return ResponderPrograms(
+      init_cold=jax.jit(over_seeds(functools.partial(init, warm_start=False), num_seeds)),
+      init_warm=jax.jit(over_seeds(functools.partial(init, warm_start=True), num_seeds)),
+      step=jax.jit(over_seeds(fns.iteration, num_seeds)),
+      evaluate=jax.jit(over_seeds(evaluate, num_seeds)))
+
+
+def exploitability_over_seeds(frozen: FrozenPolicy, env: Env, teacher: TeacherProtocol,
+                              config: Config, keys: jax.Array, *, iterations: int,
+                              eval_episodes: int = 64, warm_start: bool = False
+                              ) -> list[ExploitabilityResult]:
+  """`exploitability` of S frozen policies at once: `frozen.params` leaves [S, M, ...] (seed
+  s's mixture of M iterates), `keys` [S]; one responder per seed, all vmapped in one
+  compiled iteration (as `train` vmaps seeds). Returns one result per seed."""
+  if iterations < 0 or eval_episodes < 2:
+    raise ConfigError(f"best response: iterations = {iterations} must be >= 0 and "
+                      f"eval_episodes = {eval_episodes} >= 2")
+  if warm_start and frozen.normalize_observations != config.normalize_observations:
+    raise ConfigError(
+        f"best response: warm_start copies the frozen policy, which "
+        f"{'normalizes' if frozen.normalize_observations else 'does not normalize'} its "
+        f"observations; set normalize_observations = {frozen.normalize_observations} in the "
+        f"responder's config")
+  num_seeds = int(keys.shape[0])
+  programs = responder_programs(env, teacher, frozen.networks, frozen.normalize_observations,
+                       frozen.deterministic, config, num_seeds, eval_episodes)
+  init_s = programs.init_warm if warm_start else programs.init_cold
+  step, evaluate_s = programs.step, programs.evaluate
   k_init, k_start, k_end = (jax.vmap(lambda k, i=i: jax.random.fold_in(k, i))(keys)
                             for i in range(3))
   state = init_s(k_init, frozen.params)

@@ -231,3 +231,23 @@ def test_warm_start_refuses_a_responder_that_would_see_other_observations():
     br.exploitability(_frozen(_to_target(0.6)), setup.env, setup.teacher,
                       CONFIG.replace(normalize_observations=True), jax.random.PRNGKey(0),
                       iterations=0, warm_start=True)
+
+
+def test_responders_of_the_same_shapes_share_one_compiled_iteration():
+  """Two frozen policies of the same shapes, each met by a responder from scratch and by one
+  started as a copy (what the reproduction does for SPO's oldest and last iterates): one
+  set of compiled functions serves all four, and the PPO iteration and the evaluation are
+  each compiled once. Before, each call compiled its own."""
+  config = CONFIG.replace(normalize_observations=False)
+  setup = build(config)
+  br.responder_programs.cache_clear()
+  for frozen in (_frozen(_to_target(0.6)), _frozen(_constant([0.9, 0.9]))):
+    for warm in (False, True):
+      br.exploitability(frozen, setup.env, setup.teacher, config, jax.random.PRNGKey(2),
+                        iterations=1, eval_episodes=8, warm_start=warm)
+  info = br.responder_programs.cache_info()
+  assert (info.misses, info.hits) == (1, 3)
+  frozen = _frozen(_to_target(0.6))
+  programs = br.responder_programs(setup.env, setup.teacher, frozen.networks, False, True,
+                                   config, 1, 8)
+  assert programs.step._cache_size() == 1 and programs.evaluate._cache_size() == 1
