@@ -248,25 +248,3 @@ def test_bad_input_from_a_shell(name, argv, env, words, tmp_path):
                        env={**os.environ, **env}, timeout=600)
   _check_one_line(out.returncode, out.stderr, words)
   assert os.listdir(tmp_path) == []
-
-
-def test_memory_estimate_by_hand():
-  """point_reach: obs 4, action 2, so a step stores 4 + 2 + 8 = 14 floats = 56 bytes.
-  S = 2, N = 10, H = 8, queue 6: rollout 2*8*10*56 = 8960 bytes, preferences
-  2*10*(10 + 6)*4 = 1280 bytes; 10240 bytes in all. With 3 random opponents instead of all
-  pairs: 2*10*3*4 = 240. PPO on the env reward compares nothing."""
-  from spo_jax.config import ConfigError
-  from spo_jax.presets import preset
-  from spo_jax.train import check_memory, iteration_bytes
-
-  config = preset("point_reach").replace(num_seeds=2, num_envs=10, episode_length=8,
-                                         queue_size=6)
-  assert iteration_bytes(config, 4, 2) == {"rollout": 8960, "preferences": 1280}
-  assert iteration_bytes(config.replace(num_opponents=3), 4, 2)["preferences"] == 240
-  assert iteration_bytes(config.replace(reward_source="ground_truth"), 4, 2)[
-      "preferences"] == 0
-  check_memory(config, 4, 2, available=(10240, "test"))  # fits exactly
-  with pytest.raises(ConfigError, match="lower num_seeds to at most 1 "):
-    check_memory(config, 4, 2, available=(10239, "test"))
-  with pytest.raises(ConfigError, match="lower num_envs or episode_length"):
-    check_memory(config, 4, 2, available=(5000, "test"))

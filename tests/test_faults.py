@@ -30,7 +30,7 @@ import pytest
 from write_faults import half_write
 
 import spo_jax
-from spo_jax import digests, write_errors
+from spo_jax import digests
 from spo_jax import run_dir as run_dir_lib
 from spo_jax.checkpoint import Checkpointer, complete_steps
 from spo_jax.cli import train_main
@@ -522,23 +522,6 @@ def test_overwrite_clears_the_run_under_its_lock(run):
     run_dir_lib.clear(run)
     assert os.listdir(run) == [run_dir_lib.LOCK]
   assert os.listdir(run) == []
-
-
-def test_write_failure_recognises_wrapped_os_errors():
-  """Only file-system failures of a write become exit code 4; anything else stays a bug."""
-  orbax_text = ValueError("RESOURCE_EXHAUSTED: Failed to write 24898 bytes to file 18: No "
-                          "space left on device [os_error_code='28']")
-  assert write_errors.write_failure(orbax_text) == (errno.ENOSPC, os.strerror(errno.ENOSPC))
-  try:
-    try:
-      raise _no_space(errno.EROFS)
-    except OSError as cause:
-      raise RuntimeError("wrapped") from cause
-  except RuntimeError as wrapped:
-    assert write_errors.write_failure(wrapped)[0] == errno.EROFS
-  assert write_errors.write_failure(_no_space(errno.EDQUOT))[0] == errno.EDQUOT  # over quota
-  assert write_errors.write_failure(ValueError("shapes do not match")) is None
-  assert write_errors.write_failure(OSError(errno.EAGAIN, "again")) is None
 
 
 def test_lock_holder_details_are_written_after_the_lock_is_taken(tmp_path):
