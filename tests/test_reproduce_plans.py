@@ -201,13 +201,30 @@ def test_equal_label_configs_consume_equal_labels_per_iteration():
 
 @pytest.mark.parametrize("scale", ["cpu", "gpu", "tiny"])
 def test_q1_control_keeps_every_checkpoint_and_asks_for_exploitability(scale):
-  """SPO's last iterate and mixture, RM's policy, each measured by a best response of the
-  plan's iterations; every checkpoint is kept, one per `mixture_every` iterations."""
+  """SPO's oldest iterate (the positive control), last iterate and mixture, RM's policy, each
+  measured by best responses of the plan's iterations over the plan's pairs; every
+  checkpoint is kept, one per `mixture_every` iterations; the plan's raters judge."""
   plan = plans.PLANS[scale]
   control = {r.method: r for r in plans.plan_runs("q1", scale, 2, tiny=scale == "tiny")
              if r.setting == "control"}
-  assert control["spo"].exploit == ("last", "mixture") and control["rm"].exploit == ("last",)
+  assert control["spo"].exploit == ("first", "last", "mixture")
+  assert control["rm"].exploit == ("last",)
   for run in control.values():
     assert run.exploit_iterations == plan.br_iterations >= 1
+    assert run.exploit_episodes == plan.br_episodes
+    assert run.config.teacher == "intransitive"
+    assert run.config.teacher_raters == plan.control_raters
     assert run.config.keep_checkpoints == 0
     assert run.config.checkpoint_every == plan.mixture_every >= 1
+
+
+def test_q1_control_at_cpu_scale_is_point_reach_with_spatial_raters_and_another_env_its_preset():
+  """The cpu plan's control task is point_reach judged by the spatial raters (256 pairs per
+  best-response estimate); `--env inverted_pendulum` gets that env's preset raters ('')."""
+  control = [r for r in plans.plan_runs("q1", "cpu", 2) if r.setting == "control"]
+  assert {r.config.env for r in control} == {"point_reach"}
+  assert {r.config.teacher_raters for r in control} == {"spatial"}
+  assert {r.exploit_episodes for r in control} == {256}
+  other = [r for r in plans.plan_runs("q1", "cpu", 2, env="inverted_pendulum")
+           if r.setting == "control"]
+  assert {(r.config.env, r.config.teacher_raters) for r in other} == {("inverted_pendulum", "")}
