@@ -194,7 +194,20 @@ class ScalePlan:
   # Q1 control: `teacher_raters` of the intransitive teacher on `control_env` ('' for the
   # env's preset raters; another env given with --env always gets its preset).
   control_raters: str = ""
+  # Q1 control: method -> the fields tuned for it on `control_env` (tuning seeds only),
+  # applied when the control task runs on that env.
+  control_tuned: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
 
+
+# Q1's control task (point_reach, spatial raters), tuned on seeds 100-102 with four
+# configurations per method, scored by the best-response exploitability of the policy each
+# method is judged by (SPO's mixture of iterates, RM's last iterate; lower is better;
+# scripts/tune_q1_control.py, data in docs/results/tuning/q1_control/). SPO: learning rate
+# 1e-3 (0.113, the preset's 3e-3: 0.203). RM: the policy's 3e-3 with the reward model's 3e-3
+# and an ensemble of 3 (0.309, the preset's settings: 0.467).
+CONTROL_TUNED: dict[str, dict[str, Any]] = {
+    "spo": {"learning_rate": 1e-3},
+    "rm": {"learning_rate": 3e-3, "rm_learning_rate": 3e-3, "rm_ensemble_size": 3}}
 
 PLANS = {
     # Q1 control on point_reach with the spatial raters; Q2/Q3 on balance at H = 1000 (see
@@ -207,7 +220,7 @@ PLANS = {
                      epsilons=(0.0, 0.2), q4_teachers=("constraint", "deadline"),
                      matrix_iterations=600, final_episodes=32, default_seeds=10,
                      labels_per_trajectory=2, br_iterations=60, mixture_every=2,
-                     br_episodes=256),
+                     br_episodes=256, control_tuned=CONTROL_TUNED),
     "gpu": ScalePlan(envs=GPU_ENVS, control_env="hopper",
                      q2_envs=("ant", "halfcheetah", "hopper", "walker2d", "humanoid"),
                      q3_env="halfcheetah", q4_env="hopper", betas=(0.3, 1.0, 3.0),
@@ -273,6 +286,7 @@ def _q1_runs(plan: ScalePlan, base: Callable, env: str | None, seeds: int, table
   # the uniform mixture of those iterates (`best_response.load_frozen(run, 'mixture')`).
   env = plan.control_env if env is None else env
   raters = plan.control_raters if env == plan.control_env else ""
+  tuned = plan.control_tuned if env == plan.control_env else {}
   control = base(env).replace(teacher="intransitive", teacher_raters=raters,
                               checkpoint_every=plan.mixture_every, keep_checkpoints=0)
   # SPO's oldest kept iterate (after `mixture_every` iterations) is the positive control: a
@@ -282,8 +296,8 @@ def _q1_runs(plan: ScalePlan, base: Callable, env: str | None, seeds: int, table
                matrix.replace(reward_source=METHODS[m], **MATRIX_TUNED[m]), False)
            for m in ("spo", "rm")]
           + [Run("q1", f"control-{m}", m, "control", None,
-                 control.replace(reward_source=METHODS[m]), True, exploit[m],
-                 plan.br_iterations, plan.br_episodes) for m in ("spo", "rm")])
+                 control.replace(reward_source=METHODS[m], **tuned.get(m, {})), True,
+                 exploit[m], plan.br_iterations, plan.br_episodes) for m in ("spo", "rm")])
 
 
 def equal_label_configs(config, labels_per_trajectory: int) -> dict[str, Any]:
