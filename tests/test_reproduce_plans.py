@@ -225,6 +225,15 @@ def test_q1_control_at_cpu_scale_is_point_reach_with_spatial_raters_and_another_
   assert {r.config.env for r in control} == {"point_reach"}
   assert {r.config.teacher_raters for r in control} == {"spatial"}
   assert {r.exploit_episodes for r in control} == {256}
+  # Each method runs its tuned values (plans.CONTROL_TUNED), on this env only.
+  by_method = {r.method: r.config for r in control}
+  assert by_method["spo"].learning_rate == 1e-3
+  assert (by_method["rm"].learning_rate, by_method["rm"].rm_learning_rate,
+          by_method["rm"].rm_ensemble_size) == (3e-3, 3e-3, 3)
   other = [r for r in plans.plan_runs("q1", "cpu", 2, env="inverted_pendulum")
            if r.setting == "control"]
   assert {(r.config.env, r.config.teacher_raters) for r in other} == {("inverted_pendulum", "")}
+  preset = plans.preset("inverted_pendulum")
+  for run in other:
+    assert (run.config.rm_learning_rate, run.config.rm_ensemble_size) == (
+        preset.rm_learning_rate, preset.rm_ensemble_size)

@@ -150,9 +150,9 @@ _POINT_Q4 = {
 }
 # Q1's control task at `--scale cpu`: a point in the plane judged by the 'spatial' raters
 # (each wants it far in another direction, 120 degrees apart; spo_jax/teachers/raters.py),
-# whose majority cycles on about 20% of the triples of a training batch. Not tuned: both
-# methods run the point_reach preset's settings (equal tuning budgets: none). About 50
-# iterations of N = 64 episodes of H = 32 steps.
+# whose majority cycles on about 20% of the triples of a training batch. Each method's
+# settings are tuned on seeds 100-102 (`CONTROL_TUNED`, below). About 50 iterations of N = 64
+# episodes of H = 32 steps.
 CPU_ENVS["point_reach"] = EnvSettings(
     num_envs=64, episode_length=32, num_timesteps=100_000, max_iterations=60, bt_scale=10.0,
     q4=_POINT_Q4, overrides={"eval_every": 2, "num_eval_envs": 16})
