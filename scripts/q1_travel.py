@@ -4,7 +4,8 @@ On point_reach the 'spatial' raters judge the travel S = sum_t a_t (the point mo
 0.1 * a_t). A policy that travels one way is beaten by one that travels 60 degrees around
 it; a Minimax Winner spreads its travel over directions. Per seed of a run, this rolls out
 `--episodes` episodes of the last iterate (sampling its actions, as the best response faces
-it) and reports the mean travel length |S| / T (1 = full speed all the way), and the mean
+it) and reports the mean travel per step |S| / T (at most sqrt(2), both action coordinates
+at their limit every step; 1 for a unit action every step), and the mean
 resultant length R = |mean of S/|S||: 1 when every episode travels the same way, near 0 when
 the directions are spread evenly.
 
