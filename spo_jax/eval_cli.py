@@ -245,7 +245,8 @@ def _report(r: dict[str, Any]) -> str:
                  f"{r['duel_return_mean']:.2f} vs {r['against_return_mean']:.2f})")
   if "exploitability" in r:
     e = r["exploitability"]
-    lines.append(f"  exploitability of the {e['target']} ({e['num_iterates']} iterate(s)) by a "
+    target = {"first": "oldest kept iterate"}.get(e["target"], e["target"])
+    lines.append(f"  exploitability of the {target} ({e['num_iterates']} iterate(s)) by a "
                  f"best response of {e['iterations']} iterations (teacher {e['teacher']}): "
                  f"{e['estimate']:.3f} [{e['interval'][0]:.3f}, {e['interval'][1]:.3f}]; "
                  f"{'the copy' if e.get('warm_start') else 'the untrained responder'} before "
