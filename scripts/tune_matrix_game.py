@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import pathlib
-import statistics
 
 from spo_jax.reproduce import plans, running, tuning
 
@@ -52,18 +51,10 @@ def configs():
 
 
 def summarize(out: pathlib.Path) -> None:
-  summary = []
-  for method, name, _ in configs():
-    values = [r[MEASURE] for r in running.last_rows(out / name) if MEASURE in r]
-    if values:
-      summary.append({"method": method, "config": name, "seeds": len(values),
-                      "mean": statistics.mean(values), "min": min(values), "max": max(values)})
-  print(tuning.write_summary(
-      out, summary, "mean", lower_is_better=True,
-      header=["method", "configuration", "seeds",
-              "exploitability of the averaged policy, mean (min-max)"],
-      cells=lambda s: [s["method"], s["config"], str(s["seeds"]),
-                       f"{s['mean']:.4f} ({s['min']:.4f}-{s['max']:.4f})"]), end="")
+  scores = ((method, name, [r[MEASURE] for r in running.last_rows(out / name) if MEASURE in r])
+            for method, name, _ in configs())
+  print(tuning.write_spread_summary(
+      out, scores, "exploitability of the averaged policy, mean (min-max)", digits=4), end="")
 
 
 def main() -> None:

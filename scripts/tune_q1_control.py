@@ -59,20 +59,14 @@ def runs():
 
 
 def summarize(out: pathlib.Path) -> None:
-  summary = []
-  for method, name, _ in runs():
+  def scores(method: str, name: str) -> list[float]:
     path = out / name / "exploitability.json"
-    if not path.exists():
-      continue
-    values = json.loads(path.read_text())[f"br_exploitability_{TARGET[method]}"]
-    summary.append({"method": method, "config": name, "seeds": len(values),
-                    "mean": statistics.mean(values), "min": min(values), "max": max(values)})
-  print(tuning.write_summary(
-      out, summary, "mean", lower_is_better=True,
-      header=["method", "configuration", "seeds",
-              "exploitability (best response) of the judged policy, mean (min-max)"],
-      cells=lambda s: [s["method"], s["config"], str(s["seeds"]),
-                       f"{s['mean']:.3f} ({s['min']:.3f}-{s['max']:.3f})"]), end="")
+    return (json.loads(path.read_text())[f"br_exploitability_{TARGET[method]}"]
+            if path.exists() else [])
+
+  print(tuning.write_spread_summary(
+      out, ((method, name, scores(method, name)) for method, name, _ in runs()),
+      "exploitability (best response) of the judged policy, mean (min-max)", digits=3), end="")
 
 
 def main() -> None:

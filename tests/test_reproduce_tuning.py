@@ -80,3 +80,13 @@ def test_the_best_of_each_method_is_chosen_and_a_baseline_alone_is_not(tmp_path)
     row.pop("chosen", None)
   tuning.choose(summary, "score", lower_is_better=False)  # higher is better: the others
   assert [s["config"] for s in summary if s.get("chosen")] == ["spo-1", "rm-2"]
+
+
+def test_spread_summary_means_and_ranges_lower_is_better(tmp_path):
+  """a-1: seeds (0.1, 0.3) -> mean 0.2 (0.1-0.3); a-2: (0.05, 0.15, 0.1) -> mean 0.1 (0.05-
+  0.15), chosen; a-3 has no scores and is left out."""
+  table = tuning.write_spread_summary(
+      tmp_path, [("a", "a-1", [0.1, 0.3]), ("a", "a-2", [0.05, 0.15, 0.1]), ("a", "a-3", [])],
+      "score, mean (min-max)", digits=2)
+  assert table.splitlines()[2:] == ["| a | a-1 | 2 | 0.20 (0.10-0.30) |  |",
+                                    "| a | a-2 | 3 | 0.10 (0.05-0.15) | yes |"]

@@ -9,6 +9,7 @@ A tuning script (`scripts/tune_reproduce.py`, `scripts/tune_matrix_game.py`) nam
 from __future__ import annotations
 
 import csv
+import statistics
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
@@ -69,3 +70,19 @@ def write_summary(out: Path, summary: list[dict[str, Any]], score: str, lower_is
   table = "\n".join(lines) + "\n"
   (out / "summary.md").write_text(table)
   return table
+
+
+def write_spread_summary(out: Path, scores: Iterable[tuple[str, str, list[float]]],
+                         measure: str, digits: int) -> str:
+  """`write_summary` of (method, configuration, per-seed scores) triples, lower is better:
+  per configuration the seeds, and the mean with the min-max over seeds, as `measure`
+  ("..., mean (min-max)") with `digits` decimals; configurations without scores are left
+  out. Returns the Markdown table."""
+  summary = [{"method": method, "config": name, "seeds": len(values),
+              "mean": statistics.mean(values), "min": min(values), "max": max(values)}
+             for method, name, values in scores if values]
+  return write_summary(
+      out, summary, "mean", lower_is_better=True,
+      header=["method", "configuration", "seeds", measure],
+      cells=lambda s: [s["method"], s["config"], str(s["seeds"]),
+                       f"{s['mean']:.{digits}f} ({s['min']:.{digits}f}-{s['max']:.{digits}f})"])
