@@ -300,7 +300,7 @@ def exploitability_over_seeds(frozen: FrozenPolicy, env: Env, teacher: TeacherPr
         f"responder's config")
   num_seeds = int(keys.shape[0])
   programs = responder_programs(env, teacher, frozen.networks, frozen.normalize_observations,
-                       frozen.deterministic, config, num_seeds, eval_episodes)
+                                frozen.deterministic, config, num_seeds, eval_episodes)
   init_s = programs.init_warm if warm_start else programs.init_cold
   step, evaluate_s = programs.step, programs.evaluate
   k_init, k_start, k_end = (jax.vmap(lambda k, i=i: jax.random.fold_in(k, i))(keys)

@@ -174,19 +174,17 @@ def measure_exploitability(run: Run, run_dir: Path, episodes: int) -> dict[str, 
     # over trajectories, and a sampled copy would lose every pair to its own mode under
     # hard raters (more effort, less upright), leaving the responder no gradient.
     frozen = br.load_frozen_seeds(run_dir, target, deterministic=False)
-    both = {}
-    for start, warm in (("cold", False), ("warm", True)):
-      results = br.exploitability_over_seeds(frozen, setup.env, setup.teacher, config, keys,
-                                             iterations=run.exploit_iterations,
-                                             eval_episodes=pairs, warm_start=warm)
-      both[start] = results
-      out[f"br_exploitability_{target}_{start}"] = [r.estimate for r in results]
-    out[f"br_exploitability_{target}"] = [max(c.estimate, w.estimate)
-                                          for c, w in zip(both["cold"], both["warm"], strict=True)]
-    out[f"br_exploitability_{target}_start"] = [
-        max(c.start, w.start) for c, w in zip(both["cold"], both["warm"], strict=True)]
+    cold, warm = (br.exploitability_over_seeds(frozen, setup.env, setup.teacher, config, keys,
+                                               iterations=run.exploit_iterations,
+                                               eval_episodes=pairs, warm_start=start)
+                  for start in (False, True))
+    name = f"br_exploitability_{target}"
+    out[f"{name}_cold"] = [r.estimate for r in cold]
+    out[f"{name}_warm"] = [r.estimate for r in warm]
+    out[name] = [max(c.estimate, w.estimate) for c, w in zip(cold, warm, strict=True)]
+    out[f"{name}_start"] = [max(c.start, w.start) for c, w in zip(cold, warm, strict=True)]
     if target == "mixture":
-      out["mixture_iterates"] = [float(r.num_iterates) for r in both["warm"]]
+      out["mixture_iterates"] = [float(r.num_iterates) for r in warm]
   return out
 
 

@@ -206,8 +206,8 @@ def _from_preset(cfg, spec: EnvSpec) -> tuple[tuple[Quantity, ...], list[list[fl
 def _spatial(cfg, spec: EnvSpec) -> tuple[tuple[Quantity, ...], list[list[float]]]:
   if spec.name not in SPATIAL_PLANES:
     fail("teacher_raters", cfg.teacher_raters,
-         f"the 'spatial' raters need a position in the plane, which env '{spec.name}' does "
-         f"not name (envs with one: {', '.join(sorted(SPATIAL_PLANES))}); give '' for the "
+         f"the 'spatial' raters need motion in the plane, which env '{spec.name}' does "
+         f"not name (envs with it: {', '.join(sorted(SPATIAL_PLANES))}); give '' for the "
          "env's preset raters or a JSON file")
   where = f" (the 'spatial' raters of '{spec.name}')"
   quantities = tuple(parse_quantity(name, spec, field="teacher_raters", where=where)
