@@ -130,7 +130,8 @@ PRESETS: dict[str, tuple[Criterion, Criterion, Criterion]] = {
 # (x, y) of the motion whose sums over the episode the raters weigh. point_reach moves by
 # 0.1 * action, so the sums of the actions are the distance travelled along each axis (not
 # the position, whose sums are dominated by the random start: against them a policy that
-# travels steadily in one direction beats a random one in only 51-54% of pairs).
+# travels steadily in one direction beats a random one in at most 53% of pairs;
+# scripts/spatial_raters_check.py).
 SPATIAL_PLANES: dict[str, tuple[str, str]] = {"point_reach": ("action:0", "action:1")}
 
 
