@@ -19,7 +19,8 @@ live in env_adapter.py and are re-exported here. Named environments come from on
 `make_env`; a new one is `ENVS.register(name, EnvEntry(...))` (docs/design.md, "Adding a
 plug-in"). Families of envs are written `FAMILY:NAME` and resolved by `ENV_FAMILIES` through
 `env_entry`: `brax:hopper` (the same env as the bare `hopper`: `canonical_env_name`) and
-`gymnax:CartPole-v1` (gymnax_env.py, the optional extra `spo_jax[gymnax]`). docs/envs.md
+`gymnax:CartPole-v1` (gymnax_env.py, the optional extra `spo_jax[gymnax]`) and
+`playground:CartpoleBalance` (playground_env.py, the extra `spo_jax[playground]`). docs/envs.md
 describes the families and what a new one must supply.
 """
 
@@ -33,7 +34,7 @@ from typing import Any, NamedTuple
 from brax import envs as brax_envs
 from brax.envs.base import Env
 
-from spo_jax import gymnax_env
+from spo_jax import gymnax_env, playground_env
 from spo_jax._quiet import quiet_imports
 
 # The env contract and what is read of an env live in env_adapter.py; re-exported here, where
@@ -108,11 +109,7 @@ ENV_FAMILIES: Registry[EnvFamily] = Registry("environment family", "env")
 
 # Families asked for (issue 12) that cannot be built here yet, with why: `env_entry` names
 # them in its one-line refusal instead of calling them unknown.
-UNSUPPORTED_FAMILIES: dict[str, str] = {
-    "playground": "MuJoCo Playground (pip package 'playground') is not supported yet: the "
-                  "package is not on this project's package index, so no adapter for it has "
-                  "been built or tested",
-}
+UNSUPPORTED_FAMILIES: dict[str, str] = {}
 
 
 def _brax_family_entry(name: str) -> EnvEntry:
@@ -137,6 +134,19 @@ ENV_FAMILIES.register("gymnax", EnvFamily(
     _gymnax_entry, "gymnax's classic control with discrete or continuous actions: "
     "gymnax:CartPole-v1, gymnax:Acrobot-v1, gymnax:MountainCar-v0, gymnax:Pendulum-v1, "
     "gymnax:MountainCarContinuous-v0 (pip install 'spo_jax[gymnax]')"))
+
+
+def _playground_entry(name: str) -> EnvEntry:
+  playground_env.check_playground_name(name)
+  return EnvEntry(functools.partial(playground_env.make_playground_env, name),
+                  f"MuJoCo Playground's '{name}'", playground_env.playground_episode_limit(name),
+                  "playground")
+
+
+ENV_FAMILIES.register("playground", EnvFamily(
+    _playground_entry, "MuJoCo Playground's DM Control suite on MJX: playground:CartpoleBalance, "
+    "playground:CheetahRun, ...; a dict observation's key as playground:NAME:KEY "
+    "(pip install 'spo_jax[playground]')"))
 
 
 def env_entry(name: str) -> EnvEntry:

@@ -3,10 +3,11 @@ out.mp4` or `out.gif`): no display, no network.
 
 An episode is played by one jitted `lax.scan` (`play_episode`), then drawn frame by frame:
 
-- a Brax env (a `PipelineEnv`, the registry's or a user's): MuJoCo's own renderer
-  (`mujoco.Renderer`) on each step's pipeline state, through the OpenGL platform named by
-  `MUJOCO_GL`. spo_jax sets it to `egl` (headless, Mesa's libEGL) before MuJoCo is first
-  imported (spo_jax/__init__.py); where EGL is missing, run with `MUJOCO_GL=osmesa`.
+- a Brax env (a `PipelineEnv`, the registry's or a user's) or a MuJoCo Playground env:
+  MuJoCo's own renderer (`mujoco.Renderer`) on each step's joint positions (`mujoco_view`),
+  through the OpenGL platform named by `MUJOCO_GL`. spo_jax sets it to `egl` (headless,
+  Mesa's libEGL) before MuJoCo is first imported (spo_jax/__init__.py); where EGL is missing,
+  run with `MUJOCO_GL=osmesa`.
   The model's first camera (Brax's 'track' camera follows the torso), else MuJoCo's default
   free camera.
 - the package's pure-JAX envs and gymnax's classic control: a matplotlib drawing of the
@@ -22,6 +23,7 @@ without --video loads neither.
 
 from __future__ import annotations
 
+import math
 import os
 import warnings
 from collections.abc import Callable
@@ -38,6 +40,7 @@ from spo_jax.errors import ConfigError
 
 VIDEO_FORMATS = (".mp4", ".gif")
 HEIGHT, WIDTH = 240, 320  # multiples of 16: ffmpeg's H.264 encoder takes them unscaled
+GIF_MAX_FPS = 50.0  # browsers slow down GIF frames shorter than 2/100 s
 INSTALL_HINT = "pip install 'spo_jax[video]' (or pip install imageio imageio-ffmpeg)"
 
 
@@ -61,7 +64,7 @@ def check_video_path(path: str | Path, flag: str = "--video") -> Path:
 
 
 class Pose(NamedTuple):
-  """What MuJoCo's renderer needs of a Brax pipeline state (not the whole state: contacts and
+  """What MuJoCo's renderer needs of a step's physics state (not the whole state: contacts and
   body frames of 1000 humanoid steps would take hundreds of MB)."""
 
   q: jax.Array  # [nq] joint positions
@@ -71,7 +74,7 @@ class Pose(NamedTuple):
 class Episode(NamedTuple):
   """One episode from reset, cut after its last step. T = `length`."""
 
-  # [T+1, ...]: reset's, then each step's: a `Pose` for a Brax env, else the env's own
+  # [T+1, ...]: reset's, then each step's: a `Pose` for a MuJoCo env, else the env's own
   # pipeline state (None for the package's envs, gymnax's state for gymnax's)
   pipeline_states: Any
   obs: np.ndarray  # [T+1, O]
@@ -85,11 +88,10 @@ def play_episode(env, policy: Callable[[jax.Array, jax.Array], jax.Array], key: 
   """One episode of `policy(obs, key) -> action` from `env.reset`, at most `horizon` steps,
   as one jitted scan; the steps after `done` are computed and cut off on the host."""
   k_reset, k_act = jax.random.split(key)
-  physics = _physics_env(env) is not None
+  physics = mujoco_view(env)
 
   def kept(state):  # what a frame is drawn from, besides the observation
-    pipeline = state.pipeline_state
-    return Pose(pipeline.q, pipeline.qd) if physics else pipeline
+    return state.pipeline_state if physics is None else Pose(*physics.pose(state.pipeline_state))
 
   @jax.jit
   def run(k_reset, k_act):
@@ -116,17 +118,31 @@ def play_episode(env, policy: Callable[[jax.Array, jax.Array], jax.Array], key: 
                  length)
 
 
-def _physics_env(env) -> PipelineEnv | None:
-  """The Brax `PipelineEnv` under `env` (itself or a wrapper's), None for a pure-JAX env."""
+class MujocoView(NamedTuple):
+  """What MuJoCo's renderer needs of an env with MuJoCo physics."""
+
+  mj_model: Any  # mujoco.MjModel
+  dt: float  # seconds of simulated time per env step: the frame period
+  pose: Callable[[Any], tuple[jax.Array, jax.Array]]  # pipeline state -> (qpos, qvel)
+
+
+def mujoco_view(env) -> MujocoView | None:
+  """The MuJoCo side of `env`: a Brax `PipelineEnv` (itself or under a wrapper), or an env that
+  exposes `mj_model`, `dt` and `pose(pipeline_state)` (Playground's, playground_env.py); None
+  for the package's pure-JAX envs, gymnax's and a user's env without MuJoCo physics."""
   if isinstance(env, Wrapper):
     env = env.unwrapped
-  return env if isinstance(env, PipelineEnv) else None
+  if isinstance(env, PipelineEnv):
+    return MujocoView(env.sys.mj_model, float(env.dt), lambda p: (p.q, p.qd))
+  if all(hasattr(type(env), name) for name in ("mj_model", "dt", "pose")):
+    return MujocoView(env.mj_model, float(env.dt), env.pose)
+  return None
 
 
-def mujoco_frames(env: PipelineEnv, episode: Episode) -> list[np.ndarray]:
-  """[HEIGHT, WIDTH, 3] uint8 frames of a Brax env's episode, by MuJoCo's renderer on each
-  pipeline state's joint positions and velocities (`q`, `qd`)."""
-  model = env.sys.mj_model
+def mujoco_frames(view: MujocoView, episode: Episode) -> list[np.ndarray]:
+  """[HEIGHT, WIDTH, 3] uint8 frames of an episode, by MuJoCo's renderer on each step's joint
+  positions and velocities (`episode.pipeline_states`, a `Pose`)."""
+  model = view.mj_model
   data = mujoco.MjData(model)
   if model.ncam > 0:
     camera: Any = 0
@@ -289,16 +305,17 @@ def drawn_frames(drawing: Drawing, episode: Episode, title: str) -> list[np.ndar
 def render(env, episode: Episode, name: str) -> tuple[list[np.ndarray], float]:
   """Frames of `episode` and their rate: MuJoCo for a Brax env, else the matplotlib drawing
   of the env `name` (`config.env`; '' for a user's env without one)."""
-  physics = _physics_env(env)
+  physics = mujoco_view(env)
   if physics is not None:
-    return mujoco_frames(physics, episode), 1.0 / float(physics.dt)
+    return mujoco_frames(physics, episode), 1.0 / physics.dt
   drawing = DRAWINGS.get(name, OBSERVATION_DRAWING)
   return drawn_frames(drawing, episode, name or type(env).__name__), drawing.fps
 
 
-def write_video(frames: list[np.ndarray], path: Path, fps: float) -> None:
+def write_video(frames: list[np.ndarray], path: Path, fps: float) -> tuple[int, float]:
   """Write `frames` ([H, W, 3] uint8) to `path` (.gif or .mp4) at `fps` frames per second,
-  through a temporary file in the same folder renamed onto `path`."""
+  through a temporary file in the same folder renamed onto `path`. Returns the frames written
+  and their rate (a GIF faster than 50 frames per second keeps every k-th frame)."""
   import imageio.v3 as iio
 
   path.parent.mkdir(parents=True, exist_ok=True)
@@ -306,17 +323,27 @@ def write_video(frames: list[np.ndarray], path: Path, fps: float) -> None:
   temporary = path.with_name(f".{path.stem}.{os.getpid()}.tmp{suffix}")
   try:
     if suffix == ".gif":
-      # Pillow's GIF frame duration is in milliseconds (stored in hundredths of a second)
-      iio.imwrite(temporary, np.stack(frames), extension=".gif", duration=1000.0 / fps, loop=0)
+      # A GIF stores each frame's delay in hundredths of a second, and browsers play delays
+      # under 2 (faster than 50 frames per second) at 10: so faster videos keep every k-th
+      # frame, at fps / k <= 50 (MuJoCo envs with dt = 0.01 s: every second frame, 50 fps).
+      stride = max(1, math.ceil(fps / GIF_MAX_FPS))
+      kept = frames[::stride]
+      if (len(frames) - 1) % stride:
+        kept = [*kept, frames[-1]]  # the last frame too, so the end is shown
+      iio.imwrite(temporary, np.stack(kept), extension=".gif", duration=1000.0 * stride / fps,
+                  loop=0)
+      written = (len(kept), fps / stride)
     else:
       with warnings.catch_warnings():
         # imageio-ffmpeg starts the ffmpeg binary (fork, then exec at once): JAX's warning
         # that a fork may deadlock a multithreaded process does not apply
         warnings.filterwarnings("ignore", message="os.fork", category=RuntimeWarning)
         iio.imwrite(temporary, np.stack(frames), plugin="FFMPEG", fps=fps)
+      written = (len(frames), fps)
     os.replace(temporary, path)
   finally:
     temporary.unlink(missing_ok=True)
+  return written
 
 
 def save_video(setup, params, path: Path, key: jax.Array, deterministic: bool = True,
@@ -330,6 +357,6 @@ def save_video(setup, params, path: Path, key: jax.Array, deterministic: bool = 
   episode = play_episode(env, policy, key, horizon)
   name = "" if setup.user_env else config.env
   frames, fps = render(env, episode, name)
-  write_video(frames, path, fps)
-  return (f"wrote {path}: {len(frames)} frames ({episode.length} steps, return "
-          f"{float(np.sum(episode.rewards)):.2f}) at {fps:g} frames per second")
+  count, rate = write_video(frames, path, fps)
+  return (f"wrote {path}: {count} frames ({episode.length} steps, return "
+          f"{float(np.sum(episode.rewards)):.2f}) at {rate:g} frames per second")

@@ -1,11 +1,9 @@
 """Env names by family (spo_jax/envs.py, `env_entry`, `canonical_env_name`): `brax:hopper` is
-`hopper` wherever a name is accepted; Playground is refused as not supported yet; the
+`hopper` wherever a name is accepted; the
 benchmark and reproduction commands refuse families they cannot run, in one line with exit
 code 2, before anything is compiled. Nothing here builds or compiles an env.
 """
 
-import subprocess
-import sys
 
 import pytest
 
@@ -38,19 +36,9 @@ def test_an_unknown_brax_env_lists_brax_names():
     validate(preset("brax:point_reach"))
 
 
-def test_playground_is_refused_as_not_supported_yet_on_the_command_line(tmp_path):
-  out = subprocess.run([sys.executable, "-m", "spo_jax.cli", "--env", "playground:CartpoleBalance",
-                        "--run-dir", str(tmp_path / "run")], capture_output=True, text=True,
-                       timeout=300, cwd=tmp_path)
-  assert out.returncode == 2, out.stderr
-  lines = out.stderr.strip().splitlines()
-  assert len(lines) == 1 and "the 'playground' family is not supported yet" in lines[0]
-  assert "known families: brax, gymnax" in lines[0] and "package index" in lines[0]
-  assert list(tmp_path.iterdir()) == []
-
-
 def test_an_unknown_family_lists_the_known_ones():
-  with pytest.raises(ConfigError, match="unknown environment family 'dmc'.*brax, gymnax"):
+  with pytest.raises(ConfigError,
+                     match="unknown environment family 'dmc'.*brax, gymnax, playground"):
     envs.env_entry("dmc:cartpole")
 
 

@@ -139,14 +139,26 @@ def test_no_opengl_context_is_one_line_naming_the_fix(monkeypatch):
     def __init__(self, *args, **kwargs):
       raise RuntimeError("Cannot initialize a EGL device display.\nsecond line")
 
-  class _Env:
-    sys = type("Sys", (), {"mj_model": mujoco.MjModel.from_xml_string(
-        "<mujoco><worldbody><geom size='0.1'/></worldbody></mujoco>")})()
+  view = video.MujocoView(mujoco.MjModel.from_xml_string(
+      "<mujoco><worldbody><geom size='0.1'/></worldbody></mujoco>"), 0.01, None)
 
   monkeypatch.setattr(mujoco, "Renderer", _NoContext)
   monkeypatch.setenv("MUJOCO_GL", "egl")
   with pytest.raises(ConfigError) as error:
-    video.mujoco_frames(_Env(), None)
+    video.mujoco_frames(view, None)
   message = str(error.value)
   assert "\n" not in message and "MUJOCO_GL='egl'" in message
   assert "Cannot initialize a EGL device display" in message and "MUJOCO_GL=osmesa" in message
+
+
+def test_a_gif_faster_than_50_frames_per_second_keeps_every_kth_frame_and_the_last(tmp_path):
+  # 10 frames at 100 per second (MuJoCo's dt = 0.01 s): stride ceil(100 / 50) = 2 keeps frames
+  # 0, 2, 4, 6, 8 and the last, 9, so the end is shown, at 50 per second: 20 ms each (a GIF
+  # stores hundredths of a second); at 25 per second every frame is kept
+  frames = [np.full((video.HEIGHT, video.WIDTH, 3), 20 * i, np.uint8) for i in range(10)]
+  path = tmp_path / "fast.gif"
+  assert video.write_video(frames, path, 100.0) == (6, pytest.approx(50.0))
+  np.testing.assert_array_equal(_read(path)[:, 0, 0, 0], [0, 40, 80, 120, 160, 180])
+  assert iio.immeta(path, index=0)["duration"] == pytest.approx(20.0)
+  assert video.write_video(frames[:9], path, 100.0)[0] == 5  # 0, 2, 4, 6, 8: 8 is the last
+  assert video.write_video(frames, path, 25.0) == (10, 25.0)
