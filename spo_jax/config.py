@@ -45,7 +45,8 @@ class Config:
   ...) or one of the package's own tiny environments (point_reach, balance, matrix_game). With
   your own Env object (`train(config, env=MyEnv())`) any non-empty name: it labels the run."""
   backend: str | None = None
-  """Brax physics backend (generalized, positional, spring, mjx); None keeps the env's default."""
+  """Brax physics backend (generalized, positional, spring, mjx); None keeps the env's default.
+  Brax's envs only: the package's, gymnax's and Playground's envs refuse a value."""
   episode_length: int = 1000
   """Horizon H: every iteration runs each environment for one episode of at most H steps."""
   num_envs: int = 128

@@ -48,7 +48,7 @@ from spo_jax.env_adapter import (  # noqa: F401  (re-exported)
     env_spec,
     observation_size,
 )
-from spo_jax.errors import ConfigError
+from spo_jax.errors import ConfigError, fail
 from spo_jax.registry import Registry
 from spo_jax.tiny_envs import Balance, MatrixGame, PointReach
 
@@ -65,6 +65,13 @@ BRAX_EPISODE_LIMIT = 1000
 
 def _no_config_check(cfg: Any) -> None:
   del cfg
+
+
+def _no_brax_backend(cfg: Any) -> None:
+  """An env without Brax physics refuses `backend` rather than ignore it."""
+  if cfg.backend is not None:
+    fail("backend", cfg.backend, f"applies to Brax's envs only; '{cfg.env}' has its own "
+         "physics: leave backend unset (None)")
 
 
 class EnvEntry(NamedTuple):
@@ -127,7 +134,7 @@ ENV_FAMILIES.register("brax", EnvFamily(
 def _gymnax_entry(name: str) -> EnvEntry:
   gymnax_env.check_gymnax_name(name)
   return EnvEntry(functools.partial(gymnax_env.make_gymnax_env, name), f"gymnax's '{name}'",
-                  gymnax_env.gymnax_episode_limit(name), "gymnax")
+                  gymnax_env.gymnax_episode_limit(name), "gymnax", _no_brax_backend)
 
 
 ENV_FAMILIES.register("gymnax", EnvFamily(
@@ -140,7 +147,7 @@ def _playground_entry(name: str) -> EnvEntry:
   playground_env.check_playground_name(name)
   return EnvEntry(functools.partial(playground_env.make_playground_env, name),
                   f"MuJoCo Playground's '{name}'", playground_env.playground_episode_limit(name),
-                  "playground")
+                  "playground", _no_brax_backend)
 
 
 ENV_FAMILIES.register("playground", EnvFamily(
@@ -209,7 +216,7 @@ def _brax_env(name: str, backend: str | None = None, **kwargs) -> Env:
 def register_package_env(name: str, cls: type[Env], description: str) -> None:
   """Register a pure-JAX env class (its `episode_limit` class attribute is the limit)."""
   ENVS.register(name, EnvEntry(functools.partial(_package_env, cls), description,
-                               env_hook(cls, "episode_limit"), "package"))
+                               env_hook(cls, "episode_limit"), "package", _no_brax_backend))
 
 
 register_package_env("point_reach", PointReach, "a point in the plane reaches a target")
