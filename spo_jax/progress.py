@@ -45,10 +45,16 @@ def summary_parts(m: dict[str, Any]) -> list[str]:
   return parts
 
 
-def progress_line(m: dict[str, Any], config: Config) -> str:
-  """One line per evaluation: iteration, env steps / total, steps/s, the evaluation, time."""
+def progress_line(m: dict[str, Any], config: Config,
+                  previous: tuple[int, float] | None = None) -> str:
+  """One line per evaluation: iteration, env steps / total, steps/s, the evaluation, time.
+  steps/s is over the interval since `previous` = (step, elapsed s) of the last line, or,
+  for the first line, over the whole run so far (compilation included)."""
   elapsed = m["time/elapsed_s"]
-  rate = m["step"] / max(elapsed, 1e-9)
+  steps, seconds = m["step"], elapsed
+  if previous is not None:
+    steps, seconds = steps - previous[0], elapsed - previous[1]
+  rate = steps / max(seconds, 1e-9)
   parts = [f"iter {m['iteration']:>4d}", f"steps {m['step']:>10,d}/{config.num_timesteps:,d}",
            f"{rate:>8,.0f} steps/s", *summary_parts(m), f"{elapsed:6.0f}s"]
   return " | ".join(parts)
@@ -69,13 +75,18 @@ class _Silent:
 
 
 class LineProgress(_Silent):
-  """One plain line per evaluation, flushed at once."""
+  """One plain line per evaluation, flushed at once. Its steps/s is the rate since the last
+  line: a run-long average would hide the steady rate behind the first call's compilation
+  (on a 2-core CPU often half of a short run)."""
 
   def __init__(self, config: Config, file: TextIO | None = None):
     self.config, self.file = config, file
+    self._previous: tuple[int, float] | None = None
 
   def evaluation(self, metrics: dict[str, Any]) -> None:
-    print(progress_line(metrics, self.config), file=self.file or sys.stdout, flush=True)
+    print(progress_line(metrics, self.config, self._previous), file=self.file or sys.stdout,
+          flush=True)
+    self._previous = (metrics["step"], metrics["time/elapsed_s"])
 
 
 class BarProgress(_Silent):

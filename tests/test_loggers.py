@@ -244,10 +244,14 @@ def test_progress_bar_and_lines_render_to_a_stream_that_is_not_a_terminal():
   lines = make_progress(config, "auto", stream)
   lines.start(0)
   lines.evaluation(metrics)
+  lines.evaluation({**metrics, "iteration": 4, "step": 1000, "time/elapsed_s": 2.5})
   lines.close()
-  (line,) = stream.getvalue().splitlines()
-  # 400 steps in 2 s = 200 steps/s; 2 seeds with returns 10 and 15
+  line, second = stream.getvalue().splitlines()
+  # 400 steps in 2 s = 200 steps/s (the first line: the whole run so far, compile included);
+  # 2 seeds with returns 10 and 15
   assert "400/1,000" in line and "200 steps/s" in line and "min 10.0, max 15.0" in line
+  # then the rate since the last line: 600 steps in 0.5 s = 1,200 steps/s (not 1000 / 2.5)
+  assert "1,000/1,000" in second and " 1,200 steps/s" in second
   assert make_progress(config, "none", stream).__class__.__name__ == "_Silent"
 
 
