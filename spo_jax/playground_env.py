@@ -23,7 +23,9 @@ its observation, reward, done and metrics.
   they are accepted only when Menagerie is already on disk where Playground looks for it
   (`menagerie_path()`), and refused in one line saying so otherwise.
 - The episode limit is Playground's `episode_length` of the env's default config (the DM
-  Control suite: 1000 steps, returns up to 1000).
+  Control suite: 1000 steps, returns up to 1000). One env step per action: Playground's
+  `action_repeat` is 1 for every DM Control env, and an env whose default repeats actions is
+  refused rather than stepped differently from Playground's own training.
 
 Playground is an optional extra (`pip install 'spo_jax[playground]'`), imported on first use.
 """
@@ -159,6 +161,10 @@ class PlaygroundEnv(PureJaxEnv):
       self._observation_size = math.prod(obs[self.obs_key].shape)
     self._action_size = int(self._env.action_size)
     self.episode_limit = playground_episode_limit(name)
+    repeat = _import_playground().get_default_config(env_name).get("action_repeat", 1)
+    if repeat != 1:  # Playground's training wrapper repeats actions; this adapter steps once
+      raise ConfigError(f"config field 'env' = 'playground:{name}': action_repeat = {repeat} "
+                        "in its default config is not supported (one env step per action)")
 
   @property
   def backend(self) -> str:

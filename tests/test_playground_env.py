@@ -162,6 +162,7 @@ def test_a_dict_observation_needs_a_chosen_key(monkeypatch):
 
   monkeypatch.setattr(registry.dm_control_suite, "ALL_ENVS", ("DictObs",))
   monkeypatch.setattr(registry, "load", lambda name, config_overrides=None: _DictObsEnv())
+  monkeypatch.setattr(registry, "get_default_config", lambda name: {"action_repeat": 1})
   monkeypatch.setattr(playground_env, "playground_episode_limit", lambda name: 50)
   with pytest.raises(ConfigError, match="the observation is a dict and needs a chosen key; "
                      "write playground:DictObs:KEY with KEY one of privileged_state, state"):
@@ -174,6 +175,11 @@ def test_a_dict_observation_needs_a_chosen_key(monkeypatch):
   state = env.step(env.reset(jax.random.PRNGKey(0)), jnp.ones(1))
   np.testing.assert_array_equal(state.obs, [1.0, 2.0, 3.0])
   assert float(state.reward) == 6.0 and set(state.metrics) == {"speed"}  # scalar metrics only
+  # an env whose default config repeats each action (Playground's training wrapper would) is
+  # refused: the adapter steps once per action
+  monkeypatch.setattr(registry, "get_default_config", lambda name: {"action_repeat": 2})
+  with pytest.raises(ConfigError, match="action_repeat = 2 in its default config"):
+    PlaygroundEnv("DictObs:state")
 
 
 def test_missing_playground_names_the_install_command(monkeypatch):
