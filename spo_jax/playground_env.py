@@ -76,6 +76,12 @@ def menagerie_path() -> Path:
   return Path(str(mjx_env.MENAGERIE_PATH))
 
 
+def menagerie_commit() -> str:
+  """The Menagerie commit Playground checks out."""
+  from mujoco_playground._src import mjx_env
+  return str(getattr(mjx_env, "MENAGERIE_COMMIT_SHA", "its pinned commit"))
+
+
 def suite_names() -> dict[str, tuple[str, ...]]:
   """Playground's env names by suite: 'dm_control_suite', 'locomotion', 'manipulation'."""
   registry = _import_playground()
@@ -108,8 +114,9 @@ def check_playground_name(name: str) -> None:
     raise ConfigError(
         f"config field 'env' = 'playground:{name}' needs MuJoCo Menagerie's robot models, "
         f"which Playground downloads (git clone) on first use and spo_jax does not: clone "
-        f"https://github.com/google-deepmind/mujoco_menagerie into {menagerie_path()} first, "
-        "or use a DM Control env such as playground:CartpoleBalance")
+        f"https://github.com/google-deepmind/mujoco_menagerie into {menagerie_path()} and "
+        f"check out {menagerie_commit()} first, or use a DM Control env such as "
+        "playground:CartpoleBalance")
   raise ConfigError(f"config field 'env' = 'playground:{name}' is not a Playground environment; "
                     f"available (DM Control suite): "
                     f"{', '.join('playground:' + n for n in suites['dm_control_suite'])}")

@@ -134,6 +134,7 @@ def test_menagerie_suites_are_refused_without_the_assets(monkeypatch, tmp_path):
   with pytest.raises(ConfigError, match="needs MuJoCo Menagerie's robot models") as error:
     spo_jax.validate(spo_jax.Config(env="playground:Go1JoystickFlatTerrain:state"))
   assert "\n" not in str(error.value) and str(tmp_path / "absent") in str(error.value)
+  assert playground_env.menagerie_commit() in str(error.value)  # the commit Playground pins
 
 
 class _DictObsEnv:
