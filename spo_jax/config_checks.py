@@ -38,6 +38,9 @@ def check_env_and_budget(cfg: Any, env: Any) -> None:
     label = type(env).__name__
   if cfg.backend is not None and cfg.backend not in envs.BRAX_BACKENDS:
     fail("backend", cfg.backend, f"must be None or one of {list(envs.BRAX_BACKENDS)}")
+  if cfg.backend is not None and env is None and envs.env_entry(cfg.env).family != "brax":
+    fail("backend", cfg.backend, f"applies to Brax's envs only; '{cfg.env}' has its own "
+         "physics: leave backend unset (None)")
   check_int(cfg, "episode_length", 1)
   max_len = envs.max_episode_length(cfg.env if env is None else env)
   if max_len is not None and cfg.episode_length > max_len:

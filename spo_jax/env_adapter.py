@@ -14,6 +14,7 @@ import weakref
 from typing import Any, NamedTuple, Protocol
 
 import jax
+import jax.numpy as jnp
 from brax.envs.base import Env, PipelineEnv, State, Wrapper
 
 from spo_jax.errors import ProtocolError
@@ -142,3 +143,11 @@ def env_spec(env: Any, horizon: int, name: str = "") -> EnvSpec:
       _METRIC_NAMES[key] = metric_names
   return EnvSpec(name or type(env).__name__, obs_size, env.action_size,
                  metric_names, horizon, bool(env_hook(env, "discrete_actions")))
+
+
+def strong_leaves(tree: Any) -> Any:
+  """`tree` with every leaf an array of its own dtype, not weak-typed: a family's state that
+  starts with Python scalars (gymnax's `time`, Playground's metrics) would otherwise change
+  weak type between reset and step, which the rollout's `lax.cond` and `scan` refuse. Adapters
+  (gymnax_env.py, playground_env.py) apply it to what they return."""
+  return jax.tree.map(lambda x: jnp.asarray(x, dtype=jnp.asarray(x).dtype), tree)

@@ -48,7 +48,7 @@ from spo_jax.env_adapter import (  # noqa: F401  (re-exported)
     env_spec,
     observation_size,
 )
-from spo_jax.errors import ConfigError, fail
+from spo_jax.errors import ConfigError
 from spo_jax.registry import Registry
 from spo_jax.tiny_envs import Balance, MatrixGame, PointReach
 
@@ -65,13 +65,6 @@ BRAX_EPISODE_LIMIT = 1000
 
 def _no_config_check(cfg: Any) -> None:
   del cfg
-
-
-def _no_brax_backend(cfg: Any) -> None:
-  """An env without Brax physics refuses `backend` rather than ignore it."""
-  if cfg.backend is not None:
-    fail("backend", cfg.backend, f"applies to Brax's envs only; '{cfg.env}' has its own "
-         "physics: leave backend unset (None)")
 
 
 class EnvEntry(NamedTuple):
@@ -114,10 +107,6 @@ class EnvFamily(NamedTuple):
 
 ENV_FAMILIES: Registry[EnvFamily] = Registry("environment family", "env")
 
-# Families asked for (issue 12) that cannot be built here yet, with why: `env_entry` names
-# them in its one-line refusal instead of calling them unknown.
-UNSUPPORTED_FAMILIES: dict[str, str] = {}
-
 
 def _brax_family_entry(name: str) -> EnvEntry:
   if name not in BRAX_ENV_NAMES:
@@ -134,7 +123,7 @@ ENV_FAMILIES.register("brax", EnvFamily(
 def _gymnax_entry(name: str) -> EnvEntry:
   gymnax_env.check_gymnax_name(name)
   return EnvEntry(functools.partial(gymnax_env.make_gymnax_env, name), f"gymnax's '{name}'",
-                  gymnax_env.gymnax_episode_limit(name), "gymnax", _no_brax_backend)
+                  gymnax_env.gymnax_episode_limit(name), "gymnax")
 
 
 ENV_FAMILIES.register("gymnax", EnvFamily(
@@ -147,7 +136,7 @@ def _playground_entry(name: str) -> EnvEntry:
   playground_env.check_playground_name(name)
   return EnvEntry(functools.partial(playground_env.make_playground_env, name),
                   f"MuJoCo Playground's '{name}'", playground_env.playground_episode_limit(name),
-                  "playground", _no_brax_backend)
+                  "playground")
 
 
 ENV_FAMILIES.register("playground", EnvFamily(
@@ -166,9 +155,6 @@ def env_entry(name: str) -> EnvEntry:
   known = (f"known families: {', '.join(ENV_FAMILIES.names())} (written FAMILY:NAME, e.g. "
            "brax:hopper or gymnax:CartPole-v1), and the bare names of the package's and Brax's "
            "envs")
-  if family in UNSUPPORTED_FAMILIES:
-    raise ConfigError(f"config field 'env' = {name!r}: the '{family}' family is not supported "
-                      f"yet ({UNSUPPORTED_FAMILIES[family]}); {known}")
   if family not in ENV_FAMILIES:
     raise ConfigError(f"config field 'env' = {name!r} names an unknown environment family "
                       f"'{family}'; {known}")
@@ -216,7 +202,7 @@ def _brax_env(name: str, backend: str | None = None, **kwargs) -> Env:
 def register_package_env(name: str, cls: type[Env], description: str) -> None:
   """Register a pure-JAX env class (its `episode_limit` class attribute is the limit)."""
   ENVS.register(name, EnvEntry(functools.partial(_package_env, cls), description,
-                               env_hook(cls, "episode_limit"), "package", _no_brax_backend))
+                               env_hook(cls, "episode_limit"), "package"))
 
 
 register_package_env("point_reach", PointReach, "a point in the plane reaches a target")

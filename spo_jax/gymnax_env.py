@@ -28,6 +28,7 @@ import jax.numpy as jnp
 import numpy as np
 from brax.envs.base import Env, State
 
+from spo_jax.env_adapter import strong_leaves
 from spo_jax.errors import ConfigError
 from spo_jax.tiny_envs import PureJaxEnv
 
@@ -55,12 +56,6 @@ def check_gymnax_name(name: str) -> None:
                       f"environment; available: "
                       f"{', '.join('gymnax:' + n for n in GYMNAX_ENV_NAMES)}")
   _import_gymnax()
-
-
-def _strong(tree: Any) -> Any:
-  """Leaves as arrays of their own dtype, not weak-typed: gymnax's `time` starts as a Python
-  int, and the rollout's `lax.cond`/`scan` refuse a carry whose weak type changes."""
-  return jax.tree.map(lambda x: jnp.asarray(x, dtype=jnp.asarray(x).dtype), tree)
 
 
 class GymnaxEnv(PureJaxEnv):
@@ -106,14 +101,14 @@ class GymnaxEnv(PureJaxEnv):
     k_reset, k_next = jax.random.split(rng)
     obs, env_state = self._env.reset_env(k_reset, self._params)
     zero = jnp.zeros(())
-    return State(pipeline_state=_strong(env_state), obs=self._flat(obs), reward=zero,
+    return State(pipeline_state=strong_leaves(env_state), obs=self._flat(obs), reward=zero,
                  done=zero, metrics={}, info={"key": k_next})
 
   def step(self, state: State, action: jax.Array) -> State:
     k_step, k_next = jax.random.split(state.info["key"])
     obs, env_state, reward, done, _ = self._env.step_env(
         k_step, state.pipeline_state, self.gymnax_action(action), self._params)
-    return state.replace(pipeline_state=_strong(env_state), obs=self._flat(obs),
+    return state.replace(pipeline_state=strong_leaves(env_state), obs=self._flat(obs),
                          reward=jnp.reshape(reward, ()).astype(jnp.float32),
                          done=jnp.reshape(done, ()).astype(jnp.float32),
                          info={"key": k_next})

@@ -44,6 +44,7 @@ import jax.numpy as jnp
 from brax.envs.base import Env, State
 
 from spo_jax._quiet import quiet_imports
+from spo_jax.env_adapter import strong_leaves
 from spo_jax.errors import ConfigError
 from spo_jax.tiny_envs import PureJaxEnv
 
@@ -129,12 +130,6 @@ def playground_episode_limit(name: str) -> int:
   return int(_import_playground().get_default_config(env_name).episode_length)
 
 
-def _strong(tree: Any) -> Any:
-  """Leaves as arrays of their own dtype, not weak-typed (the rollout's `lax.cond` and `scan`
-  refuse a carry whose weak type changes between reset and step)."""
-  return jax.tree.map(lambda x: jnp.asarray(x, dtype=jnp.asarray(x).dtype), tree)
-
-
 class PlaygroundEnv(PureJaxEnv):
   """A Playground env (by its Playground name) as a Brax `Env`: obs [O] float32 (the chosen key
   of a dict observation, flattened), reward and done [] float32, metrics Playground's scalar
@@ -193,7 +188,7 @@ class PlaygroundEnv(PureJaxEnv):
     return pipeline_state.data.qpos, pipeline_state.data.qvel
 
   def _wrap(self, inner: Any) -> State:
-    inner = _strong(inner)
+    inner = strong_leaves(inner)
     obs = inner.obs if self.obs_key is None else inner.obs[self.obs_key]
     return State(pipeline_state=inner, obs=jnp.reshape(obs, (-1,)).astype(jnp.float32),
                  reward=jnp.reshape(inner.reward, ()).astype(jnp.float32),

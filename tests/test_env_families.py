@@ -1,9 +1,12 @@
 """Env names by family (spo_jax/envs.py, `env_entry`, `canonical_env_name`): `brax:hopper` is
-`hopper` wherever a name is accepted; the
-benchmark and reproduction commands refuse families they cannot run, in one line with exit
-code 2, before anything is compiled. Nothing here builds or compiles an env.
+`hopper` wherever a name is accepted; an unknown name within a family is refused by
+`spo-train` listing the family's names; the benchmark and reproduction commands refuse
+families they cannot run, in one line with exit code 2, before anything is compiled. Nothing
+here builds or compiles an env.
 """
 
+import subprocess
+import sys
 
 import pytest
 
@@ -34,6 +37,22 @@ def test_spo_train_records_the_bare_name():
 def test_an_unknown_brax_env_lists_brax_names():
   with pytest.raises(ConfigError, match="not one of Brax's environments; available: brax:ant"):
     validate(preset("brax:point_reach"))
+
+
+@pytest.mark.parametrize("name, module, listed", [
+    ("gymnax:Cartpole-v1", "gymnax", "gymnax:CartPole-v1, gymnax:Acrobot-v1"),
+    ("playground:Cartpole", "mujoco_playground",
+     "playground:CartpoleBalance, playground:CartpoleBalanceSparse")])
+def test_cli_refuses_an_unknown_name_within_a_family_with_exit_code_2(name, module, listed,
+                                                                      tmp_path):
+  pytest.importorskip(module)  # the families' optional extras, in `test`: CI runs both
+  out = subprocess.run([sys.executable, "-m", "spo_jax.cli", "--env", name,
+                        "--run-dir", str(tmp_path / "run")], capture_output=True, text=True,
+                       timeout=300)
+  assert out.returncode == 2
+  lines = out.stderr.strip().splitlines()
+  assert len(lines) == 1 and listed in lines[0]
+  assert not (tmp_path / "run").exists()
 
 
 def test_an_unknown_family_lists_the_known_ones():

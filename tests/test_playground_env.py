@@ -7,7 +7,6 @@ few and each compiles once; the refusals and the dict-observation checks compile
 Playground is in the `test` extra; without it (a core install) the module is skipped.
 """
 
-import subprocess
 import sys
 
 import jax
@@ -192,14 +191,3 @@ def test_missing_playground_names_the_install_command(monkeypatch):
     assert "\n" not in str(error.value)
   finally:
     playground_env._import_playground.cache_clear()
-
-
-def test_cli_refuses_an_unknown_playground_name_with_exit_code_2(tmp_path):
-  out = subprocess.run([sys.executable, "-m", "spo_jax.cli", "--env", "playground:Cartpole",
-                        "--run-dir", str(tmp_path / "run")], capture_output=True, text=True,
-                       timeout=300)
-  assert out.returncode == 2
-  lines = out.stderr.strip().splitlines()
-  assert len(lines) == 1 and "playground:CartpoleBalance, playground:CartpoleBalanceSparse" \
-      in lines[0]
-  assert not (tmp_path / "run").exists()
