@@ -87,7 +87,7 @@ PRESETS: dict[str, Config] = {
         policy_hidden_sizes=(32, 32), value_hidden_sizes=(32, 32)),
     # MuJoCo Playground's DM Control cart-pole (pip install 'spo_jax[playground]'): episodes
     # never end early, rewards in [0, 1] per step, so SPO compares segments of 50 steps as on
-    # halfcheetah. N = 32 x H = 1000; one iteration takes ~0.5 s on a 2-core CPU (the MJX
+    # halfcheetah. N = 32 x H = 1000; one iteration takes ~0.6 s on one CPU core (the MJX
     # cart-pole is cheap), so the budget is 2M env steps. Tuned on seeds 100 and 101
     # (learning rate 1e-3 and 3e-3; docs/envs.md gives the runs).
     "playground:CartpoleBalance": Config(
