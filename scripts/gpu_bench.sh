@@ -13,9 +13,16 @@
 #   bash scripts/gpu_bench.sh throughput   # ant, N=4096: raw vs SPO vs ground truth, breakdown
 #   bash scripts/gpu_bench.sh winrate      # win-rate share, N = 256..8192, H = 1000
 #   bash scripts/gpu_bench.sh seeds        # ant, N=256 per seed: S = 1, 4, 16, 64 vmapped
+# The second lease's call (314 s): SEEDS=1,64 STAGE_LIMIT=190 ... seeds, then throughput with
+# BACKEND=spring CONTENDERS=raw,spo BREAKDOWN=0 TAG=_spring, then with ENV=halfcheetah
+# (docs/performance.md, "GPU", gives the exact lines).
 # Results: $OUT/gpu_<stage>.json and .md (markdown tables), $OUT/env.txt (device, versions).
-# Environment: ENV (default ant), NUM_ENVS (4096), SEEDS_NUM_ENVS (256), REPEATS (3),
-# SEEDS (1,4,16,64), WINRATE_SIZES (256,1024,4096,8192),
+# Environment: ENV (default ant), BACKEND (default: the preset's), NUM_ENVS (4096),
+# SEEDS_NUM_ENVS (256), REPEATS (3), SEEDS (1,4,16,64), WINRATE_SIZES (256,1024,4096,8192),
+# CONTENDERS (throughput stage, default raw,spo,ground_truth), BREAKDOWN (1; 0 skips the SPO
+# stage breakdown), EXTRA_ARGS (more spo-bench arguments, e.g. "--compaction-factor 0"),
+# TAG (appended to the result files' names, so that one call can run a stage twice, e.g.
+# TAG=_spring),
 # STAGE_LIMIT (seconds one stage may run, default 600: a stage past it is stopped, its table
 # left as far as it got and marked INCOMPLETE), PYTHON (default python3: the GPU image has no
 # `python`), ALLOW_CPU=1 (dry-run the commands on a CPU machine; figures from it are not GPU
@@ -32,6 +39,11 @@ PY=${PYTHON:-python3}
 STAGE_LIMIT=${STAGE_LIMIT:-600}
 OUT=${OUT:-bench_results/gpu}
 ENV_NAME=${ENV:-ant}
+BACKEND=${BACKEND:-}
+CONTENDERS=${CONTENDERS:-raw,spo,ground_truth}
+BREAKDOWN=${BREAKDOWN:-1}
+TAG=${TAG:-}
+EXTRA_ARGS=${EXTRA_ARGS:-}
 NUM_ENVS=${NUM_ENVS:-4096}
 SEEDS_NUM_ENVS=${SEEDS_NUM_ENVS:-256}
 REPEATS=${REPEATS:-3}
@@ -65,10 +77,14 @@ require_gpu() {
   fi
 }
 
-check() {
+describe() {  # every stage: the device and versions its figures come from
   { nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || true
     $PY -c "import jax, jaxlib, brax, mujoco, flax, optax; print('jax', jax.__version__, 'jaxlib', jaxlib.__version__, jax.devices()); print('brax', brax.__version__, 'mujoco', mujoco.__version__, 'flax', flax.__version__, 'optax', optax.__version__)"
-    $PY --version; echo "XLA_FLAGS=${XLA_FLAGS:-}"; } | tee "$OUT/env.txt"
+    $PY --version; echo "XLA_FLAGS=${XLA_FLAGS:-}"; } > "$OUT/env.txt"
+}
+
+check() {
+  cat "$OUT/env.txt"
   # A short correctness subset (the rollout's compaction, chunking and segments, all win-rate
   # maths) under the accelerator's numerics; the whole suite is CI's job, on the CPU.
   timeout "${TESTS_LIMIT:-150}" $PY -m pytest -x -q -p no:cacheprovider tests/test_winrate.py \
@@ -76,9 +92,10 @@ check() {
 }
 
 bench() {  # name, then spo-bench arguments
-  local name=$1; shift
+  local name=$1$TAG; shift
   local rc=0
-  timeout "$STAGE_LIMIT" $PY -m spo_jax.bench --env "$ENV_NAME" --repeats "$REPEATS" \
+  timeout "$STAGE_LIMIT" $PY -m spo_jax.bench --env "$ENV_NAME" ${BACKEND:+--backend "$BACKEND"} \
+    --repeats "$REPEATS" $EXTRA_ARGS \
     --out "$OUT/gpu_$name.json" "$@" 2>&1 | grep -v -i "warn" | tee "$OUT/gpu_$name.md" || rc=$?
   if [ "$rc" != 0 ]; then
     echo "INCOMPLETE: stage $name stopped (exit $rc, limit ${STAGE_LIMIT}s)" | tee -a "$OUT/gpu_$name.md"
@@ -86,7 +103,9 @@ bench() {  # name, then spo-bench arguments
 }
 
 throughput() {
-  bench throughput --num-envs "$NUM_ENVS" --contenders raw,spo,ground_truth \
+  local breakdown=()
+  if [ "$BREAKDOWN" = 0 ]; then breakdown=(--no-breakdown); fi
+  bench throughput --num-envs "$NUM_ENVS" --contenders "$CONTENDERS" "${breakdown[@]}" \
     --skip-time-to-target --winrate-sizes "" --seeds ""
 }
 
@@ -96,12 +115,14 @@ winrate() {
 }
 
 seeds() {
-  bench seeds --num-envs "$SEEDS_NUM_ENVS" --contenders spo --no-breakdown \
+  # --skip-throughput: section 1 would compile one more SPO program (up to a minute here)
+  bench seeds --num-envs "$SEEDS_NUM_ENVS" --contenders spo --skip-throughput \
     --skip-time-to-target --winrate-sizes "" --seeds "$SEEDS" --chunks default
 }
 
 install
 require_gpu
+describe
 case "$STAGE" in
   check) check ;;
   throughput) throughput ;;

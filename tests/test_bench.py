@@ -112,3 +112,27 @@ def test_breakdown_rolls_out_as_training_does_with_segments_and_whole_episodes()
 def test_a_compaction_factor_of_one_is_refused(capsys):
   assert main(["--compaction-factor", "1", "--out", "/nonexistent/bench.json"]) == 2
   assert "compaction_factor" in capsys.readouterr().err
+
+
+def test_seeds_alone_skip_the_throughput_section(tmp_path):
+  """--skip-throughput measures the seeds section alone (on an accelerator each program is a
+  compile of up to a minute, and the seeds section does not need section 1's)."""
+  out = tmp_path / "bench.json"
+  argv = ["--env", "balance", "--num-envs", "8", "--episode-length", "20", "--repeats", "1",
+          "--contenders", "spo", "--skip-throughput", "--skip-time-to-target",
+          "--winrate-sizes", "", "--seeds", "2", "--chunks", "default", "--out", str(out)]
+  assert main(argv) == 0
+  r = json.loads(out.read_text())["results"]
+  assert set(r) == {"seeds"}
+  assert [row["seeds"] for row in r["seeds"]] == [1, 2]
+
+
+@pytest.mark.parametrize("argv, named", [
+    (["--skip-throughput", "--contenders", "spo", "--winrate-sizes", "8"], "--winrate-sizes"),
+    (["--env", "balance", "--backend", "spring"], "backend"),
+])
+def test_contradictory_sections_and_a_backend_for_a_package_env_are_refused(argv, named,
+                                                                             capsys):
+  assert main([*argv, "--out", "/nonexistent/bench.json"]) == 2
+  err = capsys.readouterr().err
+  assert named in err and len(err.strip().splitlines()) == 1

@@ -78,7 +78,8 @@ def print_tables(report: dict, sections: tuple[str, ...] | None = None) -> None:
   that a long run interrupted late still shows what it measured."""
   r = {k: v for k, v in report["results"].items() if sections is None or k in sections}
   if sections is None or "throughput" in sections:
-    head = (f"{report['env']}, N={report['num_envs']}, H={report['horizon']}, "
+    head = (f"{report['env']} ({report.get('backend')}), N={report['num_envs']}, "
+            f"H={report['horizon']}, "
             f"{report['machine']['cpu']} ({report['machine']['cores']} cores), "
             f"jax {report['machine']['jax']}, medians of {report['repeats']} alternated repeats")
     print(f"\n{head}\n")
@@ -144,6 +145,8 @@ def build_parser() -> argparse.ArgumentParser:
   parser.add_argument("--num-envs", type=int, default=64, help="N (default 64)")
   parser.add_argument("--episode-length", type=int, default=None,
                       help="H (default: the preset's)")
+  parser.add_argument("--backend", default=None,
+                      help="Brax physics backend (default: the preset's), for every contender")
   parser.add_argument("--compaction-factor", type=int, default=None,
                       help="the rollout's compaction factor (default: the preset's; 0: off)")
   parser.add_argument("--contenders", default=",".join(CONTENDERS),
@@ -152,6 +155,9 @@ def build_parser() -> argparse.ArgumentParser:
   parser.add_argument("--warmup-iterations", type=int, default=0,
                       help="SPO iterations before timing (0: a fresh policy)")
   parser.add_argument("--no-breakdown", action="store_true")
+  parser.add_argument("--skip-throughput", action="store_true",
+                      help="skip section 1 (the seeds section alone; the win-rate share needs "
+                      "the SPO iteration it measures)")
   parser.add_argument("--target", type=float, default=900.0)
   parser.add_argument("--target-repeats", type=int, default=1)
   parser.add_argument("--skip-time-to-target", action="store_true")
@@ -187,6 +193,9 @@ def main(argv: list[str] | None = None) -> int:
       seeds = [1, *seeds]  # sequential runs are extrapolated from S = 1
     if args.repeats < 1:
       raise BenchError(f"--repeats {args.repeats} must be >= 1")
+    if args.skip_throughput and sizes and "spo" in contenders:
+      raise BenchError("--skip-throughput with --winrate-sizes: the win-rate share is divided "
+                       "by the SPO iteration that section 1 measures; pass --winrate-sizes ''")
 
     # brax:hopper is hopper; gymnax's envs and other families are not benchmarked here (the
     # raw-physics and Brax PPO contenders are written for Brax's and the package's envs)
@@ -196,12 +205,15 @@ def main(argv: list[str] | None = None) -> int:
       config = config.replace(episode_length=args.episode_length)
     if args.compaction_factor is not None:
       config = config.replace(compaction_factor=args.compaction_factor)
+    if args.backend:
+      config = config.replace(backend=args.backend)
     validate(config)
   except (BenchError, ConfigError) as e:
     print(f"spo-bench: {e}", file=sys.stderr)
     return 2
 
-  report: dict[str, Any] = {"env": args.env, "num_envs": config.num_envs,
+  report: dict[str, Any] = {"env": args.env, "backend": config.backend,
+                            "num_envs": config.num_envs,
                             "horizon": config.episode_length, "repeats": args.repeats,
                             "target": args.target, "machine": machine(),
                             "command": " ".join(["spo-bench", *(argv or sys.argv[1:])]),
@@ -213,7 +225,7 @@ def main(argv: list[str] | None = None) -> int:
     out.write_text(json.dumps(report, indent=2, default=float))
 
   learners = [c for c in contenders if c in ("raw", *LEARNERS)]
-  if learners:
+  if learners and not args.skip_throughput:
     report["results"]["throughput"] = throughput(config, learners, args.repeats,
                                                  args.warmup_iterations, not args.no_breakdown)
     print_tables(report, ("throughput",))
