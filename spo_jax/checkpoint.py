@@ -47,7 +47,7 @@ from typing import Any
 import jax
 
 from spo_jax import counters as counters_lib
-from spo_jax import digests
+from spo_jax import digests, write_errors
 from spo_jax import run_dir as run_dir_lib
 from spo_jax.config import Config, ConfigError
 from spo_jax.iteration import TrainState, from_stored, stored_form
@@ -128,13 +128,20 @@ def _quiet_orbax():
   for logger in loggers:
     logger.setLevel(logging.CRITICAL)
   captured = io.StringIO()
+  outer = sys.stderr  # the stream a write-failure hook keeps for the one-line report
   failed = False
   try:
     with contextlib.redirect_stderr(captured):
       try:
         yield
-      except BaseException:
+      except BaseException as error:
         failed = True
+        # A disk-full write: quiet stderr for good now (`QuietAfterWriteFailure`), not once
+        # the error has unwound to `failed_write`: the abandoned write's threads print
+        # "Event loop is closed" tracebacks in between (seen once in CI, mixed into the
+        # one-line report).
+        with contextlib.redirect_stderr(outer):
+          write_errors.notify_write_failure(error)
         # Finalise the abandoned coroutines now, while their complaints are still hidden,
         # rather than at interpreter exit.
         gc.collect()

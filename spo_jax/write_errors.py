@@ -41,6 +41,19 @@ def on_write_failure(hook: Callable[[], None]) -> Callable[[], None]:
   return lambda: _FAILURE_HOOKS.remove(hook)
 
 
+def notify_write_failure(error: BaseException) -> bool:
+  """Run the `on_write_failure` hooks now if `error` is a file-system failure of a write
+  (`write_failure`); True if it is. Called where the error first surfaces (inside the Orbax
+  save, while its stderr is still captured), so that the hooks quiet stderr before the
+  background threads of the abandoned write can print to it; `failed_write` calls them again
+  (each hook acts once)."""
+  if write_failure(error) is None:
+    return False
+  for hook in list(_FAILURE_HOOKS):
+    hook()
+  return True
+
+
 def silence_stderr() -> None:
   """Send the rest of the process's stderr to /dev/null: the writes Orbax abandoned finish on
   background threads and may print "Event loop is closed" tracebacks until the interpreter
@@ -151,8 +164,7 @@ def failed_write(what: str, path: Path, checkpointer: Any, run_path: Path):
     failure = write_failure(error)
     if failure is None:
       raise
-    for hook in list(_FAILURE_HOOKS):
-      hook()
+    notify_write_failure(error)
     if isinstance(error, FailedWrite):
       what, path = error.what, error.path
     last = checkpointer.latest_step() if checkpointer is not None else None

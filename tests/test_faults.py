@@ -530,3 +530,27 @@ def test_lock_holder_details_are_written_after_the_lock_is_taken(tmp_path):
     assert info["pid"] == os.getpid() and info["host"] == os.uname().nodename
     assert abs(time.time() - time.mktime(time.strptime(info["started"],
                                                        "%Y-%m-%dT%H:%M:%S"))) < 60
+
+
+@pytest.mark.parametrize("error, quieted", [
+    (OSError(errno.ENOSPC, "No space left on device"), True),
+    (ValueError("a bug, not the disk"), False),
+])
+def test_a_full_disk_quiets_stderr_inside_the_orbax_block(error, quieted):
+  """The write-failure hooks (`QuietAfterWriteFailure` silences stderr) run the moment a
+  disk-full error leaves Orbax, inside `_quiet_orbax`, not later in `failed_write`: in between,
+  the abandoned write's threads printed an "Event loop is closed" traceback into the one-line
+  report once in CI. The hook sees the caller's stderr (where the report goes), not the
+  block's capture. Any other error runs no hook."""
+  from spo_jax import write_errors
+  from spo_jax.checkpoint import _quiet_orbax
+
+  seen = []
+  unregister = write_errors.on_write_failure(lambda: seen.append(sys.stderr))
+  outer = sys.stderr
+  try:
+    with pytest.raises(type(error)), _quiet_orbax():
+      raise error
+  finally:
+    unregister()
+  assert seen == ([outer] if quieted else [])
