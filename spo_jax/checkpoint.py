@@ -117,12 +117,14 @@ def _ocp():
 
 
 @contextlib.contextmanager
-def _quiet_orbax():
+def _quiet_orbax(writing: bool = False):
   """Keep Orbax's failure noise from the terminal: when a write fails (disk full), Orbax logs
   the error through absl, and the TensorStore callbacks it leaves behind print hundreds of
   "Event loop is closed" tracebacks and, once garbage-collected, "Exception ignored in
   <coroutine ...>" ones. The caller reports the failure in one line instead. What a
-  successful block printed is passed on unchanged."""
+  successful block printed is passed on unchanged. `writing` (saves only): a file-system
+  failure runs the write-failure hooks at once (`write_errors.notify_write_failure`); a read
+  that fails (a damaged checkpoint, skipped on resume) must not silence the run."""
   loggers = [logging.getLogger(name) for name in ("absl", "asyncio")]
   levels = [logger.level for logger in loggers]
   for logger in loggers:
@@ -140,8 +142,9 @@ def _quiet_orbax():
         # the error has unwound to `failed_write`: the abandoned write's threads print
         # "Event loop is closed" tracebacks in between (seen once in CI, mixed into the
         # one-line report).
-        with contextlib.redirect_stderr(outer):
-          write_errors.notify_write_failure(error)
+        if writing:
+          with contextlib.redirect_stderr(outer):
+            write_errors.notify_write_failure(error)
         # Finalise the abandoned coroutines now, while their complaints are still hidden,
         # rather than at interpreter exit.
         gc.collect()
@@ -197,7 +200,7 @@ class Checkpointer:
                                    **counters_lib.to_meta(state.counters)}}
     state = stored_form(state)
     try:
-      with _quiet_orbax():
+      with _quiet_orbax(writing=True):
         self._manager.save(step, args=args.Composite(state=args.StandardSave(state),
                                                      meta=args.JsonSave(meta)), force=True)
         self._manager.wait_until_finished()

@@ -41,17 +41,18 @@ def on_write_failure(hook: Callable[[], None]) -> Callable[[], None]:
   return lambda: _FAILURE_HOOKS.remove(hook)
 
 
-def notify_write_failure(error: BaseException) -> bool:
+def notify_write_failure(error: BaseException) -> None:
   """Run the `on_write_failure` hooks now if `error` is a file-system failure of a write
-  (`write_failure`); True if it is. Called where the error first surfaces (inside the Orbax
-  save, while its stderr is still captured), so that the hooks quiet stderr before the
-  background threads of the abandoned write can print to it; `failed_write` calls them again
-  (each hook acts once)."""
-  if write_failure(error) is None:
-    return False
+  (`write_failure`). Called where the error first surfaces (inside the Orbax save, while its
+  stderr is still captured), so that the hooks quiet stderr before the background threads of
+  the abandoned write can print to it; `failed_write` runs them again (each hook acts once)."""
+  if write_failure(error) is not None:
+    _run_failure_hooks()
+
+
+def _run_failure_hooks() -> None:
   for hook in list(_FAILURE_HOOKS):
     hook()
-  return True
 
 
 def silence_stderr() -> None:
@@ -164,7 +165,7 @@ def failed_write(what: str, path: Path, checkpointer: Any, run_path: Path):
     failure = write_failure(error)
     if failure is None:
       raise
-    notify_write_failure(error)
+    _run_failure_hooks()
     if isinstance(error, FailedWrite):
       what, path = error.what, error.path
     last = checkpointer.latest_step() if checkpointer is not None else None

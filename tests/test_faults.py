@@ -549,8 +549,25 @@ def test_a_full_disk_quiets_stderr_inside_the_orbax_block(error, quieted):
   unregister = write_errors.on_write_failure(lambda: seen.append(sys.stderr))
   outer = sys.stderr
   try:
-    with pytest.raises(type(error)), _quiet_orbax():
+    with pytest.raises(type(error)), _quiet_orbax(writing=True):
       raise error
   finally:
     unregister()
   assert seen == ([outer] if quieted else [])
+
+
+def test_a_failed_read_does_not_quiet_stderr():
+  """A restore that fails with a file-system error (a damaged checkpoint missing a file, which
+  resuming skips) runs no write-failure hook: silencing stderr there would hide the rest of
+  the resumed run."""
+  from spo_jax import write_errors
+  from spo_jax.checkpoint import _quiet_orbax
+
+  seen = []
+  unregister = write_errors.on_write_failure(lambda: seen.append(sys.stderr))
+  try:
+    with pytest.raises(FileNotFoundError), _quiet_orbax():
+      raise FileNotFoundError(errno.ENOENT, "No such file or directory")
+  finally:
+    unregister()
+  assert seen == []

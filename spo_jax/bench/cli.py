@@ -78,7 +78,8 @@ def print_tables(report: dict, sections: tuple[str, ...] | None = None) -> None:
   that a long run interrupted late still shows what it measured."""
   r = {k: v for k, v in report["results"].items() if sections is None or k in sections}
   if sections is None or "throughput" in sections:
-    head = (f"{report['env']} ({report.get('backend')}), N={report['num_envs']}, "
+    head = (f"{report['env']} ({report.get('backend') or 'default backend'}), "
+            f"N={report['num_envs']}, "
             f"H={report['horizon']}, "
             f"{report['machine']['cpu']} ({report['machine']['cores']} cores), "
             f"jax {report['machine']['jax']}, medians of {report['repeats']} alternated repeats")
