@@ -41,6 +41,7 @@ from spo_jax.train import (
     TrainingInterrupted,
     TrainState,
     build,
+    init_over_seeds,
     make_train,
     train,
 )
@@ -52,9 +53,10 @@ __version__ = "0.1.0"
 __all__ = [
     "Balance", "BradleyTerry", "build", "compute_winrates", "Config", "ConfigError",
     "cyclic_triple_fraction", "default_config", "ExploitabilityResult", "FrozenPolicy",
-    "load_frozen", "load_policy", "LogOptions", "make_env", "make_teacher", "make_train",
-    "MatrixGame", "NumericalError", "Oracle", "place_rewards", "PointReach", "PolicyParams",
-    "preset", "PRESETS", "rollout", "run_exploitability", "RunDirBusy", "RunWriteError",
-    "Teacher", "TeacherContractError", "TeacherStep", "train", "TrainingInterrupted",
-    "TrainState", "Trajectory", "validate", "validate_teacher", "winrate",
+    "init_over_seeds", "load_frozen", "load_policy", "LogOptions", "make_env", "make_teacher",
+    "make_train", "MatrixGame", "NumericalError", "Oracle", "place_rewards", "PointReach",
+    "PolicyParams", "preset", "PRESETS", "rollout", "run_exploitability", "RunDirBusy",
+    "RunWriteError", "Teacher", "TeacherContractError", "TeacherStep", "train",
+    "TrainingInterrupted", "TrainState", "Trajectory", "validate", "validate_teacher",
+    "winrate",
 ]

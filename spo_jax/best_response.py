@@ -63,7 +63,7 @@ from spo_jax.config import Config, ConfigError
 from spo_jax.evaluate import PolicyParams, acting_policy, rollout_policy
 from spo_jax.iteration import TrainState, make_functions, policy_params
 from spo_jax.rollout import PolicyFn, RolloutResult, rollout
-from spo_jax.setup import build, over_seeds
+from spo_jax.setup import build, init_over_seeds, over_seeds
 from spo_jax.teachers import TeacherProtocol, ask
 from spo_jax.winrate import place_rewards
 
@@ -276,8 +276,8 @@ def responder_programs(env: Env, teacher: TeacherProtocol, frozen_networks: nets
     return paired_preferences(teacher, a, b, k_teacher)[0]
 
   return ResponderPrograms(
-      init_cold=jax.jit(over_seeds(functools.partial(init, warm_start=False), num_seeds)),
-      init_warm=jax.jit(over_seeds(functools.partial(init, warm_start=True), num_seeds)),
+      init_cold=jax.jit(init_over_seeds(functools.partial(init, warm_start=False), num_seeds)),
+      init_warm=jax.jit(init_over_seeds(functools.partial(init, warm_start=True), num_seeds)),
       step=jax.jit(over_seeds(fns.iteration, num_seeds)),
       evaluate=jax.jit(over_seeds(evaluate, num_seeds)))
 

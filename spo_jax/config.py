@@ -73,9 +73,8 @@ class Config:
   """Random seed for parameters, environments, teacher and minibatches."""
   num_seeds: int = 1
   """S: seeds trained together as one vmapped, compiled run (seed, seed + 1, ...,
-  seed + S - 1); metrics.jsonl gets one row per seed per evaluation. Known fault: on a CPU
-  (jax 0.10.2) S >= 2 seeds of a Brax env (seen on `ant` and `inverted_pendulum`) can hang in
-  their first call; run its seeds as separate processes there (docs/performance.md, "Seeds")."""
+  seed + S - 1), each seed initialised as its own single run would be; metrics.jsonl gets
+  one row per seed per evaluation."""
 
   # --- reward source and teacher -------------------------------------------------
   reward_source: str = "spo"

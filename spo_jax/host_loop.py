@@ -36,6 +36,7 @@ from spo_jax.saved_policy import check_resume_env, read_spec, write_spec
 from spo_jax.setup import (
   Setup,
   device_mesh,
+  init_over_seeds,
   over_seeds,
   seed_keys,
 )
@@ -99,7 +100,7 @@ class HostLoop:
     num_seeds = config.num_seeds
     self.seeds = [config.seed + i for i in range(num_seeds)]
     self.keys = seed_keys(config)
-    self.init = jax.jit(over_seeds(setup.fns.init, num_seeds))
+    self.init = jax.jit(init_over_seeds(setup.fns.init, num_seeds))
     self.tags: list[dict[str, Any]] = [{} for _ in range(num_seeds)]
     self.sweep = runs is not None
     if runs is not None:
@@ -107,7 +108,7 @@ class HostLoop:
       self.keys = jnp.stack([jax.random.PRNGKey(s) for s in self.seeds])
       values = {k: jnp.asarray(v, jnp.float32) for k, v in runs.values.items()}
       run_init = lambda key, run_values: with_hyperparams(setup.fns.init(key), run_values)
-      self.init = jax.jit(lambda keys: over_seeds(run_init, num_seeds)(keys, values))
+      self.init = jax.jit(lambda keys: init_over_seeds(run_init, num_seeds)(keys, values))
     iterate = over_seeds(setup.fns.iteration, num_seeds)
     if num_seeds > 1:
       iterate = _lockstep_physics(iterate, config.num_envs)

@@ -279,7 +279,9 @@ class RewardModelSource:
     del summary_template  # the model reads steps, not teacher summaries
     keys = jax.random.split(key, self.ensemble_size)
     dummy = jnp.zeros((1, self.feature_size))
-    params = jax.vmap(lambda k: self.network.init(k, dummy))(keys)
+    # One member after another: vmapped, the orthogonal initialisers become batched QR calls,
+    # which can deadlock jaxlib's CPU thread pool (setup.init_over_seeds).
+    params = jax.lax.map(lambda k: self.network.init(k, dummy), keys)
     return RewardModelState(params, jax.vmap(self.optimizer.init)(params),
                             nets.normalizer_init(self.observation_size),
                             buffer_init(self.buffer_size, self.horizon, self.feature_size))

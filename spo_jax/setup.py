@@ -160,11 +160,29 @@ def over_seeds(fn: Callable, num_seeds: int) -> Callable:
   return single
 
 
+def init_over_seeds(init: Callable, num_seeds: int) -> Callable:
+  """`init` over a leading seed axis like `over_seeds`, but one seed after another
+  (`jax.lax.map`) where there are several.
+
+  Not `jax.vmap`: vmapped, the networks' orthogonal initialisers become batched QR
+  factorisations, and jaxlib's CPU kernel for a batch (`ParallelBatchMap`) waits for its
+  pieces on the XLA thread pool that it is itself running on. When as many such kernels run
+  at once as the pool has threads (two on a 2-core machine), every thread waits and the call
+  never returns (docs/performance.md, "A fixed fault"). Each seed's values are the ones its
+  own single-seed run draws, and initialising happens once per run, so the loop costs
+  nothing that shows.
+  """
+  if num_seeds == 1:
+    return over_seeds(init, num_seeds)
+  return lambda *args: jax.lax.map(lambda per_seed: init(*per_seed), args)
+
+
 def make_train(config: Config, env: Env | None = None,
                teacher: TeacherProtocol | None = None) -> TrainFunctions:
   """Pure `init(key) -> TrainState` and `iteration(state) -> (state, metrics)`.
 
-  Neither is jitted here: wrap them in `jax.jit` (or `jax.vmap` then `jax.jit` for many
-  seeds). `train` does this for you.
+  Neither is jitted here: wrap them in `jax.jit`. For S seeds, jit
+  `init_over_seeds(fns.init, S)` and `jax.vmap(fns.iteration)` (a vmapped `init` can
+  deadlock on a CPU: `init_over_seeds`). `train` does this for you.
   """
   return build(config, env, teacher).fns

@@ -48,6 +48,7 @@ from spo_jax.setup import (  # noqa: F401 (re-exported)
   Setup,
   build,
   device_mesh,
+  init_over_seeds,
   make_train,
   over_seeds,
   seed_keys,

@@ -115,9 +115,10 @@ def test_a_compaction_factor_of_one_is_refused(capsys):
 
 
 def test_seeds_alone_skip_the_throughput_section(tmp_path, monkeypatch):
-  """--skip-throughput measures the seeds section alone (on an accelerator each program is a
-  compile of up to a minute, and the seeds section does not need section 1's). The sections
-  themselves are stood in for: the tiny bench above runs the real ones."""
+  """--skip-throughput (with --skip-time-to-target and no win-rate sizes) measures the seeds
+  section alone (on an accelerator each program is a compile of up to a minute, and the seeds
+  section does not need section 1's). The sections themselves are stood in for: the tiny
+  bench above runs the real ones."""
   import spo_jax.bench.cli as bench_cli  # noqa: PLC0415
 
   def no_throughput(*args, **kwargs):

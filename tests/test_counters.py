@@ -70,7 +70,7 @@ def test_device_totals_equal_the_sum_of_the_iterations_metrics():
                           policy_hidden_sizes=(8,), value_hidden_sizes=(8,))
   fns = spo_jax.make_train(config)
   keys = jax.random.split(jax.random.PRNGKey(1), 2)
-  state, metrics = jax.jit(jax.vmap(fns.iteration))(jax.vmap(fns.init)(keys))
+  state, metrics = jax.jit(jax.vmap(fns.iteration))(spo_jax.init_over_seeds(fns.init, 2)(keys))
   totals = counters_lib.to_meta(state.counters)
   for name, metric in (("env_steps", "train/env_steps"),
                        ("physics_steps", "train/physics_steps"),

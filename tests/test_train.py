@@ -117,7 +117,7 @@ def test_spo_logs_how_often_the_teachers_majority_cycles(table):
 def test_seeds_under_vmap_equal_single_runs():
   fns = spo_jax.make_train(TINY)
   keys = jax.random.split(jax.random.PRNGKey(3), 2)
-  batched = jax.jit(jax.vmap(fns.iteration))(jax.vmap(fns.init)(keys))[0]
+  batched = jax.jit(jax.vmap(fns.iteration))(spo_jax.init_over_seeds(fns.init, 2)(keys))[0]
   for s in range(2):
     single = jax.jit(fns.iteration)(fns.init(keys[s]))[0]
     for x, y in zip(jax.tree.leaves(single.params), jax.tree.leaves(batched.params), strict=True):

@@ -157,8 +157,8 @@ def build_parser() -> argparse.ArgumentParser:
                       help="SPO iterations before timing (0: a fresh policy)")
   parser.add_argument("--no-breakdown", action="store_true")
   parser.add_argument("--skip-throughput", action="store_true",
-                      help="skip section 1 (the seeds section alone; the win-rate share needs "
-                      "the SPO iteration it measures)")
+                      help="skip section 1, the throughput (refused with --winrate-sizes: the "
+                      "win-rate share needs the SPO iteration it measures)")
   parser.add_argument("--target", type=float, default=900.0)
   parser.add_argument("--target-repeats", type=int, default=1)
   parser.add_argument("--skip-time-to-target", action="store_true")

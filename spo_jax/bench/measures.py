@@ -21,7 +21,7 @@ from spo_jax.evaluate import rollout_policy
 from spo_jax.iteration import training_rollout
 from spo_jax.rollout import DEFAULT_CHUNK, RolloutResult, Trajectory
 from spo_jax.teachers import TeacherStep
-from spo_jax.train import build, over_seeds, policy_params, ppo_hyperparams
+from spo_jax.train import build, init_over_seeds, over_seeds, policy_params, ppo_hyperparams
 
 # -------------------------------------------------------------------------------------
 # 1-2. Throughput and breakdown
@@ -233,7 +233,7 @@ def seeds_section(config, seeds: list[int], chunks: list[str], repeats: int) -> 
     for s in seeds:
       setup = build(config, chunk=chunk)
       keys = jnp.stack([jax.random.PRNGKey(config.seed + i) for i in range(s)])
-      state = jax.jit(over_seeds(setup.fns.init, s))(keys)
+      state = jax.jit(init_over_seeds(setup.fns.init, s))(keys)
       fn = jax.jit(over_seeds(setup.fns.iteration, s)).lower(state).compile()
       _, (_, m) = timed(fn, state)
       m = jax.device_get(m)
