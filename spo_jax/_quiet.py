@@ -19,7 +19,9 @@ _log = logging.getLogger("spo_jax")
 def quiet_imports():
   """Hide Python warnings, log records, prints, and MuJoCo's C-level model warnings (which it
   otherwise prints and appends to MUJOCO_LOG.TXT in the working directory, e.g. Brax's
-  models use the deprecated 'settotalmass' attribute). They go to the debug log instead."""
+  models use the deprecated 'settotalmass' attribute). They are discarded: MuJoCo's are
+  handed to the `spo_jax` debug log, but `logging.disable` drops that record too while the
+  block runs, and the prints and warnings are thrown away."""
   previous = logging.root.manager.disable
   logging.disable(logging.WARNING)
   mujoco, previous_hook = None, None

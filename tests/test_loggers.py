@@ -1,12 +1,10 @@
-"""Tests for spo_jax/loggers.py and spo_jax/progress.py: what a run writes and shows."""
+"""Tests for spo_jax/loggers.py: what a run writes (metrics.jsonl, metrics.csv and, through
+spo_jax/log_sinks.py, TensorBoard), also across a resume."""
 
 import csv
-import io
 import json
 import shutil
 import struct
-import sys
-import types
 
 import pytest
 
@@ -190,69 +188,6 @@ def test_wandb_requested_but_not_installed_fails_before_training(monkeypatch, tm
   assert exit_info.value.code == 2
   assert "pip install wandb" in err and len(err.strip().splitlines()) == 1
   assert not (tmp_path / "run").exists()
-
-
-def test_wandb_runs_already_open_are_finished_when_a_later_seed_fails(monkeypatch, tmp_path):
-  """A stand-in `wandb` whose second `init` fails (what the real package does with a bad
-  entity, say): the first seed's run is finished, not left open, and the error reaches the
-  caller. What the real package logs is tested in tests/test_wandb.py."""
-  calls = []
-
-  class Run:
-    def define_metric(self, *args, **kwargs):
-      pass
-
-    def finish(self):
-      calls.append("finish")
-
-  def init(**kwargs):
-    calls.append(kwargs["id"])
-    if len(calls) > 1:
-      raise RuntimeError("no such entity")
-    return Run()
-
-  monkeypatch.setitem(sys.modules, "wandb", types.SimpleNamespace(init=init))
-  import importlib.util
-
-  real = importlib.util.find_spec
-  monkeypatch.setattr(importlib.util, "find_spec",
-                      lambda name, *a: object() if name == "wandb" else real(name, *a))
-  options = LogOptions(csv=False, tensorboard=False, wandb=True, wandb_mode="offline")
-  with pytest.raises(RuntimeError, match="no such entity"):
-    MetricsLogger(tmp_path, options, {"seed": 3}, num_seeds=2)
-  base = (tmp_path / "wandb_id.txt").read_text().strip()
-  assert calls == [f"{base}-seed3", f"{base}-seed4", "finish"]
-
-
-def test_progress_bar_and_lines_render_to_a_stream_that_is_not_a_terminal():
-  from spo_jax.progress import BarProgress, make_progress
-
-  config = preset("balance").replace(num_timesteps=1000)
-  metrics = {"iteration": 2, "step": 400, "time/elapsed_s": 2.0, "eval/episode_reward": 12.5,
-             "train/winrate_std": 0.25, "train/total_queries": 1234,
-             "per_seed": [{"eval/episode_reward": 10.0}, {"eval/episode_reward": 15.0}]}
-  stream = io.StringIO()
-  bar = BarProgress(config, stream)
-  bar.start(0)
-  bar.advance(400, 2)
-  bar.evaluation(metrics)
-  bar.close()
-  text = " ".join(stream.getvalue().split())  # the info line wraps at the console width
-  assert "400/1,000 steps" in text and "win-rate std 0.250" in text and "queries 1,234" in text
-
-  stream = io.StringIO()  # auto: StringIO is not a TTY, so one plain line per evaluation
-  lines = make_progress(config, "auto", stream)
-  lines.start(0)
-  lines.evaluation(metrics)
-  lines.evaluation({**metrics, "iteration": 4, "step": 1000, "time/elapsed_s": 2.5})
-  lines.close()
-  line, second = stream.getvalue().splitlines()
-  # 400 steps in 2 s = 200 steps/s (the first line: the whole run so far, compile included);
-  # 2 seeds with returns 10 and 15
-  assert "400/1,000" in line and "200 steps/s" in line and "min 10.0, max 15.0" in line
-  # then the rate since the last line: 600 steps in 0.5 s = 1,200 steps/s (not 1000 / 2.5)
-  assert "1,000/1,000" in second and " 1,200 steps/s" in second
-  assert make_progress(config, "none", stream).__class__.__name__ == "_Silent"
 
 
 def test_training_and_resume_keep_every_file_consistent(tmp_path):
