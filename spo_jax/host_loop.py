@@ -171,6 +171,13 @@ class HostLoop:
     # The newest checkpoint that matches its manifest; damaged newer ones are named on
     # stderr and left for the next save of their step to replace.
     _, state, meta = restore_usable(self.checkpointer, jax.eval_shape(self.init, self.keys))
+    # Orbax returns arrays committed to a device; `init`'s are not. jit keys its cache on
+    # that, so the iteration would compile once for the restored state and again for its own
+    # (uncommitted) output: two compiles on every resume instead of one. Placed on the
+    # default device the way `init`'s output is, the restored state runs the fresh run's
+    # program. (A sharded run places both on the mesh after this.)
+    state = jax.tree.map(lambda leaf: (jnp.asarray(np.asarray(leaf))
+                                       if leaf.is_fully_addressable else leaf), state)
     self.counters["wall_time"] = meta["counters"].get("wall_time", 0.0)
     self.counters.update(counters_lib.to_meta(state.counters))
     digests.check_same_files(meta.get("files", {}), self.file_digests, run_path)

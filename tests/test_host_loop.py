@@ -140,3 +140,26 @@ def test_several_seeds_give_one_row_each_and_their_mean():
   assert summary["eval/episode_reward"] == pytest.approx(
       (seed_7["eval/episode_reward"] + seed_8["eval/episode_reward"]) / 2)
   assert "seed" not in summary and loop.windows == [[], []]
+
+
+def test_a_resume_compiles_the_iteration_once(tmp_path, monkeypatch):
+  # Orbax restores arrays committed to a device and `init` returns uncommitted ones; jit
+  # keys its cache on that. Unless the loop places the restored state as `init` would, the
+  # resumed run compiles its iteration twice: once for the restored state, once for the
+  # iteration's own output.
+  from spo_jax import host_loop
+
+  loops = []
+  original = host_loop.HostLoop.__init__
+
+  def keep(self, *args, **kwargs):
+    original(self, *args, **kwargs)
+    loops.append(self)
+
+  monkeypatch.setattr(host_loop.HostLoop, "__init__", keep)
+  run = tmp_path / "run"
+  spo_jax.train(BALANCE.replace(max_iterations=1, checkpoint_every=1), run_dir=run)
+  spo_jax.train(BALANCE.replace(max_iterations=3, checkpoint_every=1), run_dir=run, resume=True)
+  fresh, resumed = loops
+  assert fresh.iteration._cache_size() == 1
+  assert resumed.iteration._cache_size() == 1  # two calls, one compiled program
