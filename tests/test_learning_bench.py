@@ -1,7 +1,7 @@
 """Tests for spo_jax/learning_bench/: the whole pipeline on the tiny point_reach env (runs in
-subprocesses, files, resume, a changed plan refused), the interpolation and summary worked out
-by hand, Brax's batch-size scaling, and every bad input refused in one line before anything
-is built. No test builds a Brax locomotion env."""
+subprocesses, a failed run reported then redone by a rerun, files, a changed plan refused), the
+interpolation and summary worked out by hand, Brax's batch-size scaling, and every bad input
+refused in one line before anything is built. No test builds a Brax locomotion env."""
 
 import csv
 import json
@@ -15,6 +15,7 @@ import pytest
 
 from spo_jax import learning_bench as lb
 from spo_jax.learning_bench import cli as lb_cli
+from spo_jax.learning_bench import running as lb_running
 
 # point_reach: N x H = 64 x 32 = 2048 env steps per iteration of ours; Brax PPO's training
 # step is batch_size x num_minibatches x unroll_length = 32 x 4 x 8 = 1024 env steps.
@@ -33,13 +34,43 @@ def test_end_to_end_resume_and_changed_plan(tmp_path, capsys, monkeypatch):
   monkeypatch.setenv("XLA_FLAGS", " ".join(
       [os.environ.get("XLA_FLAGS", ""), "--xla_backend_optimization_level=0"]).strip())
   out = tmp_path / "lb"
-  assert lb.main([*TINY, "--out", str(out)]) == 0
-  printed = capsys.readouterr().out
+  # ground_truth seed 0 fails (its process exits 1 after a line in its log) and is retried by
+  # the rerun below: every (contender, seed) runs for real exactly once.
+  real_run = lb_running._run_subprocess
+
+  def fail_ground_truth_seed_0(out_dir, name, seed):
+    if (name, seed) != ("ground_truth", 0):
+      return real_run(out_dir, name, seed)
+    log = out_dir / "logs" / f"{name}-seed{seed}.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    log.write_text("Traceback ...\nRuntimeError: simulated crash\n")
+    return 1
+
+  monkeypatch.setattr(lb_running, "_run_subprocess", fail_ground_truth_seed_0)
+  assert lb.main([*TINY, "--out", str(out)]) == 1
+  printed, err = capsys.readouterr()
   # Seed 0 runs brax_ppo then ground_truth; seed 1 the other way round.
   started = [ln.split(":")[0] for ln in printed.splitlines() if ln.endswith("running ...")]
   assert started == ["[1/4] brax_ppo seed 0", "[2/4] ground_truth seed 0",
                      "[3/4] ground_truth seed 1", "[4/4] brax_ppo seed 1"]
+  assert "[2/4] ground_truth seed 0: FAILED (exit 1; " in printed
+  assert printed.count("FAILED") == 1 and "simulated crash" in printed
+  assert "| brax_ppo | 2/2 |" in printed and "| ground_truth | 1/2 |" in printed
+  assert "1 run(s) failed (ground_truth seed 0)" in err and "rerun the same command" in err
+  assert not lb.run_path(out, "ground_truth", 0).exists()
+
+  # Resume: only the failed run is done again; the others' files are not touched.
+  monkeypatch.setattr(lb_running, "_run_subprocess", real_run)
+  kept = {p: p.stat().st_mtime_ns for p in (out / "runs").glob("*.json")}
+  kept.update({p: p.stat().st_mtime_ns for p in (out / "logs").glob("brax_ppo-*.log")})
+  assert len(kept) == 5
+  assert lb.main([*TINY, "--out", str(out)]) == 0
+  printed = capsys.readouterr().out
+  assert printed.count("running ...") == 1 and "[2/4] ground_truth seed 0: running" in printed
+  assert printed.count("done already") == 3
   assert "| brax_ppo | 2/2 |" in printed and "ground_truth / brax_ppo wall time" in printed
+  assert lb.run_path(out, "ground_truth", 0).is_file()
+  assert {p: p.stat().st_mtime_ns for p in kept} == kept
 
   plan = json.loads((out / "plan.json").read_text())
   assert plan["contenders"] == ["brax_ppo", "ground_truth"] and plan["backend"] is None
@@ -82,17 +113,6 @@ def test_end_to_end_resume_and_changed_plan(tmp_path, capsys, monkeypatch):
       (float(bp["final_return_seed0"]) + float(bp["final_return_seed1"])) / 2)
   assert "| ground_truth | 2/2 |" in (out / "summary.md").read_text()
   assert (out / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-
-  # Resume: only the deleted run is done again; the others' files are not touched.
-  lb.run_path(out, "ground_truth", 0).unlink()
-  kept = {p: p.stat().st_mtime_ns for p in (out / "runs").glob("*.json")}
-  kept.update({p: p.stat().st_mtime_ns for p in (out / "logs").glob("brax_ppo-*.log")})
-  assert lb.main([*TINY, "--out", str(out)]) == 0
-  printed = capsys.readouterr().out
-  assert printed.count("running ...") == 1 and "ground_truth seed 0: running" in printed
-  assert printed.count("done already") == 3
-  assert lb.run_path(out, "ground_truth", 0).is_file()
-  assert {p: p.stat().st_mtime_ns for p in kept} == kept
 
   # Another plan into the same folder: refused in one line naming the field and the fix.
   changed = [a if a != "4096" else "6144" for a in TINY]
