@@ -84,10 +84,14 @@ def complete_steps(directory: str | Path, verify: bool = False,
   needs the folder names, leaves it off.
   """
   directory = Path(directory)
-  if not directory.is_dir():
+  try:
+    entries = list(directory.iterdir())
+  except (FileNotFoundError, NotADirectoryError):
+    # Absent, or moved away between a check and the listing (`--overwrite` sets the folder
+    # aside while `spo-eval` or a watcher may be reading it): nothing complete there.
     return []
   steps = []
-  for entry in directory.iterdir():
+  for entry in entries:
     if (entry.name.isdigit() and entry.is_dir()
         and all((entry / marker).exists() for marker in _COMPLETE_MARKERS)):
       steps.append(int(entry.name))

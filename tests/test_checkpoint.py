@@ -146,3 +146,25 @@ def test_a_run_without_policy_json_loads_and_resumes_as_before(tmp_path):
   np.testing.assert_array_equal(spo_jax.load_policy(tmp_path / "run")(obs), policy(obs))
   spo_jax.train(TINY.replace(max_iterations=2), run_dir=tmp_path / "run", resume=True)
   assert (tmp_path / "run" / "policy.json").exists()  # written on resume
+
+
+def test_complete_steps_of_a_folder_gone_or_moved_away_while_listed(tmp_path, monkeypatch):
+  from spo_jax.checkpoint import complete_steps
+
+  folder = tmp_path / "checkpoints"
+  (folder / "3").mkdir(parents=True)
+  assert complete_steps(folder) == []  # a step folder without a finished save's files
+  assert complete_steps(tmp_path / "absent") == []
+  (tmp_path / "a_file").write_text("")
+  assert complete_steps(tmp_path / "a_file") == []
+  # `--overwrite` moves checkpoints/ aside while another process lists it: the folder exists
+  # when looked at and is gone when read. Nothing complete, not a traceback.
+  listing = type(folder).iterdir
+
+  def vanished(path):
+    if path == folder:
+      raise FileNotFoundError(str(path))
+    return listing(path)
+
+  monkeypatch.setattr(type(folder), "iterdir", vanished)
+  assert complete_steps(folder) == []
